@@ -1,0 +1,16 @@
+"""lur_jax: machine unlearning with LUR (Learning to Unlearn while Retaining) in JAX."""
+
+from lur_jax.checkpoint import params_checksum
+from lur_jax.data import Dataset, ForgetSplit, Splits, load_digits, make_forget_split
+from lur_jax.experiment import Experiment, prepare, run
+from lur_jax.losses import (ce_objective, cross_entropy, forget_objective,
+                            random_wrong_labels, true_class_confidence)
+from lur_jax.lur import (LurTerms, lookahead_params, lur_loss, lur_value_and_grad,
+                         lur_value_and_grad_with_terms, tree_cosine)
+from lur_jax.methods import METHODS, Context, Method
+from lur_jax.metrics import avg_gap, mia_efficacy
+from lur_jax.models import CNN, MLP, MODELS, Model, build_model
+from lur_jax.train import (TrainState, conflict_metrics, init_state, lur_step,
+                           objective_step, sgd)
+
+__version__ = "0.1.0"

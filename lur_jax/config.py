@@ -1,0 +1,138 @@
+"""Loading experiment configs (Python files with ``get_config()``) and overrides."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import os
+import sys
+
+import ml_collections
+
+from lur_jax import data, lur, losses, methods, models
+
+
+def load(path: str) -> ml_collections.ConfigDict:
+  """Imports ``path`` and returns its ``get_config()``."""
+  if not os.path.isfile(path):
+    raise ValueError(f"config file {path!r} does not exist")
+  name = "lur_jax_config_" + os.path.splitext(os.path.basename(path))[0]
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  # Let a variant import its base from the same folder.
+  sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
+  try:
+    spec.loader.exec_module(module)
+  finally:
+    sys.path.pop(0)
+  if not hasattr(module, "get_config"):
+    raise ValueError(f"config file {path!r} has no get_config()")
+  return module.get_config()
+
+
+def _cast(key: str, raw: str, current):
+  """Parses ``raw`` to the type of the value it replaces."""
+  if isinstance(current, bool):
+    if raw.lower() in ("true", "1", "yes"):
+      return True
+    if raw.lower() in ("false", "0", "no"):
+      return False
+    raise ValueError(f"--set {key}={raw!r}; allowed: true or false")
+  if isinstance(current, (int, float)):
+    kind = type(current)
+    try:
+      value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+      value = None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+        kind is int and not float(value).is_integer()):
+      raise ValueError(f"--set {key}={raw!r}; allowed: a{'n int' if kind is int else ' number'}")
+    return kind(value)
+  if isinstance(current, str):
+    return raw
+  try:  # None or a container: a Python literal, else the string itself
+    return ast.literal_eval(raw)
+  except (ValueError, SyntaxError):
+    return raw
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides) -> ml_collections.ConfigDict:
+  """Applies ``["a.b=value", ...]`` to a copy of ``config``.
+
+  Raises:
+    ValueError: on a malformed override or a key the config does not have.
+  """
+  config = ml_collections.ConfigDict(config.to_dict())
+  for item in overrides or ():
+    key, sep, raw = item.partition("=")
+    if not sep or not key:
+      raise ValueError(f"--set {item!r}; allowed: KEY=VALUE with KEY a dotted config path")
+    *parents, leaf = key.split(".")
+    node = config
+    for i, part in enumerate(parents):
+      node = node.get(part) if isinstance(node, ml_collections.ConfigDict) else None
+      if not isinstance(node, ml_collections.ConfigDict):
+        raise ValueError(f"unknown config key {key!r} ({'.'.join(parents[:i + 1])!r} "
+                         "is not a section)")
+    if leaf not in node:
+      raise ValueError(f"unknown config key {key!r}; allowed in this section: "
+                       f"{', '.join(sorted(node.keys()))}")
+    if isinstance(node[leaf], ml_collections.ConfigDict):
+      raise ValueError(f"config key {key!r} is a section; set one of its keys")
+    node[leaf] = _cast(key, raw, node[leaf])
+  return config
+
+
+def _positive(config, key, kind=(int, float)):
+  value = config
+  for part in key.split("."):
+    value = value[part]
+  if isinstance(value, bool) or not isinstance(value, kind) or not value > 0:
+    what = "an int" if kind is int else "a number"
+    raise ValueError(f"{key}={value!r}; allowed: {what} > 0")
+
+
+def method_settings(config: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
+  """A method's settings: ``unlearn`` (or ``train`` for retrain) with the
+  method's own section laid over it, ``None`` meaning "inherit"."""
+  base = config.train if name == "retrain" else config.unlearn
+  settings = ml_collections.ConfigDict(base.to_dict())
+  for key, value in config.get(name, {}).items():
+    if value is not None:
+      settings[key] = value
+  return settings
+
+
+def validate(config: ml_collections.ConfigDict) -> list[str]:
+  """Checks everything that can be checked without data; returns method names."""
+  names = methods.parse_methods(config.methods)
+  if isinstance(config.seed, bool) or not isinstance(config.seed, int) or config.seed < 0:
+    raise ValueError(f"seed={config.seed!r}; allowed: an int >= 0")
+  if config.data.name not in data.DATASETS:
+    raise ValueError(f"data.name={config.data.name!r}; allowed: {', '.join(data.DATASETS)}")
+  if config.model.name not in models.MODELS:
+    raise ValueError(f"model.name={config.model.name!r}; allowed: {', '.join(models.MODELS)}")
+  if config.forget.kind not in data.FORGET_KINDS:
+    raise ValueError(f"forget.kind={config.forget.kind!r}; allowed: "
+                     f"{', '.join(data.FORGET_KINDS)}")
+  for key in ("train.epochs", "train.batch_size", "unlearn.epochs", "unlearn.batch_size",
+              "unlearn.forget_batch_size"):
+    _positive(config, key, int)
+  for key in ("train.lr", "unlearn.lr"):
+    _positive(config, key)
+  for name in names:
+    settings = method_settings(config, name)
+    _positive(settings, "epochs", int)
+    _positive(settings, "lr")
+    if name == "lur":
+      _positive(settings, "inner_lr")
+      lur.check_inner_steps(settings.inner_steps)
+      if settings.lookahead not in lur.LOOKAHEADS:
+        raise ValueError(f"lur.lookahead={settings.lookahead!r}; allowed: "
+                         f"{', '.join(lur.LOOKAHEADS)}")
+      if settings.mode not in lur.MODES:
+        raise ValueError(f"lur.mode={settings.mode!r}; allowed: {', '.join(lur.MODES)}")
+      if settings.forget_objective not in losses.FORGET_OBJECTIVES:
+        raise ValueError(f"lur.forget_objective={settings.forget_objective!r}; allowed: "
+                         f"{', '.join(losses.FORGET_OBJECTIVES)}")
+  return names

@@ -1,0 +1,294 @@
+"""The unlearning study: train the original model once, run every method,
+measure UA/RA/TA/MIA against retraining, and write the results."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import shutil
+import sys
+import time
+import zlib
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from jax import lax
+from tqdm.auto import tqdm
+
+from lur_jax import checkpoint, config as config_lib, data, methods, metrics, models, train
+
+
+class Experiment(NamedTuple):
+  """A validated config with its data, forget split and model."""
+
+  config: ml_collections.ConfigDict
+  method_names: list[str]
+  splits: data.Splits
+  forget: data.ForgetSplit
+  model: models.Model
+
+
+def prepare(config: ml_collections.ConfigDict) -> Experiment:
+  """Validates ``config`` and loads what the run needs; no training happens.
+
+  Raises:
+    ValueError: naming the bad value and what is allowed.
+  """
+  names = config_lib.validate(config)
+  splits = data.load_dataset(config.data.name, config.seed)
+  f = config.forget
+  forget = data.make_forget_split(splits, f.kind, seed=config.seed, fraction=f.fraction,
+                                  classes=f.classes, indices=f.indices)
+  model = models.build_model(config.model.name, splits.num_classes, splits.train.x.shape[1:])
+  return Experiment(config, names, splits, forget, model)
+
+
+def _method_seed(seed: int, name: str) -> int:
+  return zlib.crc32(f"{seed}/{name}".encode())
+
+
+class FitResult(NamedTuple):
+  state: train.TrainState
+  seconds: float
+  compile_seconds: float
+  steps: int
+  history: dict  # metric name -> per-step list
+  diverged_at: int | None
+
+
+def fit(step_fn, state, x, y, retain_idx, forget_idx, *, epochs, batch_size,
+        forget_batch_size, iterate, seed, desc, progress=True) -> FitResult:
+  """Runs ``epochs`` epochs of ``step_fn``; one jitted ``lax.scan`` per epoch.
+
+  An epoch walks once through the ``iterate`` set ("retain" or "forget") in
+  batches; the other set's batches cycle alongside. Compilation is timed
+  separately from the run.
+  """
+  walked, walked_bs = (retain_idx, batch_size) if iterate == "retain" else (
+      forget_idx, forget_batch_size)
+  steps = max(1, math.ceil(len(walked) / walked_bs))
+  order = np.random.default_rng(seed)
+
+  def epoch_batches():
+    r = retain_idx[data.batch_indices(order, len(retain_idx), batch_size, steps)]
+    f = forget_idx[data.batch_indices(order, len(forget_idx), forget_batch_size, steps)]
+    return r, f
+
+  def run_epoch(state, x, y, r_idx, f_idx):
+    def body(state, idx):
+      ri, fi = idx
+      return step_fn(state, {"x": x[ri], "y": y[ri]}, {"x": x[fi], "y": y[fi]})
+    return lax.scan(body, state, (r_idx, f_idx))
+
+  batches = epoch_batches()
+  start = time.perf_counter()
+  compiled = jax.jit(run_epoch, donate_argnums=0).lower(state, x, y, *batches).compile()
+  compile_seconds = time.perf_counter() - start
+
+  history: dict[str, list] = {}
+  diverged_at = None
+  start = time.perf_counter()
+  with tqdm(range(epochs), desc=desc, disable=not progress, file=sys.stderr,
+            leave=False) as bar:
+    for epoch in bar:
+      if epoch:
+        batches = epoch_batches()
+      state, step_metrics = compiled(state, x, y, *batches)
+      step_metrics = jax.device_get(step_metrics)
+      for key, values in step_metrics.items():
+        history.setdefault(key, []).extend(float(v) for v in values)
+      bad = ~np.isfinite(step_metrics["loss"])
+      if bad.any():
+        diverged_at = epoch * steps + int(np.argmax(bad))
+        break
+      bar.set_postfix({k: f"{np.mean(v):.3f}" for k, v in step_metrics.items()})
+  jax.block_until_ready(state)
+  seconds = time.perf_counter() - start
+  return FitResult(state, seconds, compile_seconds, epochs * steps, history, diverged_at)
+
+
+def _versions() -> dict:
+  from importlib import metadata  # pylint: disable=g-import-not-at-top
+  out = {"python": platform.python_version()}
+  for pkg in ("lur_jax", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy",
+              "scikit-learn", "ml_collections"):
+    try:
+      out[pkg] = metadata.version(pkg)
+    except metadata.PackageNotFoundError:
+      out[pkg] = None
+  return out
+
+
+def device_description() -> str:
+  device = jax.devices()[0]
+  return f"{device.platform}:{device.device_kind} x{jax.device_count()}"
+
+
+def _fingerprint(obj) -> str:
+  return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _original_model(exp: Experiment, out_dir: str, log, progress):
+  """Trains the original model on D, or restores it from a previous run."""
+  cfg = exp.config
+  key = {"seed": cfg.seed, "data": cfg.data.to_dict(), "model": cfg.model.to_dict(),
+         "train": cfg.train.to_dict()}
+  directory = os.path.join(out_dir, "models", f"original-{_fingerprint(key)}")
+  abstract = jax.eval_shape(exp.model.init, jax.random.key(0))
+  restored = checkpoint.restore_model(directory, abstract)
+  if restored is not None:
+    log(f"reusing the original model from {directory}")
+    return restored[0], restored[1]["seconds"], True
+  root = jax.random.key(cfg.seed)
+  params = exp.model.init(jax.random.fold_in(root, 0))
+  all_idx = np.arange(len(exp.splits.train))
+  result = _run_method(exp, "retrain", params, all_idx, all_idx[:1], desc="original",
+                       progress=progress)
+  checkpoint.save_model(directory, result.state.params,
+                        {"seconds": result.seconds, "key": key})
+  return result.state.params, result.seconds, False
+
+
+def _run_method(exp: Experiment, name: str, params, retain_idx, forget_idx, *, desc,
+                progress) -> FitResult:
+  cfg = exp.config
+  settings = config_lib.method_settings(cfg, name)
+  method = methods.METHODS[name]
+  tx = train.sgd(settings.lr, settings.momentum, settings.weight_decay)
+  ctx = methods.Context(exp.model.apply, exp.splits.num_classes)
+  step_fn = method.make_step(ctx, settings, tx)
+  seed = _method_seed(cfg.seed, desc)
+  # The epoch donates its state; copy so that the caller's params survive.
+  state = train.init_state(jax.tree.map(jnp.copy, params), tx, jax.random.key(seed))
+  return fit(step_fn, state, exp.splits.train.x, exp.splits.train.y, retain_idx, forget_idx,
+             epochs=settings.epochs, batch_size=settings.batch_size,
+             forget_batch_size=settings.get("forget_batch_size", settings.batch_size),
+             iterate=method.iterate, seed=seed, desc=desc, progress=progress)
+
+
+def _save_replacing(directory: str, params, meta: dict) -> None:
+  tmp = directory + ".tmp"
+  shutil.rmtree(tmp, ignore_errors=True)
+  checkpoint.save_model(tmp, params, meta)
+  shutil.rmtree(directory, ignore_errors=True)
+  os.replace(tmp, directory)
+
+
+def run(config: ml_collections.ConfigDict, out_dir: str, *, progress: bool = True,
+        log=None) -> dict:
+  """Runs the whole study and writes ``out_dir/results.json`` and ``results.md``.
+
+  Args:
+    config: the experiment config (see ``configs/digits.py``).
+    out_dir: output folder; created if missing. A rerun with the same folder
+      reuses the trained original model.
+    progress: show tqdm progress bars on stderr.
+    log: a one-argument callable for status lines (default: stderr).
+
+  Returns:
+    The results dict that was written to ``results.json``.
+
+  Raises:
+    ValueError: on a bad config or output folder, before any work.
+  """
+  exp = prepare(config)
+  check_out_dir(out_dir)
+  return execute(exp, out_dir, progress=progress, log=log)
+
+
+def execute(exp: Experiment, out_dir: str, *, progress: bool = True, log=None) -> dict:
+  """Runs a prepared :class:`Experiment` (see :func:`run`)."""
+  log = log or (lambda msg: print(msg, file=sys.stderr))
+  config = exp.config
+  os.makedirs(out_dir, exist_ok=True)
+  x_train = exp.splits.train
+  fs = exp.forget
+  predict = metrics.make_predict(exp.model.apply)
+
+  def measure(params):
+    return metrics.evaluate(predict, params, x_train, fs.forget, fs.retain, fs.test,
+                            config.seed)
+
+  original_params, original_seconds, reused = _original_model(exp, out_dir, log, progress)
+  results = {"config": config.to_dict(), "versions": _versions(),
+             "device": device_description(),
+             "data": {"train": len(x_train), "forget": len(fs.forget),
+                      "retain": len(fs.retain), "test": len(fs.test),
+                      "forgotten_classes": list(fs.forgotten_classes)},
+             "original": {**measure(original_params), "seconds": original_seconds,
+                          "reused": reused},
+             "methods": {}}
+  diagnostics = {}
+  root = jax.random.key(config.seed)
+  for name in exp.method_names:
+    start_params = (exp.model.init(jax.random.fold_in(root, 0))
+                    if methods.METHODS[name].from_scratch else original_params)
+    result = _run_method(exp, name, start_params, fs.retain, fs.forget, desc=name,
+                         progress=progress)
+    params = result.state.params
+    row = {"seconds": result.seconds, "compile_seconds": result.compile_seconds,
+           "steps": result.steps,
+           "params_checksum": checkpoint.params_checksum(params)}
+    if result.diverged_at is None:
+      row = {**measure(params), **row}
+      log(f"{name}: " + ", ".join(f"{k} {row[k]:.2f}" for k in metrics.METRICS)
+          + f", {result.seconds:.2f} s")
+    else:
+      row["diverged_at_step"] = result.diverged_at
+      log(f"{name}: diverged (non-finite loss) at step {result.diverged_at}")
+    results["methods"][name] = row
+    if "grad_cosine" in result.history:
+      diagnostics[name] = result.history
+    _save_replacing(os.path.join(out_dir, "models", name), params,
+                    {"method": name, "params_checksum": row["params_checksum"]})
+  _add_gaps(results["methods"], results["original"])
+  checkpoint.write_json(os.path.join(out_dir, "diagnostics.json"), diagnostics)
+  checkpoint.write_atomic(os.path.join(out_dir, "results.md"), markdown_table(results))
+  checkpoint.write_json(os.path.join(out_dir, "results.json"), results)
+  return results
+
+
+def check_out_dir(out_dir: str) -> None:
+  """Raises ValueError unless ``out_dir`` is, or can be made, a writable folder."""
+  if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+    raise ValueError(f"--out {out_dir!r} is a file; allowed: a folder (new or existing)")
+  parent = os.path.dirname(os.path.abspath(out_dir))
+  probe = out_dir if os.path.isdir(out_dir) else parent
+  while not os.path.exists(probe):
+    probe = os.path.dirname(probe)
+  if not os.access(probe, os.W_OK | os.X_OK):
+    raise ValueError(f"--out {out_dir!r} is not writable")
+
+
+def _add_gaps(rows: dict, original: dict) -> None:
+  """Adds avg_gap and seconds_vs_retrain (None without a retrain row)."""
+  reference = rows.get("retrain")
+  for row in [*rows.values(), original]:
+    ok = reference is not None and "UA" in row and "UA" in reference
+    row["avg_gap"] = metrics.avg_gap(row, reference) if ok else None
+    row["seconds_vs_retrain"] = (row["seconds"] / reference["seconds"]
+                                 if reference is not None else None)
+
+
+def markdown_table(results: dict) -> str:
+  """One row per method (and the original model): UA, RA, TA, MIA, Avg Gap, seconds."""
+  def cell(value, digits=2):
+    return "-" if value is None else f"{value:.{digits}f}"
+  lines = ["| method | UA | RA | TA | MIA | Avg Gap | seconds | × retrain |",
+           "|---|---|---|---|---|---|---|---|"]
+  rows = {"original": results["original"], **results["methods"]}
+  for name, row in rows.items():
+    if "UA" not in row:
+      lines.append(f"| {name} | diverged at step {row['diverged_at_step']} |||||"
+                   f" {cell(row['seconds'])} | {cell(row['seconds_vs_retrain'], 3)} |")
+      continue
+    lines.append(f"| {name} | " + " | ".join(cell(row[k]) for k in metrics.METRICS)
+                 + f" | {cell(row['avg_gap'])} | {cell(row['seconds'])} |"
+                 f" {cell(row['seconds_vs_retrain'], 3)} |")
+  return "\n".join(lines) + "\n"

@@ -1,0 +1,243 @@
+"""The LUR objective and its gradient: exact, Hessian-vector product, first order.
+
+Notation (PROTOCOL.md). The *lookahead* loss is the one the virtual steps
+descend; the *target* loss is evaluated after them:
+
+    θ_0 = θ;  θ_{k+1} = θ_k − α ∇L_look(θ_k)          (k < K)
+    J(θ) = w_look · L_look(θ) + w_target · L_target(θ_K(θ))
+
+With ``lookahead="retain"`` (the default) L_look is the retain loss and
+L_target the forget loss; ``lookahead="forget"`` swaps them.  By the chain rule
+
+    ∇J = w_look ∇L_look(θ) + w_target (I − αH_0)(I − αH_1)···(I − αH_{K−1}) v,
+    v  = ∇L_target(θ_K),   H_k = ∇²L_look(θ_k),
+
+which ``mode="exact"`` obtains with reverse-over-reverse autodiff, ``mode="hvp"``
+with K forward-over-reverse Hessian-vector products, and ``mode="first_order"``
+drops (every H_k := 0).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+Params = Any
+Batch = Any
+LossFn = Callable[[Params, Batch], jax.Array]
+
+LOOKAHEADS = ("retain", "forget")
+MODES = ("exact", "hvp", "first_order")
+
+
+class LurTerms(NamedTuple):
+  """The two summands of J(θ), unweighted."""
+
+  lookahead_loss: jax.Array  # L_look(θ)
+  target_loss: jax.Array  # L_target(θ_K)
+
+
+class _Roles(NamedTuple):
+  look_fn: LossFn
+  look_batch: Batch
+  look_weight: float
+  target_fn: LossFn
+  target_batch: Batch
+  target_weight: float
+
+
+def _roles(retain_batch, forget_batch, *, retain_loss_fn, forget_loss_fn,
+           lookahead, retain_weight, forget_weight) -> _Roles:
+  if lookahead == "retain":
+    return _Roles(retain_loss_fn, retain_batch, retain_weight,
+                  forget_loss_fn, forget_batch, forget_weight)
+  if lookahead == "forget":
+    return _Roles(forget_loss_fn, forget_batch, forget_weight,
+                  retain_loss_fn, retain_batch, retain_weight)
+  raise ValueError(f"lookahead={lookahead!r}; allowed: {', '.join(LOOKAHEADS)}")
+
+
+def check_inner_steps(inner_steps):
+  """Raises ValueError unless K is an int >= 1."""
+  if not isinstance(inner_steps, int) or isinstance(inner_steps, bool) or inner_steps < 1:
+    raise ValueError(f"inner_steps={inner_steps!r}; allowed: an int >= 1")
+
+
+def _sgd(params, grads, lr):
+  return jax.tree.map(lambda p, g: p - lr * g, params, grads)
+
+
+def lookahead_params(params: Params, loss_fn: LossFn, batch: Batch, *,
+                     inner_lr: float, inner_steps: int = 1,
+                     remat: bool = False) -> Params:
+  """Runs K virtual gradient-descent steps on ``loss_fn`` and returns θ_K.
+
+  Args:
+    params: θ, any pytree of arrays.
+    loss_fn: pure ``(params, batch) -> scalar``.
+    batch: the batch the virtual steps use (the same one every step).
+    inner_lr: α.
+    inner_steps: K >= 1; K > 1 runs under ``lax.scan``.
+    remat: rematerialise each step in the backward pass (``jax.checkpoint``),
+      trading compute for the memory of K stored activations.
+
+  Returns:
+    θ_K, with the structure of ``params``.
+  """
+  check_inner_steps(inner_steps)
+
+  def step(p, _):
+    return _sgd(p, jax.grad(loss_fn)(p, batch), inner_lr), None
+
+  if remat:
+    step = jax.checkpoint(step)
+  if inner_steps == 1:
+    return step(params, None)[0]
+  return lax.scan(step, params, None, length=inner_steps)[0]
+
+
+def lur_loss(params: Params, retain_batch: Batch, forget_batch: Batch, *,
+             retain_loss_fn: LossFn, forget_loss_fn: LossFn, inner_lr: float,
+             inner_steps: int = 1, lookahead: str = "retain",
+             retain_weight: float = 1.0, forget_weight: float = 1.0,
+             remat: bool = False) -> jax.Array:
+  """J(θ): the weighted lookahead loss at θ plus the target loss at θ_K.
+
+  Args:
+    params: θ.
+    retain_batch, forget_batch: batches for ``retain_loss_fn`` and
+      ``forget_loss_fn``.
+    retain_loss_fn, forget_loss_fn: pure ``(params, batch) -> scalar`` losses;
+      the unlearning sign lives in ``forget_loss_fn`` (gradient ascent is
+      ``-cross_entropy``).
+    inner_lr: α, the step size of the virtual steps.
+    inner_steps: K, the number of virtual steps.
+    lookahead: ``"retain"`` (virtual steps descend the retain loss, the forget
+      loss is evaluated after them) or ``"forget"`` (the reverse).
+    retain_weight, forget_weight: w_r and w_u.
+    remat: rematerialise the virtual steps when differentiated.
+
+  Returns:
+    The scalar J(θ).
+  """
+  value, _ = _lur_terms(
+      params, retain_batch, forget_batch, retain_loss_fn=retain_loss_fn,
+      forget_loss_fn=forget_loss_fn, inner_lr=inner_lr, inner_steps=inner_steps,
+      lookahead=lookahead, retain_weight=retain_weight,
+      forget_weight=forget_weight, remat=remat)
+  return value
+
+
+def _lur_terms(params, retain_batch, forget_batch, *, inner_lr, inner_steps,
+               remat, **role_kw) -> tuple[jax.Array, LurTerms]:
+  r = _roles(retain_batch, forget_batch, **role_kw)
+  theta_k = lookahead_params(params, r.look_fn, r.look_batch, inner_lr=inner_lr,
+                             inner_steps=inner_steps, remat=remat)
+  terms = LurTerms(r.look_fn(params, r.look_batch),
+                   r.target_fn(theta_k, r.target_batch))
+  return r.look_weight * terms.lookahead_loss + r.target_weight * terms.target_loss, terms
+
+
+def _hvp(loss_fn, params, batch, vector):
+  """(∇L(θ), ∇²L(θ)·v) by forward-over-reverse differentiation."""
+  return jax.jvp(lambda p: jax.grad(loss_fn)(p, batch), (params,), (vector,))
+
+
+def _lur_hvp(params, r: _Roles, inner_lr, inner_steps):
+  """∇J as v − α H v products, one Hessian-vector product per virtual step."""
+  look_value, look_grad = jax.value_and_grad(r.look_fn)(params, r.look_batch)
+  if inner_steps == 1:
+    thetas = None
+    theta_k = _sgd(params, look_grad, inner_lr)
+  else:
+    def forward(p, _):
+      return _sgd(p, jax.grad(r.look_fn)(p, r.look_batch), inner_lr), p
+    theta_1 = _sgd(params, look_grad, inner_lr)
+    theta_k, thetas = lax.scan(forward, theta_1, None, length=inner_steps - 1)
+  target_value, v = jax.value_and_grad(r.target_fn)(theta_k, r.target_batch)
+
+  def backward(u, theta_j):
+    _, hu = _hvp(r.look_fn, theta_j, r.look_batch, u)
+    return jax.tree.map(lambda a, b: a - inner_lr * b, u, hu), None
+
+  if thetas is not None:  # θ_{K−1} … θ_1, latest first
+    v, _ = lax.scan(backward, v, thetas, reverse=True)
+  v, _ = backward(v, params)  # θ_0
+  grad = jax.tree.map(lambda a, b: r.look_weight * a + r.target_weight * b, look_grad, v)
+  return grad, LurTerms(look_value, target_value)
+
+
+def _lur_first_order(params, r: _Roles, inner_lr, inner_steps, remat):
+  look_value, look_grad = jax.value_and_grad(r.look_fn)(params, r.look_batch)
+  theta_k = lookahead_params(params, r.look_fn, r.look_batch, inner_lr=inner_lr,
+                             inner_steps=inner_steps, remat=remat)
+  target_value, target_grad = jax.value_and_grad(r.target_fn)(
+      lax.stop_gradient(theta_k), r.target_batch)
+  grad = jax.tree.map(lambda a, b: r.look_weight * a + r.target_weight * b,
+                      look_grad, target_grad)
+  return grad, LurTerms(look_value, target_value)
+
+
+def lur_value_and_grad_with_terms(
+    params, retain_batch, forget_batch, *, retain_loss_fn, forget_loss_fn,
+    inner_lr, inner_steps=1, lookahead="retain", retain_weight=1.0,
+    forget_weight=1.0, mode="exact", remat=False):
+  """Like :func:`lur_value_and_grad`, also returning the :class:`LurTerms`."""
+  check_inner_steps(inner_steps)
+  role_kw = dict(retain_loss_fn=retain_loss_fn, forget_loss_fn=forget_loss_fn,
+                 lookahead=lookahead, retain_weight=retain_weight,
+                 forget_weight=forget_weight)
+  if mode == "exact":
+    (value, terms), grad = jax.value_and_grad(_lur_terms, has_aux=True)(
+        params, retain_batch, forget_batch, inner_lr=inner_lr,
+        inner_steps=inner_steps, remat=remat, **role_kw)
+    return value, grad, terms
+  r = _roles(retain_batch, forget_batch, **role_kw)
+  if mode == "hvp":
+    grad, terms = _lur_hvp(params, r, inner_lr, inner_steps)
+  elif mode == "first_order":
+    grad, terms = _lur_first_order(params, r, inner_lr, inner_steps, remat)
+  else:
+    raise ValueError(f"mode={mode!r}; allowed: {', '.join(MODES)}")
+  value = r.look_weight * terms.lookahead_loss + r.target_weight * terms.target_loss
+  return value, grad, terms
+
+
+def lur_value_and_grad(params: Params, retain_batch: Batch, forget_batch: Batch, *,
+                       retain_loss_fn: LossFn, forget_loss_fn: LossFn,
+                       inner_lr: float, inner_steps: int = 1,
+                       lookahead: str = "retain", retain_weight: float = 1.0,
+                       forget_weight: float = 1.0, mode: str = "exact",
+                       remat: bool = False) -> tuple[jax.Array, Params]:
+  """J(θ) and its gradient.
+
+  Args:
+    params, retain_batch, forget_batch, retain_loss_fn, forget_loss_fn,
+    inner_lr, inner_steps, lookahead, retain_weight, forget_weight, remat:
+      as in :func:`lur_loss`.
+    mode: ``"exact"`` (``jax.grad`` through the lookahead), ``"hvp"`` (the same
+      gradient from forward-over-reverse Hessian-vector products; any K), or
+      ``"first_order"`` (the lookahead displacement held constant, dropping
+      the Hessian term).
+
+  Returns:
+    ``(J(θ), ∇J(θ))``; the value is J(θ) in every mode.
+  """
+  value, grad, _ = lur_value_and_grad_with_terms(
+      params, retain_batch, forget_batch, retain_loss_fn=retain_loss_fn,
+      forget_loss_fn=forget_loss_fn, inner_lr=inner_lr, inner_steps=inner_steps,
+      lookahead=lookahead, retain_weight=retain_weight,
+      forget_weight=forget_weight, mode=mode, remat=remat)
+  return value, grad
+
+
+def tree_cosine(a: Params, b: Params) -> jax.Array:
+  """Cosine similarity of two pytrees seen as flat vectors (0 if either is 0)."""
+  dot = sum(jnp.vdot(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+  norm_a = jnp.sqrt(sum(jnp.vdot(x, x) for x in jax.tree.leaves(a)))
+  norm_b = jnp.sqrt(sum(jnp.vdot(y, y) for y in jax.tree.leaves(b)))
+  denom = norm_a * norm_b
+  return jnp.where(denom > 0, dot / jnp.where(denom > 0, denom, 1.0), 0.0)

@@ -1,0 +1,73 @@
+"""UA, RA, TA, MIA-efficacy and Avg. Gap, as PROTOCOL.md defines them."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lur_jax import losses
+from lur_jax.data import Dataset
+
+METRICS = ("UA", "RA", "TA", "MIA")
+
+
+def make_predict(apply_fn: Callable, chunk: int = 1024):
+  """``predict(params, x) -> (correct[N], confidence[N])`` on the host.
+
+  The jitted part returns per-example correctness and p_y(x); the host
+  concatenates chunks and refuses non-finite outputs.
+  """
+  @jax.jit
+  def per_example(params, x, y):
+    logits = apply_fn(params, x)
+    return jnp.argmax(logits, -1) == y, losses.true_class_confidence(logits, y)
+
+  def predict(params, data: Dataset):
+    correct, confidence = [], []
+    for start in range(0, len(data), chunk):
+      c, p = per_example(params, data.x[start:start + chunk], data.y[start:start + chunk])
+      correct.append(np.asarray(c))
+      confidence.append(np.asarray(p))
+    return np.concatenate(correct), np.concatenate(confidence)
+  return predict
+
+
+def mia_efficacy(retain_conf: np.ndarray, test_conf: np.ndarray, forget_conf: np.ndarray,
+                 seed: int) -> float:
+  """SalUn's MIA-efficacy: percent of D_f that a confidence attack calls non-member.
+
+  An RBF SVC (C=3, gamma="auto") is fitted on p_y(x) of retain samples
+  (members, 1) against test samples (non-members, 0), equal counts.
+  """
+  from sklearn.svm import SVC  # pylint: disable=g-import-not-at-top
+  n = min(len(retain_conf), len(test_conf))
+  rng = np.random.default_rng(seed)
+  members = rng.choice(retain_conf, n, replace=False)
+  non_members = rng.choice(test_conf, n, replace=False)
+  features = np.concatenate([members, non_members])[:, None]
+  labels = np.concatenate([np.ones(n), np.zeros(n)])
+  attack = SVC(C=3, gamma="auto", kernel="rbf").fit(features, labels)
+  return 100.0 * float(np.mean(attack.predict(forget_conf[:, None]) == 0))
+
+
+def evaluate(predict, params, train: Dataset, forget_idx, retain_idx, test: Dataset,
+             seed: int) -> dict:
+  """UA, RA, TA and MIA in percent (0-100)."""
+  train_correct, train_conf = predict(params, train)
+  test_correct, test_conf = predict(params, test)
+  if not (np.all(np.isfinite(train_conf)) and np.all(np.isfinite(test_conf))):
+    raise FloatingPointError("non-finite model outputs")
+  return {
+      "UA": 100.0 - 100.0 * float(train_correct[forget_idx].mean()),
+      "RA": 100.0 * float(train_correct[retain_idx].mean()),
+      "TA": 100.0 * float(test_correct.mean()),
+      "MIA": mia_efficacy(train_conf[retain_idx], test_conf, train_conf[forget_idx], seed),
+  }
+
+
+def avg_gap(result: dict, reference: dict) -> float:
+  """Mean absolute difference to the reference (Retrain) over UA, RA, TA, MIA."""
+  return float(np.mean([abs(result[k] - reference[k]) for k in METRICS]))

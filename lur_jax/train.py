@@ -1,0 +1,128 @@
+"""Training state and pure optimiser steps built on optax.
+
+A step is ``(state, retain_batch, forget_batch) -> (state, metrics)``; jit it
+at the call site (with ``donate_argnums=0``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from lur_jax import lur
+
+Step = Callable[[Any, dict, dict], tuple[Any, dict]]
+
+
+class TrainState(NamedTuple):
+  params: Any
+  opt_state: Any
+  step: jax.Array  # int32 scalar
+  rng: jax.Array  # root key of the run; steps fold in ``step``
+
+
+def sgd(lr: float, momentum: float = 0.9, weight_decay: float = 5e-4) -> optax.GradientTransformation:
+  """SGD with momentum and (coupled) weight decay, as in the SalUn code."""
+  if not lr > 0:
+    raise ValueError(f"learning rate {lr!r}; allowed: a number > 0")
+  return optax.chain(optax.add_decayed_weights(weight_decay),
+                     optax.sgd(lr, momentum=momentum or None))
+
+
+def init_state(params, tx: optax.GradientTransformation, rng: jax.Array) -> TrainState:
+  return TrainState(params, tx.init(params), jnp.zeros((), jnp.int32), rng)
+
+
+def _with_key(state: TrainState, forget_batch: dict) -> dict:
+  """Adds the per-step key that stochastic forget objectives (``rl``) read."""
+  return {**forget_batch, "key": jax.random.fold_in(state.rng, state.step)}
+
+
+def _apply(state: TrainState, grads, tx) -> TrainState:
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  return TrainState(optax.apply_updates(state.params, updates), opt_state,
+                    state.step + 1, state.rng)
+
+
+def conflict_metrics(params, retain_batch, forget_batch, retain_loss_fn, forget_loss_fn) -> dict:
+  """Retain and forget losses at θ and the cosine of their gradients.
+
+  The cosine is the gradient-conflict measure of the LUR paper: negative
+  values mean a step on the forget objective undoes retention.
+  """
+  retain_loss, retain_grad = jax.value_and_grad(retain_loss_fn)(params, retain_batch)
+  forget_loss, forget_grad = jax.value_and_grad(forget_loss_fn)(params, forget_batch)
+  return {"retain_loss": retain_loss, "forget_loss": forget_loss,
+          "grad_cosine": lur.tree_cosine(forget_grad, retain_grad)}
+
+
+def objective_step(objective: Callable, tx: optax.GradientTransformation, *,
+                   retain_loss_fn: Callable | None = None,
+                   forget_loss_fn: Callable | None = None) -> Step:
+  """A step descending ``objective(params, retain_batch, forget_batch)``.
+
+  Args:
+    objective: pure scalar objective of params and both batches.
+    tx: the optax optimiser.
+    retain_loss_fn, forget_loss_fn: when both are given, the step also
+      reports :func:`conflict_metrics`.
+
+  Returns:
+    A pure step ``(state, retain_batch, forget_batch) -> (state, metrics)``.
+  """
+  def step(state, retain_batch, forget_batch):
+    forget_batch = _with_key(state, forget_batch)
+    loss, grads = jax.value_and_grad(objective)(state.params, retain_batch, forget_batch)
+    metrics = {"loss": loss}
+    if retain_loss_fn is not None and forget_loss_fn is not None:
+      metrics.update(conflict_metrics(state.params, retain_batch, forget_batch,
+                                      retain_loss_fn, forget_loss_fn))
+    return _apply(state, grads, tx), metrics
+  return step
+
+
+def lur_step(tx: optax.GradientTransformation, *, retain_loss_fn, forget_loss_fn,
+             inner_lr: float, inner_steps: int = 1, lookahead: str = "retain",
+             retain_weight: float = 1.0, forget_weight: float = 1.0,
+             mode: str = "exact", remat: bool = False,
+             diagnostics: bool = True) -> Step:
+  """The LUR optimiser step: descend ∇J(θ) (see :mod:`lur_jax.lur`) with ``tx``.
+
+  Args:
+    tx: the optax optimiser for the outer update.
+    retain_loss_fn, forget_loss_fn, inner_lr, inner_steps, lookahead,
+    retain_weight, forget_weight, mode, remat: as in
+      :func:`lur_jax.lur_value_and_grad`.
+    diagnostics: also compute :func:`conflict_metrics` at θ (two more
+      gradients); otherwise metrics hold the LUR terms only.
+
+  Returns:
+    A pure step ``(state, retain_batch, forget_batch) -> (state, metrics)``
+    with metrics ``loss`` (J), ``lookahead_loss``, ``target_loss`` and, with
+    diagnostics, ``retain_loss``, ``forget_loss``, ``grad_cosine``.
+  """
+  lur_kw = dict(retain_loss_fn=retain_loss_fn, forget_loss_fn=forget_loss_fn,
+                inner_lr=inner_lr, inner_steps=inner_steps, lookahead=lookahead,
+                retain_weight=retain_weight, forget_weight=forget_weight,
+                mode=mode, remat=remat)
+  # Fail on bad settings now, not at the first trace.
+  if lookahead not in lur.LOOKAHEADS:
+    raise ValueError(f"lookahead={lookahead!r}; allowed: {', '.join(lur.LOOKAHEADS)}")
+  if mode not in lur.MODES:
+    raise ValueError(f"mode={mode!r}; allowed: {', '.join(lur.MODES)}")
+  lur.check_inner_steps(inner_steps)
+
+  def step(state, retain_batch, forget_batch):
+    forget_batch = _with_key(state, forget_batch)
+    value, grads, terms = lur.lur_value_and_grad_with_terms(
+        state.params, retain_batch, forget_batch, **lur_kw)
+    metrics = {"loss": value, "lookahead_loss": terms.lookahead_loss,
+               "target_loss": terms.target_loss}
+    if diagnostics:
+      metrics.update(conflict_metrics(state.params, retain_batch, forget_batch,
+                                      retain_loss_fn, forget_loss_fn))
+    return _apply(state, grads, tx), metrics
+  return step
