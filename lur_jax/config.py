@@ -83,13 +83,13 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides) -> ml_collecti
   return config
 
 
-def _positive(config, key, kind=(int, float)):
+def _positive(config, key, kind=(int, float), label=None):
   value = config
   for part in key.split("."):
     value = value[part]
   if isinstance(value, bool) or not isinstance(value, kind) or not value > 0:
     what = "an int" if kind is int else "a number"
-    raise ValueError(f"{key}={value!r}; allowed: {what} > 0")
+    raise ValueError(f"{label or key}={value!r}; allowed: {what} > 0")
 
 
 def method_settings(config: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
@@ -122,10 +122,11 @@ def validate(config: ml_collections.ConfigDict) -> list[str]:
     _positive(config, key)
   for name in names:
     settings = method_settings(config, name)
-    _positive(settings, "epochs", int)
-    _positive(settings, "lr")
+    section = "train" if name == "retrain" else name
+    _positive(settings, "epochs", int, f"{section}.epochs")
+    _positive(settings, "lr", label=f"{section}.lr")
     if name == "lur":
-      _positive(settings, "inner_lr")
+      _positive(settings, "inner_lr", label="lur.inner_lr")
       lur.check_inner_steps(settings.inner_steps)
       if settings.lookahead not in lur.LOOKAHEADS:
         raise ValueError(f"lur.lookahead={settings.lookahead!r}; allowed: "

@@ -1,0 +1,107 @@
+"""The command line: bad input is refused cleanly; the smoke study runs end to end."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import lur_jax
+from lur_jax import cli, config as config_lib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMOKE = os.path.join(ROOT, "configs", "digits_smoke.py")
+
+
+@pytest.mark.parametrize("args, match", [
+    (["--set", "nope=1"], "unknown config key 'nope'"),
+    (["--set", "unlearn.nope=1"], "unknown config key 'unlearn.nope'"),
+    (["--set", "forget.fraction=0"], "forget.fraction=0.0; allowed: a number in (0, 1)"),
+    (["--set", "forget.fraction=1.2"], "forget.fraction=1.2"),
+    (["--set", "forget.fraction=0.00001"], "empty forget set"),
+    (["--set", "forget.fraction=0.99999"], "forgets all"),
+    (["--set", "forget.kind=class", "--set", "forget.classes=11"], "class 11 is not in"),
+    (["--set", "forget.kind=indices", "--set", "forget.indices=1,99999"], "out of range"),
+    (["--set", "forget.kind=indices", "--set", "forget.indices=3,3"], "is repeated"),
+    (["--set", "forget.kind=indices", "--set", "forget.indices="], "forget.indices is empty"),
+    (["--set", "methods=lur,magic"], "unknown method 'magic'"),
+    (["--set", "unlearn.epochs=-1"], "unlearn.epochs=-1; allowed: an int > 0"),
+    (["--set", "unlearn.lr=0"], "unlearn.lr=0.0; allowed: a number > 0"),
+    (["--set", "lur.lr=-0.1"], "lur.lr=-0.1; allowed: a number > 0"),
+    (["--set", "unlearn.epochs=two"], "unlearn.epochs='two'; allowed: an int"),
+    (["--set", "lur.mode=fast"], "lur.mode='fast'"),
+    (["--set", "lur.inner_steps=0"], "inner_steps=0"),
+    (["--set", "seed"], "allowed: KEY=VALUE"),
+    (["--set", "data.name=mnist9"], "data.name='mnist9'"),
+])
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(args, match, tmp_path, capsys):
+  out = tmp_path / "out"
+  assert cli.main(["run", SMOKE, "--out", str(out), "--no-progress", *args]) == 2
+  err = capsys.readouterr().err
+  assert err.count("\n") == 1 and err.startswith("lur-jax: error: "), err
+  assert match in err
+  assert not out.exists()
+
+
+def test_missing_config_and_bad_out(tmp_path, capsys):
+  assert cli.main(["run", str(tmp_path / "none.py"), "--out", str(tmp_path / "o")]) == 2
+  assert "does not exist" in capsys.readouterr().err
+  a_file = tmp_path / "file"
+  a_file.write_text("x")
+  assert cli.main(["run", SMOKE, "--out", str(a_file)]) == 2
+  assert "is a file" in capsys.readouterr().err
+  with pytest.raises(SystemExit) as exc:
+    cli.main(["run", SMOKE])  # --out is required
+  assert exc.value.code == 2
+
+
+def test_api_raises_value_error():
+  config = config_lib.apply_overrides(config_lib.load(SMOKE), ["forget.fraction=2"])
+  with pytest.raises(ValueError, match="forget.fraction=2.0"):
+    lur_jax.prepare(config)
+  with pytest.raises(ValueError, match="unknown config key"):
+    config_lib.apply_overrides(config, ["train.epochz=3"])
+
+
+def test_entry_points_refuse_bad_input_without_traceback(tmp_path):
+  for cmd in ([sys.executable, "-m", "lur_jax"],
+              [os.path.join(os.path.dirname(sys.executable), "lur-jax")]):
+    proc = subprocess.run([*cmd, "run", SMOKE, "--out", str(tmp_path / "o"), "--set",
+                           "methods=nope"], capture_output=True, text=True, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "lur-jax: error: methods: unknown method 'nope'; allowed: "
+        "retrain, ft, ga, rl, graddiff, lur"]
+    assert not (tmp_path / "o").exists()
+
+
+def test_smoke_study_end_to_end_and_rerun_reuses_the_original(tmp_path, capsys):
+  out = tmp_path / "run"
+  assert cli.main(["run", SMOKE, "--out", str(out), "--no-progress"]) == 0
+  stdout = capsys.readouterr().out
+  assert stdout.startswith("| method | UA | RA | TA | MIA | Avg Gap | seconds |")
+  results = json.loads((out / "results.json").read_text())
+  assert set(results) >= {"config", "versions", "device", "methods", "original"}
+  assert results["config"]["train"]["epochs"] == 3
+  assert list(results["methods"]) == ["retrain", "ft", "ga", "rl", "graddiff", "lur"]
+  for name, row in results["methods"].items():
+    for key in ("UA", "RA", "TA", "MIA", "avg_gap", "seconds"):
+      assert 0.0 <= row[key] <= 100.0 or key == "seconds", (name, key, row[key])
+    assert len(row["params_checksum"]) == 64
+  assert results["methods"]["retrain"]["avg_gap"] == 0.0
+  assert (out / "results.md").read_text().count("\n") == 2 + 7
+  diagnostics = json.loads((out / "diagnostics.json").read_text())
+  assert {"graddiff", "lur", "rl"} <= set(diagnostics)
+  assert len(diagnostics["lur"]["grad_cosine"]) == results["methods"]["lur"]["steps"]
+  assert results["original"]["reused"] is False
+  for name in results["methods"]:
+    assert (out / "models" / name).is_dir()
+
+  # Same folder, same config: the original model is restored, and every
+  # method, being deterministic, ends on the same parameters.
+  assert cli.main(["run", SMOKE, "--out", str(out), "--no-progress"]) == 0
+  again = json.loads((out / "results.json").read_text())
+  assert again["original"]["reused"] is True
+  for name, row in results["methods"].items():
+    assert again["methods"][name]["params_checksum"] == row["params_checksum"], name
