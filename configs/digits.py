@@ -27,6 +27,9 @@ def get_config() -> ml_collections.ConfigDict:
       "indices": "",  # kind=indices: comma-separated ints or a .txt/.npy file
   })
 
+  # TA and MIA are measured on the test split; tuning sweeps use "val".
+  c.eval = ml_collections.ConfigDict({"split": "test"})
+
   # Defaults every unlearning method inherits; a method's own section
   # overrides them (None = inherit).
   c.unlearn = ml_collections.ConfigDict({

@@ -112,6 +112,8 @@ def validate(config: ml_collections.ConfigDict) -> list[str]:
     raise ValueError(f"data.name={config.data.name!r}; allowed: {', '.join(data.DATASETS)}")
   if config.model.name not in models.MODELS:
     raise ValueError(f"model.name={config.model.name!r}; allowed: {', '.join(models.MODELS)}")
+  if config.eval.split not in ("test", "val"):
+    raise ValueError(f"eval.split={config.eval.split!r}; allowed: test, val")
   if config.forget.kind not in data.FORGET_KINDS:
     raise ValueError(f"forget.kind={config.forget.kind!r}; allowed: "
                      f"{', '.join(data.FORGET_KINDS)}")

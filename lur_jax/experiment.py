@@ -42,6 +42,8 @@ def prepare(config: ml_collections.ConfigDict) -> Experiment:
   """
   names = config_lib.validate(config)
   splits = data.load_dataset(config.data.name, config.seed)
+  if config.eval.split == "val":  # for tuning: TA and MIA on the validation hold-out
+    splits = splits._replace(test=splits.val)
   f = config.forget
   forget = data.make_forget_split(splits, f.kind, seed=config.seed, fraction=f.fraction,
                                   classes=f.classes, indices=f.indices)
@@ -110,6 +112,9 @@ def fit(step_fn, state, x, y, retain_idx, forget_idx, *, epochs, batch_size,
       bar.set_postfix({k: f"{np.mean(v):.3f}" for k, v in step_metrics.items()})
   jax.block_until_ready(state)
   seconds = time.perf_counter() - start
+  finite = all(bool(np.isfinite(leaf).all()) for leaf in jax.tree.leaves(state.params))
+  if diverged_at is None and not finite:  # the last update overflowed
+    diverged_at = epochs * steps
   return FitResult(state, seconds, compile_seconds, epochs * steps, history, diverged_at)
 
 

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import jax
 import pytest
 
 import lur_jax
@@ -105,3 +106,13 @@ def test_smoke_study_end_to_end_and_rerun_reuses_the_original(tmp_path, capsys):
   assert again["original"]["reused"] is True
   for name, row in results["methods"].items():
     assert again["methods"][name]["params_checksum"] == row["params_checksum"], name
+
+
+def test_readme_api_example_runs():
+  text = open(os.path.join(ROOT, "README.md")).read()
+  example = text.split("```python\n", 1)[1].split("```", 1)[0]
+  scope = {}
+  exec(compile(example, "README.md", "exec"), scope)  # pylint: disable=exec-used
+  value, grads = scope["value"], scope["grads"]
+  assert value.shape == () and bool(jax.numpy.isfinite(value))
+  assert jax.tree.structure(grads) == jax.tree.structure(scope["params"])
