@@ -241,7 +241,11 @@ def execute(exp: Experiment, out_dir: str, *, progress: bool = True, log=None) -
            "steps": result.steps,
            "params_checksum": checkpoint.params_checksum(params)}
     if result.diverged_at is None:
-      row = {**measure(params), **row}
+      try:
+        row = {**measure(params), **row}
+      except FloatingPointError:  # finite params whose logits overflow
+        result = result._replace(diverged_at=result.steps)
+    if result.diverged_at is None:
       log(f"{name}: " + ", ".join(f"{k} {row[k]:.2f}" for k in metrics.METRICS)
           + f", {result.seconds:.2f} s")
     else:

@@ -116,3 +116,14 @@ def test_readme_api_example_runs():
   value, grads = scope["value"], scope["grads"]
   assert value.shape == () and bool(jax.numpy.isfinite(value))
   assert jax.tree.structure(grads) == jax.tree.structure(scope["params"])
+
+
+def test_a_diverging_method_is_marked_and_the_others_still_run(tmp_path, capsys):
+  out = tmp_path / "run"
+  assert cli.main(["run", SMOKE, "--out", str(out), "--no-progress", "--set",
+                   "methods=retrain,ga,ft", "--set", "ga.lr=1e30"]) == 0
+  results = json.loads((out / "results.json").read_text())
+  assert "diverged_at_step" in results["methods"]["ga"]
+  assert "UA" not in results["methods"]["ga"]
+  assert "UA" in results["methods"]["ft"]
+  assert "diverged" in capsys.readouterr().out

@@ -138,13 +138,16 @@ def test_hvp_matches_exact_on_mlp(k, lookahead):
 def test_first_order_drops_a_nonzero_hessian_term():
   params, retain, forget, kw = _mlp_problem()
   kw = dict(kw, inner_lr=0.5)
-  v_exact, g_exact = lur_jax.lur_value_and_grad(params, retain, forget, mode="exact", **kw)
-  v_fo, g_fo = lur_jax.lur_value_and_grad(params, retain, forget, mode="first_order", **kw)
+  def value_and_grad(mode, **extra):
+    return jax.jit(functools.partial(lur_jax.lur_value_and_grad, mode=mode, **kw, **extra))(
+        params, retain, forget)
+  v_exact, g_exact = value_and_grad("exact")
+  v_fo, g_fo = value_and_grad("first_order")
   np.testing.assert_allclose(v_fo, v_exact, rtol=1e-6, err_msg="values must agree")
   assert _max_rel_diff(g_fo, g_exact) > 1e-3, "first_order should differ from exact"
   # With α = 0 the lookahead is the identity and every mode is plain ∇(L_r + L_u).
-  _, g_zero = lur_jax.lur_value_and_grad(params, retain, forget, mode="exact",
-                                         **dict(kw, inner_lr=0.0))
+  kw["inner_lr"] = 0.0
+  _, g_zero = value_and_grad("exact")
   plain = jax.grad(lambda p: kw["retain_loss_fn"](p, retain) + kw["forget_loss_fn"](p, forget))(
       params)
   assert _max_rel_diff(g_zero, plain) < 1e-6
@@ -214,3 +217,20 @@ def test_lur_step_metrics_match_direct_computation():
   # Plain SGD: θ' = θ − lr ∇J.
   want = jax.tree.map(lambda p, g: p - 0.01 * g, params, grad)
   chex.assert_trees_all_close(new_state.params, want, rtol=1e-6, atol=1e-7)
+
+
+def test_hvp_matches_exact_on_cnn():
+  model = models.build_model("cnn", 10, (8, 8))
+  params = model.init(jax.random.key(0))
+  rng = np.random.default_rng(0)
+  retain = {"x": jnp.asarray(rng.uniform(size=(16, 8, 8)), jnp.float32),
+            "y": jnp.asarray(rng.integers(0, 10, 16), jnp.int32)}
+  forget = {"x": jnp.asarray(rng.uniform(size=(8, 8, 8)), jnp.float32),
+            "y": jnp.asarray(rng.integers(0, 10, 8), jnp.int32)}
+  kw = dict(retain_loss_fn=losses.ce_objective(model.apply),
+            forget_loss_fn=losses.forget_objective("rl", model.apply, 10), inner_lr=0.5)
+  forget["key"] = jax.random.key(1)
+  grads = {mode: jax.jit(functools.partial(lur_jax.lur_value_and_grad, mode=mode, **kw))(
+      params, retain, forget)[1] for mode in ("exact", "hvp")}
+  assert set(params) == {"conv_0", "conv_1", "hidden_0", "fc"}
+  assert _max_rel_diff(grads["hvp"], grads["exact"]) < 1e-5
