@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -206,8 +206,3 @@ def batch_indices(rng: np.random.Generator, size: int, batch_size: int,
   order = np.concatenate([rng.permutation(size) for _ in range(-(-needed // size))])
   return order[:needed].reshape(num_batches, batch_size)
 
-
-def take_batches(data: Sequence, idx) -> dict:
-  """Helper for jitted code: gathers ``{"x", "y"}`` rows ``idx`` from arrays."""
-  x, y = data
-  return {"x": x[idx], "y": y[idx]}

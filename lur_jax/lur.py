@@ -66,6 +66,15 @@ def check_inner_steps(inner_steps):
     raise ValueError(f"inner_steps={inner_steps!r}; allowed: an int >= 1")
 
 
+def check_settings(lookahead: str, mode: str, inner_steps: int) -> None:
+  """Raises ValueError naming a bad ``lookahead``, ``mode`` or ``inner_steps``."""
+  if lookahead not in LOOKAHEADS:
+    raise ValueError(f"lookahead={lookahead!r}; allowed: {', '.join(LOOKAHEADS)}")
+  if mode not in MODES:
+    raise ValueError(f"mode={mode!r}; allowed: {', '.join(MODES)}")
+  check_inner_steps(inner_steps)
+
+
 def _sgd(params, grads, lr):
   return jax.tree.map(lambda p, g: p - lr * g, params, grads)
 
@@ -186,7 +195,7 @@ def lur_value_and_grad_with_terms(
     inner_lr, inner_steps=1, lookahead="retain", retain_weight=1.0,
     forget_weight=1.0, mode="exact", remat=False):
   """Like :func:`lur_value_and_grad`, also returning the :class:`LurTerms`."""
-  check_inner_steps(inner_steps)
+  check_settings(lookahead, mode, inner_steps)
   role_kw = dict(retain_loss_fn=retain_loss_fn, forget_loss_fn=forget_loss_fn,
                  lookahead=lookahead, retain_weight=retain_weight,
                  forget_weight=forget_weight)
@@ -198,10 +207,8 @@ def lur_value_and_grad_with_terms(
   r = _roles(retain_batch, forget_batch, **role_kw)
   if mode == "hvp":
     grad, terms = _lur_hvp(params, r, inner_lr, inner_steps)
-  elif mode == "first_order":
-    grad, terms = _lur_first_order(params, r, inner_lr, inner_steps, remat)
   else:
-    raise ValueError(f"mode={mode!r}; allowed: {', '.join(MODES)}")
+    grad, terms = _lur_first_order(params, r, inner_lr, inner_steps, remat)
   value = r.look_weight * terms.lookahead_loss + r.target_weight * terms.target_loss
   return value, grad, terms
 

@@ -108,12 +108,7 @@ def lur_step(tx: optax.GradientTransformation, *, retain_loss_fn, forget_loss_fn
                 inner_lr=inner_lr, inner_steps=inner_steps, lookahead=lookahead,
                 retain_weight=retain_weight, forget_weight=forget_weight,
                 mode=mode, remat=remat)
-  # Fail on bad settings now, not at the first trace.
-  if lookahead not in lur.LOOKAHEADS:
-    raise ValueError(f"lookahead={lookahead!r}; allowed: {', '.join(lur.LOOKAHEADS)}")
-  if mode not in lur.MODES:
-    raise ValueError(f"mode={mode!r}; allowed: {', '.join(lur.MODES)}")
-  lur.check_inner_steps(inner_steps)
+  lur.check_settings(lookahead, mode, inner_steps)  # fail now, not at the first trace
 
   def step(state, retain_batch, forget_batch):
     forget_batch = _with_key(state, forget_batch)
