@@ -88,6 +88,7 @@ def fit(step_fn, state, x, y, retain_idx, forget_idx, *, epochs, batch_size,
       return step_fn(state, {"x": x[ri], "y": y[ri]}, {"x": x[fi], "y": y[fi]})
     return lax.scan(body, state, (r_idx, f_idx))
 
+  x, y = jax.device_put(x), jax.device_put(y)  # once, not on every epoch call
   batches = epoch_batches()
   start = time.perf_counter()
   compiled = jax.jit(run_epoch, donate_argnums=0).lower(state, x, y, *batches).compile()
@@ -139,6 +140,11 @@ def _fingerprint(obj) -> str:
   return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:12]
 
 
+def _initial_params(exp: Experiment):
+  """The init shared by the original model and retrain (they differ only in data)."""
+  return exp.model.init(jax.random.fold_in(jax.random.key(exp.config.seed), 0))
+
+
 def _original_model(exp: Experiment, out_dir: str, log, progress):
   """Trains the original model on D, or restores it from a previous run."""
   cfg = exp.config
@@ -150,8 +156,7 @@ def _original_model(exp: Experiment, out_dir: str, log, progress):
   if restored is not None:
     log(f"reusing the original model from {directory}")
     return restored[0], restored[1]["seconds"], True
-  root = jax.random.key(cfg.seed)
-  params = exp.model.init(jax.random.fold_in(root, 0))
+  params = _initial_params(exp)
   all_idx = np.arange(len(exp.splits.train))
   result = _run_method(exp, "retrain", params, all_idx, all_idx[:1], desc="original",
                        progress=progress)
@@ -230,10 +235,9 @@ def execute(exp: Experiment, out_dir: str, *, progress: bool = True, log=None) -
                           "reused": reused},
              "methods": {}}
   diagnostics = {}
-  root = jax.random.key(config.seed)
   for name in exp.method_names:
-    start_params = (exp.model.init(jax.random.fold_in(root, 0))
-                    if methods.METHODS[name].from_scratch else original_params)
+    start_params = (_initial_params(exp) if methods.METHODS[name].from_scratch
+                    else original_params)
     result = _run_method(exp, name, start_params, fs.retain, fs.forget, desc=name,
                          progress=progress)
     params = result.state.params
