@@ -13,7 +13,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.seed = 0
   c.methods = "retrain,ft,ga,rl,graddiff,lur"
 
-  c.data = ml_collections.ConfigDict({"name": "digits"})
+  c.data = ml_collections.ConfigDict({"name": "digits", "dir": ""})
   c.model = ml_collections.ConfigDict({"name": "mlp"})
 
   # The original model (trained on all of D) and `retrain` (on D_r) use this recipe.
@@ -42,6 +42,13 @@ def get_config() -> ml_collections.ConfigDict:
   c.ga = ml_collections.ConfigDict({"lr": 1e-3, "epochs": 10})
   c.rl = ml_collections.ConfigDict({"lr": 1e-4, "epochs": 5})
   c.graddiff = ml_collections.ConfigDict({"lr": 0.01, "epochs": None, "forget_weight": 0.3})
+  c.l1_sparse = ml_collections.ConfigDict({"lr": None, "epochs": None, "alpha": 1e-4})
+  c.salun = ml_collections.ConfigDict({
+      "lr": None, "epochs": None, "gamma": 0.5, "layers": "all"})
+  c.shs = ml_collections.ConfigDict({
+      "lr": None, "epochs": None, "sparsity": 0.97, "layers": "fc", "forget_weight": 0.05})
+  c.lur_snip = ml_collections.ConfigDict({  # the trim step, then LUR with the lur settings
+      "lr": None, "epochs": None, "sparsity": 0.97, "layers": "fc"})
   c.lur = ml_collections.ConfigDict({
       "lr": 0.1, "epochs": None,
       "forget_objective": "ga",  # ga | rl

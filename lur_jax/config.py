@@ -92,14 +92,20 @@ def _positive(config, key, kind=(int, float), label=None):
     raise ValueError(f"{label or key}={value!r}; allowed: {what} > 0")
 
 
+# A method whose settings lay over another method's section.
+INHERITS = {"lur_snip": ("lur", "lur_snip")}
+
+
 def method_settings(config: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
   """A method's settings: ``unlearn`` (or ``train`` for retrain) with the
   method's own section laid over it, ``None`` meaning "inherit"."""
   base = config.train if name == "retrain" else config.unlearn
   settings = ml_collections.ConfigDict(base.to_dict())
-  for key, value in config.get(name, {}).items():
-    if value is not None:
-      settings[key] = value
+  for section in INHERITS.get(name, (name,)):
+    for key, value in config.get(section, {}).items():
+      if value is not None:
+        settings[key] = value
+  settings.name = name
   return settings
 
 
@@ -127,7 +133,9 @@ def validate(config: ml_collections.ConfigDict) -> list[str]:
     section = "train" if name == "retrain" else name
     _positive(settings, "epochs", int, f"{section}.epochs")
     _positive(settings, "lr", label=f"{section}.lr")
-    if name == "lur":
+    if name == "l1_sparse":
+      _positive(settings, "alpha", label="l1_sparse.alpha")
+    if name in ("lur", "lur_snip"):
       _positive(settings, "inner_lr", label="lur.inner_lr")
       lur.check_inner_steps(settings.inner_steps)
       if settings.lookahead not in lur.LOOKAHEADS:

@@ -7,6 +7,7 @@ which the forget set D_f is drawn and D_r = D \\ D_f.
 
 from __future__ import annotations
 
+import gzip
 import os
 import re
 from typing import NamedTuple
@@ -14,7 +15,9 @@ from typing import NamedTuple
 import numpy as np
 
 FORGET_KINDS = ("random", "class", "indices")
-DATASETS = ("digits",)
+DATASETS = ("digits", "fashion_mnist")
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"  # Debian's dataset-fashion-mnist
+_IDX_DTYPES = {0x08: np.uint8}
 
 
 class Dataset(NamedTuple):
@@ -85,10 +88,63 @@ def _per_class_sample(labels, fraction, rng) -> np.ndarray:
   return np.sort(np.concatenate(picked))
 
 
-def load_dataset(name: str, seed: int) -> Splits:
-  """Loads a registered dataset by name."""
+def read_idx(path: str) -> np.ndarray:
+  """Reads a (gzipped) IDX file, checking its magic number and size."""
+  opener = gzip.open if path.endswith(".gz") else open
+  try:
+    with opener(path, "rb") as f:
+      raw = f.read()
+  except (OSError, EOFError) as e:
+    raise ValueError(f"{path}: unreadable IDX file ({e})") from None
+  if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+    raise ValueError(f"{path}: not an unsigned-byte IDX file (bad magic number)")
+  ndim = raw[3]
+  header = 4 + 4 * ndim
+  if ndim == 0 or len(raw) < header:
+    raise ValueError(f"{path}: truncated IDX header")
+  shape = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+  if len(raw) - header != int(np.prod(shape)):
+    raise ValueError(f"{path}: IDX body has {len(raw) - header} bytes, header says "
+                     f"{int(np.prod(shape))} for shape {shape}")
+  return np.frombuffer(raw, np.uint8, offset=header).reshape(shape)
+
+
+def _idx_pair(directory: str, prefix: str) -> Dataset:
+  paths = [os.path.join(directory, f"{prefix}-{kind}-idx{n}-ubyte.gz")
+           for kind, n in (("images", 3), ("labels", 1))]
+  for path in paths:
+    if not os.path.isfile(path):
+      raise ValueError(f"Fashion-MNIST file {path} is missing; install it with "
+                       "`apt-get install dataset-fashion-mnist` or set data.dir")
+  images, labels = read_idx(paths[0]), read_idx(paths[1])
+  if images.ndim != 3 or images.shape[1:] != (28, 28):
+    raise ValueError(f"{paths[0]}: images of shape {images.shape[1:]}; expected (28, 28)")
+  if labels.ndim != 1 or len(labels) != len(images):
+    raise ValueError(f"{paths[1]}: {labels.shape} labels for {len(images)} images")
+  if labels.max() > 9:
+    raise ValueError(f"{paths[1]}: label {labels.max()} outside 0-9")
+  return Dataset((images / 255.0).astype(np.float32), labels.astype(np.int32))
+
+
+def load_fashion_mnist(seed: int, directory: str = FASHION_MNIST_DIR, *,
+                       val_fraction: float = 0.1) -> Splits:
+  """Fashion-MNIST from gzipped IDX files (Debian's ``dataset-fashion-mnist``).
+
+  The official 10,000-image test set is the test split; 10% of each training
+  class is held out as validation, chosen by ``seed``.
+  """
+  train = _idx_pair(directory, "train")
+  test = _idx_pair(directory, "t10k")
+  return split(train, seed, test_fraction=0.0, val_fraction=val_fraction, num_classes=10,
+               test=test)
+
+
+def load_dataset(name: str, seed: int, directory: str = "") -> Splits:
+  """Loads a registered dataset by name (``directory`` overrides its location)."""
   if name == "digits":
     return load_digits(seed)
+  if name == "fashion_mnist":
+    return load_fashion_mnist(seed, directory or FASHION_MNIST_DIR)
   raise ValueError(f"data.name={name!r}; allowed: {', '.join(DATASETS)}")
 
 

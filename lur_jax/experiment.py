@@ -3,6 +3,7 @@ measure UA/RA/TA/MIA against retraining, and write the results."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -18,10 +19,12 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 from jax import lax
 from tqdm.auto import tqdm
 
-from lur_jax import checkpoint, config as config_lib, data, methods, metrics, models, train
+from lur_jax import (checkpoint, config as config_lib, data, methods, metrics, models,
+                     saliency, train)
 
 
 class Experiment(NamedTuple):
@@ -41,13 +44,20 @@ def prepare(config: ml_collections.ConfigDict) -> Experiment:
     ValueError: naming the bad value and what is allowed.
   """
   names = config_lib.validate(config)
-  splits = data.load_dataset(config.data.name, config.seed)
+  splits = data.load_dataset(config.data.name, config.seed, config.data.get("dir", ""))
   if config.eval.split == "val":  # for tuning: TA and MIA on the validation hold-out
     splits = splits._replace(test=splits.val)
   f = config.forget
   forget = data.make_forget_split(splits, f.kind, seed=config.seed, fraction=f.fraction,
                                   classes=f.classes, indices=f.indices)
-  model = models.build_model(config.model.name, splits.num_classes, splits.train.x.shape[1:])
+  model_kw = {k: v for k, v in config.model.items() if k != "name"}
+  model = models.build_model(config.model.name, splits.num_classes, splits.train.x.shape[1:],
+                             **model_kw)
+  abstract_params = jax.eval_shape(model.init, jax.random.key(0))
+  for name in names:
+    check = methods.METHODS[name].check
+    if check is not None:
+      check(config_lib.method_settings(config, name), abstract_params)
   return Experiment(config, names, splits, forget, model)
 
 
@@ -72,9 +82,7 @@ def fit(step_fn, state, x, y, retain_idx, forget_idx, *, epochs, batch_size,
   batches; the other set's batches cycle alongside. Compilation is timed
   separately from the run.
   """
-  walked, walked_bs = (retain_idx, batch_size) if iterate == "retain" else (
-      forget_idx, forget_batch_size)
-  steps = max(1, math.ceil(len(walked) / walked_bs))
+  steps = _steps_per_epoch(iterate, retain_idx, forget_idx, batch_size, forget_batch_size)
   order = np.random.default_rng(seed)
 
   def epoch_batches():
@@ -165,21 +173,62 @@ def _original_model(exp: Experiment, out_dir: str, log, progress):
   return result.state.params, result.seconds, False
 
 
+_COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration",
+                   "/jax/core/compile/jaxpr_to_mlir_module_duration",
+                   "/jax/core/compile/backend_compile_duration")
+
+
+@contextlib.contextmanager
+def compile_timer():
+  """Yields a one-element list that accumulates JAX's own compile durations."""
+  total = [0.0]
+  def listener(event, duration, **_):
+    if event in _COMPILE_EVENTS:
+      total[0] += duration
+  jax.monitoring.register_event_duration_secs_listener(listener)
+  try:
+    yield total
+  finally:
+    jax.monitoring.unregister_event_duration_listener(listener)
+
+
+def _steps_per_epoch(iterate, retain_idx, forget_idx, batch_size, forget_batch_size) -> int:
+  walked, walked_bs = ((retain_idx, batch_size) if iterate == "retain"
+                       else (forget_idx, forget_batch_size))
+  return max(1, math.ceil(len(walked) / walked_bs))
+
+
 def _run_method(exp: Experiment, name: str, params, retain_idx, forget_idx, *, desc,
                 progress) -> FitResult:
   cfg = exp.config
   settings = config_lib.method_settings(cfg, name)
+  forget_bs = settings.get("forget_batch_size", settings.batch_size)
   method = methods.METHODS[name]
+  settings.total_steps = settings.epochs * _steps_per_epoch(
+      method.iterate, retain_idx, forget_idx, settings.batch_size, forget_bs)
   tx = train.sgd(settings.lr, settings.momentum, settings.weight_decay)
-  ctx = methods.Context(exp.model.apply, exp.splits.num_classes)
-  step_fn = method.make_step(ctx, settings, tx)
+  if method.wrap_tx is not None:
+    tx = method.wrap_tx(settings, tx)
+  ctx = methods.Context(exp.model.apply, exp.splits.num_classes, exp.model.init)
   seed = _method_seed(cfg.seed, desc)
+  x, y = exp.splits.train.x, exp.splits.train.y
+  start = time.perf_counter()
+  with compile_timer() as compile_seconds:
+    if method.prepare is not None:  # saliency and trimming count as unlearning time
+      params, mask = method.prepare(ctx, settings, params, (x[forget_idx], y[forget_idx]),
+                                    jax.random.fold_in(jax.random.key(seed), 1))
+      if mask is not None:
+        tx = optax.chain(tx, saliency.masked_updates(mask))
+      jax.block_until_ready(params)
+  prepare_seconds = time.perf_counter() - start - compile_seconds[0]
+  step_fn = method.make_step(ctx, settings, tx)
   # The epoch donates its state; copy so that the caller's params survive.
   state = train.init_state(jax.tree.map(jnp.copy, params), tx, jax.random.key(seed))
-  return fit(step_fn, state, exp.splits.train.x, exp.splits.train.y, retain_idx, forget_idx,
-             epochs=settings.epochs, batch_size=settings.batch_size,
-             forget_batch_size=settings.get("forget_batch_size", settings.batch_size),
-             iterate=method.iterate, seed=seed, desc=desc, progress=progress)
+  result = fit(step_fn, state, x, y, retain_idx, forget_idx, epochs=settings.epochs,
+               batch_size=settings.batch_size, forget_batch_size=forget_bs,
+               iterate=method.iterate, seed=seed, desc=desc, progress=progress)
+  return result._replace(seconds=result.seconds + prepare_seconds,
+                         compile_seconds=result.compile_seconds + compile_seconds[0])
 
 
 def _save_replacing(directory: str, params, meta: dict) -> None:

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple
 
+import jax
+import jax.numpy as jnp
 import optax
 
-from lur_jax import losses, train
+from lur_jax import losses, saliency, train
 
 
 class Context(NamedTuple):
   apply_fn: Callable
   num_classes: int
+  init_fn: Callable | None = None  # rng -> fresh params (for re-initialisation)
 
 
 class Method(NamedTuple):
@@ -28,11 +31,20 @@ class Method(NamedTuple):
     iterate: the set an epoch walks through, ``"retain"`` or ``"forget"``; the
       other set's batches cycle alongside.
     from_scratch: start from a fresh init (retrain) instead of the original.
+    prepare: optional ``(ctx, settings, params, forget_xy, key) -> (params,
+      update_mask)`` run once before the steps (saliency, trimming); a mask
+      restricts every optimiser update, weight decay included.
+    check: optional ``(settings, params)`` raising ValueError on bad settings,
+      run before any work.
+    wrap_tx: optional ``(settings, tx) -> tx`` adding to the configured SGD.
   """
 
   make_step: Callable[[Context, Any, optax.GradientTransformation], train.Step]
   iterate: str = "retain"
   from_scratch: bool = False
+  prepare: Callable | None = None
+  check: Callable | None = None
+  wrap_tx: Callable | None = None
 
 
 def _diagnosed(ctx: Context, objective, tx, forget="ga"):
@@ -74,6 +86,69 @@ def _lur(ctx, settings, tx):
       diagnostics=settings.diagnostics)
 
 
+def _per_example_ce(ctx):
+  return lambda p, b: losses.cross_entropy(ctx.apply_fn(p, b["x"]), b["y"])
+
+
+def _check_salun(settings, params):
+  saliency.check_fraction(settings.gamma, "salun.gamma")
+  saliency.select_layers(params, settings.layers)
+
+
+def _salun_mask(ctx, settings, params, forget_xy, key):
+  """SalUn: updates only for the top-γ weights by |∇(−CE_f)| over D_f."""
+  grads = saliency.forget_gradients(_per_example_ce(ctx), params, *forget_xy,
+                                    batch_size=settings.forget_batch_size, absolute=False)
+  selected = saliency.broadcast_mask(saliency.select_layers(params, settings.layers), params)
+  scores = jax.tree.map(jnp.abs, grads)
+  return params, saliency.top_fraction_mask(scores, selected, settings.gamma)
+
+
+def _check_trim(settings, params):
+  saliency.check_fraction(settings.sparsity, f"{settings.name}.sparsity")
+  saliency.select_layers(params, settings.layers)
+
+
+def _trim(ctx, settings, params, forget_xy, key):
+  """Scissorhands' trim: re-initialise the most forget-salient weights."""
+  abs_grads = saliency.forget_gradients(_per_example_ce(ctx), params, *forget_xy,
+                                        batch_size=settings.forget_batch_size, absolute=True)
+  scores = jax.tree.map(lambda p, g: jnp.abs(p * g), params, abs_grads)
+  selected = saliency.select_layers(params, settings.layers)
+  trimmed, _ = saliency.trim(params, ctx.init_fn(key), scores, selected, settings.sparsity)
+  return trimmed, None
+
+
+def _shs_repair(ctx, settings, tx):
+  """CE_r − λ·CE_f, projected (GEM) when it would lower the forget objective −CE_f."""
+  ce = losses.ce_objective(ctx.apply_fn)
+  ascent = losses.forget_objective("ga", ctx.apply_fn, ctx.num_classes)
+  weight = settings.forget_weight
+
+  def project(grad, forget_grad):
+    dot = sum(jnp.vdot(a, b) for a, b in zip(jax.tree.leaves(grad), jax.tree.leaves(forget_grad)))
+    norm2 = sum(jnp.vdot(b, b) for b in jax.tree.leaves(forget_grad))
+    coef = jnp.where(dot < 0, dot / jnp.maximum(norm2, 1e-30), 0.0)
+    return jax.tree.map(lambda a, b: a - coef * b, grad, forget_grad)
+
+  def value_and_grad(p, rb, fb):
+    loss, grad = jax.value_and_grad(lambda q: ce(q, rb) - weight * ce(q, fb))(p)
+    return loss, project(grad, jax.grad(ascent)(p, fb))
+
+  return train.gradient_step(value_and_grad, tx, retain_loss_fn=ce, forget_loss_fn=ascent)
+
+
+def _l1_sparse(ctx, settings, tx):
+  ce = losses.ce_objective(ctx.apply_fn)
+  return train.objective_step(lambda p, rb, fb: ce(p, rb), tx)
+
+
+def _l1_tx(settings, tx):
+  """FT's optimiser plus α_t·sign(θ), α_t decaying linearly from α to 0."""
+  schedule = optax.linear_schedule(settings.alpha, 0.0, settings.total_steps)
+  return optax.chain(train.l1_penalty(schedule), tx)
+
+
 METHODS: dict[str, Method] = {
     "retrain": Method(_finetune, from_scratch=True),
     "ft": Method(_finetune),
@@ -81,6 +156,10 @@ METHODS: dict[str, Method] = {
     "rl": Method(_random_labels),
     "graddiff": Method(_graddiff),
     "lur": Method(_lur),
+    "l1_sparse": Method(_l1_sparse, wrap_tx=_l1_tx),
+    "salun": Method(_random_labels, prepare=_salun_mask, check=_check_salun),
+    "shs": Method(_shs_repair, prepare=_trim, check=_check_trim),
+    "lur_snip": Method(_lur, prepare=_trim, check=_check_trim),
 }
 
 

@@ -56,20 +56,24 @@ class Model(NamedTuple):
   apply: Callable[[dict, jax.Array], jax.Array]  # (params, x) -> logits
 
 
-def build_model(name: str, num_classes: int, input_shape: Sequence[int]) -> Model:
+def build_model(name: str, num_classes: int, input_shape: Sequence[int], **kwargs) -> Model:
   """Builds a registered model.
 
   Args:
     name: a key of ``MODELS``.
     num_classes: output width.
     input_shape: shape of one example (no batch dimension).
+    **kwargs: module fields (``hidden``, ``channels``).
 
   Returns:
     A :class:`Model`; ``init(rng)`` returns the params pytree.
   """
   if name not in MODELS:
     raise ValueError(f"model.name={name!r}; allowed: {', '.join(MODELS)}")
-  module = MODELS[name](num_classes=num_classes)
+  try:
+    module = MODELS[name](num_classes=num_classes, **kwargs)
+  except TypeError as e:
+    raise ValueError(f"model {name!r}: {e}") from None
   dummy = jnp.zeros((1, *input_shape), jnp.float32)
   return Model(init=lambda rng: module.init(rng, dummy)["params"],
                apply=lambda params, x: module.apply({"params": params}, x))

@@ -59,13 +59,14 @@ def conflict_metrics(params, retain_batch, forget_batch, retain_loss_fn, forget_
           "grad_cosine": lur.tree_cosine(forget_grad, retain_grad)}
 
 
-def objective_step(objective: Callable, tx: optax.GradientTransformation, *,
-                   retain_loss_fn: Callable | None = None,
-                   forget_loss_fn: Callable | None = None) -> Step:
-  """A step descending ``objective(params, retain_batch, forget_batch)``.
+def gradient_step(value_and_grad_fn: Callable, tx: optax.GradientTransformation, *,
+                  retain_loss_fn: Callable | None = None,
+                  forget_loss_fn: Callable | None = None) -> Step:
+  """A step applying ``value_and_grad_fn(params, retain_batch, forget_batch)``.
 
   Args:
-    objective: pure scalar objective of params and both batches.
+    value_and_grad_fn: returns ``(loss, grads)``; the update direction may be
+      any function of the batches (a projected gradient, say).
     tx: the optax optimiser.
     retain_loss_fn, forget_loss_fn: when both are given, the step also
       reports :func:`conflict_metrics`.
@@ -75,13 +76,35 @@ def objective_step(objective: Callable, tx: optax.GradientTransformation, *,
   """
   def step(state, retain_batch, forget_batch):
     forget_batch = _with_key(state, forget_batch)
-    loss, grads = jax.value_and_grad(objective)(state.params, retain_batch, forget_batch)
+    loss, grads = value_and_grad_fn(state.params, retain_batch, forget_batch)
     metrics = {"loss": loss}
     if retain_loss_fn is not None and forget_loss_fn is not None:
       metrics.update(conflict_metrics(state.params, retain_batch, forget_batch,
                                       retain_loss_fn, forget_loss_fn))
     return _apply(state, grads, tx), metrics
   return step
+
+
+def objective_step(objective: Callable, tx: optax.GradientTransformation, *,
+                   retain_loss_fn: Callable | None = None,
+                   forget_loss_fn: Callable | None = None) -> Step:
+  """A step descending ``objective(params, retain_batch, forget_batch)``
+  (see :func:`gradient_step` for the arguments)."""
+  return gradient_step(jax.value_and_grad(objective), tx, retain_loss_fn=retain_loss_fn,
+                       forget_loss_fn=forget_loss_fn)
+
+
+def l1_penalty(schedule: Callable) -> optax.GradientTransformation:
+  """Adds ``schedule(count) * sign(params)`` to the gradients (an L1 subgradient)."""
+  def init(params):
+    del params
+    return optax.ScaleByScheduleState(count=jnp.zeros((), jnp.int32))
+
+  def update(grads, state, params):
+    alpha = schedule(state.count)
+    grads = jax.tree.map(lambda g, p: g + alpha * jnp.sign(p), grads, params)
+    return grads, optax.ScaleByScheduleState(count=state.count + 1)
+  return optax.GradientTransformation(init, update)
 
 
 def lur_step(tx: optax.GradientTransformation, *, retain_loss_fn, forget_loss_fn,

@@ -1,0 +1,121 @@
+"""Weight saliency on the forget set: SalUn's gradient masks and Scissorhands' trim.
+
+Layers are chosen by name: a parameter is selected when one of the names is a
+component of its path (``"fc"`` selects ``fc/kernel`` and ``fc/bias``).
+Normalisation layers are never selected.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax import lax
+
+NORM_MARKERS = ("norm", "bn")  # path components containing these are norm layers
+
+
+def _path_names(path) -> list[str]:
+  return [str(getattr(k, "key", getattr(k, "name", k))) for k in path]
+
+
+def _is_norm(names) -> bool:
+  return any(m in n.lower() for n in names for m in NORM_MARKERS)
+
+
+def select_layers(params, layers: Sequence[str] | str):
+  """A boolean pytree: True for leaves inside the named layers (norm layers never).
+
+  Args:
+    params: the params pytree.
+    layers: layer names, or ``"all"``, or a comma-separated string of names.
+
+  Raises:
+    ValueError: when a name selects no parameter.
+  """
+  if isinstance(layers, str):
+    layers = [s.strip() for s in layers.split(",") if s.strip()]
+  everything = list(layers) == ["all"]
+  flat = jax.tree_util.tree_flatten_with_path(params)[0]
+  names = {tuple(_path_names(path)) for path, _ in flat}
+  for layer in ([] if everything else layers):
+    if not any(layer in n and not _is_norm(n) for n in names):
+      available = sorted({part for n in names for part in n[:-1] if not _is_norm(n)})
+      raise ValueError(f"layer {layer!r} matches no parameter; allowed: all, "
+                       f"{', '.join(available)}")
+  def chosen(path, _):
+    n = _path_names(path)
+    return not _is_norm(n) and (everything or any(layer in n for layer in layers))
+  return jax.tree_util.tree_map_with_path(chosen, params)
+
+
+def check_fraction(value, key: str) -> None:
+  if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+    raise ValueError(f"{key}={value!r}; allowed: a number in (0, 1)")
+
+
+def forget_gradients(loss_fn: Callable, params, x, y, *, batch_size: int,
+                     absolute: bool) -> dict:
+  """Σ over forget batches of ∇loss (or of |∇loss| when ``absolute``).
+
+  ``loss_fn(params, batch)`` must return the per-example losses ``[B]``; the
+  set is padded to whole batches with zero-weighted examples.
+  """
+  n = len(y)
+  x, y = jnp.asarray(x), jnp.asarray(y)
+  num = -(-n // batch_size)
+  idx = np.arange(num * batch_size) % n
+  weight = (np.arange(num * batch_size) < n).astype(np.float32)
+  idx, weight = idx.reshape(num, batch_size), weight.reshape(num, batch_size)
+
+  def body(total, chunk):
+    i, w = chunk
+    g = jax.grad(lambda p: jnp.sum(w * loss_fn(p, {"x": x[i], "y": y[i]})))(params)
+    if absolute:
+      g = jax.tree.map(jnp.abs, g)
+    return jax.tree.map(jnp.add, total, g), None
+
+  zeros = jax.tree.map(jnp.zeros_like, params)
+  return jax.jit(lambda: lax.scan(body, zeros, (jnp.asarray(idx), jnp.asarray(weight)))[0])()
+
+
+def top_fraction_mask(scores, selected, fraction: float):
+  """True for the top ``fraction`` of selected entries by score (one global threshold)."""
+  flat = jnp.concatenate([s[m].ravel() for s, m in zip(
+      jax.tree.leaves(scores), jax.tree.leaves(selected)) if np.any(m)])
+  k = max(1, int(round(fraction * flat.size)))
+  threshold = jnp.sort(flat)[-k]
+  return jax.tree.map(lambda s, m: (s >= threshold) & m, scores, selected)
+
+
+def masked_updates(mask) -> optax.GradientTransformation:
+  """Zeros every update outside ``mask`` (chain it last, after weight decay)."""
+  def update(updates, state, params=None):
+    del params
+    return jax.tree.map(lambda u, m: jnp.where(m, u, 0), updates, mask), state
+  return optax.GradientTransformation(lambda _: optax.EmptyState(), update)
+
+
+def broadcast_mask(selected, params):
+  """Expands a per-leaf boolean pytree to full-shape boolean arrays."""
+  return jax.tree.map(lambda m, p: jnp.full(p.shape, bool(m)), selected, params)
+
+
+def trim(params, fresh_params, saliency, selected, sparsity: float):
+  """Scissorhands' trim: re-initialises the top (1 − sparsity) salient selected weights.
+
+  Args:
+    params: the trained params.
+    fresh_params: a fresh initialisation, the values trimmed weights take.
+    saliency: connection sensitivity |θ ⊙ Σ|∇CE_f||, same structure.
+    selected: per-leaf booleans from :func:`select_layers`.
+    sparsity: the fraction of selected weights kept.
+
+  Returns:
+    ``(trimmed_params, reset_mask)``.
+  """
+  reset = top_fraction_mask(saliency, broadcast_mask(selected, params), 1.0 - sparsity)
+  return jax.tree.map(lambda p, f, r: jnp.where(r, f, p), params, fresh_params, reset), reset
