@@ -73,7 +73,7 @@ def test_entry_points_refuse_bad_input_without_traceback(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().splitlines() == [
         "lur-jax: error: methods: unknown method 'nope'; allowed: "
-        "retrain, ft, ga, rl, graddiff, lur"]
+        + ", ".join(lur_jax.METHODS)]
     assert not (tmp_path / "o").exists()
 
 
