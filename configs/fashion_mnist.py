@@ -1,0 +1,21 @@
+"""Fashion-MNIST (Debian's dataset-fashion-mnist), small CNN, random 10% forgetting.
+
+    lur-jax run configs/fashion_mnist.py --out runs/fashion_mnist
+
+Needs `apt-get install dataset-fashion-mnist` (or data.dir pointing at the
+gzipped IDX files).
+"""
+
+import digits
+
+
+def get_config():
+  c = digits.get_config()
+  c.methods = "retrain,ft,ga,rl,graddiff,l1_sparse,salun,shs,lur,lur_snip"
+  c.data.name = "fashion_mnist"
+  c.data.dir = "/usr/share/datasets/fashion-mnist"
+  c.model = digits.ml_collections.ConfigDict({
+      "name": "cnn", "channels": (8, 16), "hidden": 64})
+  c.train.update({"epochs": 5, "lr": 0.05, "batch_size": 128})
+  c.unlearn.update({"epochs": 2, "lr": 0.01, "batch_size": 128, "forget_batch_size": 64})
+  return c
