@@ -150,9 +150,11 @@ def _fingerprint(obj) -> str:
   return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def _initial_params(exp: Experiment):
-  """The init shared by the original model and retrain (they differ only in data)."""
-  return exp.model.init(jax.random.fold_in(jax.random.key(exp.config.seed), 0))
+def _initial_variables(exp: Experiment) -> dict:
+  """The init shared by the original model and retrain (they differ only in data):
+  ``{"params": ..., "model_state": ...}``."""
+  key = jax.random.fold_in(jax.random.key(exp.config.seed), 0)
+  return {"params": exp.model.init(key), "model_state": exp.model.init_state(key)}
 
 
 def _original_model(exp: Experiment, out_dir: str, log, progress):
@@ -161,18 +163,21 @@ def _original_model(exp: Experiment, out_dir: str, log, progress):
   key = {"seed": cfg.seed, "data": cfg.data.to_dict(), "model": cfg.model.to_dict(),
          "train": cfg.train.to_dict()}
   directory = os.path.join(out_dir, "models", f"original-{_fingerprint(key)}")
-  abstract = jax.eval_shape(exp.model.init, jax.random.key(0))
+  abstract = jax.eval_shape(lambda: _initial_variables(exp))
   restored = checkpoint.restore_model(directory, abstract)
   if restored is not None:
     log(f"reusing the original model from {directory}")
     return restored[0], restored[1]["seconds"], True
-  params = _initial_params(exp)
   all_idx = np.arange(len(exp.splits.train))
-  result = _run_method(exp, "retrain", params, all_idx, all_idx[:1], desc="original",
-                       progress=progress)
-  checkpoint.save_model(directory, result.state.params,
-                        {"seconds": result.seconds, "key": key})
-  return result.state.params, result.seconds, False
+  result = _run_method(exp, "retrain", _initial_variables(exp), all_idx, all_idx[:1],
+                       desc="original", progress=progress)
+  variables = _variables(result.state)
+  checkpoint.save_model(directory, variables, {"seconds": result.seconds, "key": key})
+  return variables, result.seconds, False
+
+
+def _variables(state: train.TrainState) -> dict:
+  return {"params": state.params, "model_state": state.model_state}
 
 
 _COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration",
@@ -200,7 +205,15 @@ def _steps_per_epoch(iterate, retain_idx, forget_idx, batch_size, forget_batch_s
   return max(1, math.ceil(len(walked) / walked_bs))
 
 
-def _run_method(exp: Experiment, name: str, params, retain_idx, forget_idx, *, desc,
+def _state_update(model: models.Model, model_state):
+  """Running statistics follow the retain batches; ``None`` without BatchNorm."""
+  if not jax.tree.leaves(model_state):
+    return None
+  return lambda params, state, batch: models.update_running_stats(
+      state, model.batch_moments(params, batch["x"]))
+
+
+def _run_method(exp: Experiment, name: str, variables, retain_idx, forget_idx, *, desc,
                 progress) -> FitResult:
   cfg = exp.config
   settings = config_lib.method_settings(cfg, name)
@@ -211,7 +224,9 @@ def _run_method(exp: Experiment, name: str, params, retain_idx, forget_idx, *, d
   tx = train.sgd(settings.lr, settings.momentum, settings.weight_decay)
   if method.wrap_tx is not None:
     tx = method.wrap_tx(settings, tx)
-  ctx = methods.Context(exp.model.apply, exp.splits.num_classes, exp.model.init)
+  params, model_state = variables["params"], variables["model_state"]
+  ctx = methods.Context(exp.model.apply, exp.splits.num_classes, exp.model.init,
+                        _state_update(exp.model, model_state))
   seed = _method_seed(cfg.seed, desc)
   x, y = exp.splits.train.x, exp.splits.train.y
   start = time.perf_counter()
@@ -225,7 +240,8 @@ def _run_method(exp: Experiment, name: str, params, retain_idx, forget_idx, *, d
   prepare_seconds = time.perf_counter() - start - compile_seconds[0]
   step_fn = method.make_step(ctx, settings, tx)
   # The epoch donates its state; copy so that the caller's params survive.
-  state = train.init_state(jax.tree.map(jnp.copy, params), tx, jax.random.key(seed))
+  state = train.init_state(jax.tree.map(jnp.copy, params), tx, jax.random.key(seed),
+                           jax.tree.map(jnp.copy, model_state))
   result = fit(step_fn, state, x, y, retain_idx, forget_idx, epochs=settings.epochs,
                batch_size=settings.batch_size, forget_batch_size=forget_bs,
                iterate=method.iterate, seed=seed, desc=desc, progress=progress)
@@ -233,10 +249,10 @@ def _run_method(exp: Experiment, name: str, params, retain_idx, forget_idx, *, d
                          compile_seconds=result.compile_seconds + compile_seconds[0])
 
 
-def _save_replacing(directory: str, params, meta: dict) -> None:
+def _save_replacing(directory: str, variables, meta: dict) -> None:
   tmp = directory + ".tmp"
   shutil.rmtree(tmp, ignore_errors=True)
-  checkpoint.save_model(tmp, params, meta)
+  checkpoint.save_model(tmp, variables, meta)
   shutil.rmtree(directory, ignore_errors=True)
   os.replace(tmp, directory)
 
@@ -270,34 +286,33 @@ def execute(exp: Experiment, out_dir: str, *, progress: bool = True, log=None) -
   os.makedirs(out_dir, exist_ok=True)
   x_train = exp.splits.train
   fs = exp.forget
-  predict = metrics.make_predict(exp.model.apply)
+  predict = metrics.make_predict(exp.model.eval_apply)
 
-  def measure(params):
-    return metrics.evaluate(predict, params, x_train, fs.forget, fs.retain, fs.test,
+  def measure(variables):
+    return metrics.evaluate(predict, variables, x_train, fs.forget, fs.retain, fs.test,
                             config.seed)
 
-  original_params, original_seconds, reused = _original_model(exp, out_dir, log, progress)
+  original, original_seconds, reused = _original_model(exp, out_dir, log, progress)
   results = {"config": config.to_dict(), "versions": _versions(),
              "device": device_description(),
              "data": {"train": len(x_train), "forget": len(fs.forget),
                       "retain": len(fs.retain), "test": len(fs.test),
                       "forgotten_classes": list(fs.forgotten_classes)},
-             "original": {**measure(original_params), "seconds": original_seconds,
+             "original": {**measure(original), "seconds": original_seconds,
                           "reused": reused},
              "methods": {}}
   diagnostics = {}
   for name in exp.method_names:
-    start_params = (_initial_params(exp) if methods.METHODS[name].from_scratch
-                    else original_params)
-    result = _run_method(exp, name, start_params, fs.retain, fs.forget, desc=name,
+    start = (_initial_variables(exp) if methods.METHODS[name].from_scratch else original)
+    result = _run_method(exp, name, start, fs.retain, fs.forget, desc=name,
                          progress=progress)
-    params = result.state.params
+    variables = _variables(result.state)
     row = {"seconds": result.seconds, "compile_seconds": result.compile_seconds,
            "steps": result.steps,
-           "params_checksum": checkpoint.params_checksum(params)}
+           "params_checksum": checkpoint.params_checksum(variables)}
     if result.diverged_at is None:
       try:
-        row = {**measure(params), **row}
+        row = {**measure(variables), **row}
       except FloatingPointError:  # finite params whose logits overflow
         result = result._replace(diverged_at=result.steps)
     if result.diverged_at is None:
@@ -309,7 +324,7 @@ def execute(exp: Experiment, out_dir: str, *, progress: bool = True, log=None) -
     results["methods"][name] = row
     if "grad_cosine" in result.history:
       diagnostics[name] = result.history
-    _save_replacing(os.path.join(out_dir, "models", name), params,
+    _save_replacing(os.path.join(out_dir, "models", name), variables,
                     {"method": name, "params_checksum": row["params_checksum"]})
   _add_gaps(results["methods"], results["original"])
   checkpoint.write_json(os.path.join(out_dir, "diagnostics.json"), diagnostics)

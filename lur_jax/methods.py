@@ -20,6 +20,7 @@ class Context(NamedTuple):
   apply_fn: Callable
   num_classes: int
   init_fn: Callable | None = None  # rng -> fresh params (for re-initialisation)
+  state_update: Callable | None = None  # refreshes BatchNorm running statistics
 
 
 class Method(NamedTuple):
@@ -50,17 +51,19 @@ class Method(NamedTuple):
 def _diagnosed(ctx: Context, objective, tx, forget="ga"):
   return train.objective_step(
       objective, tx, retain_loss_fn=losses.ce_objective(ctx.apply_fn),
-      forget_loss_fn=losses.forget_objective(forget, ctx.apply_fn, ctx.num_classes))
+      forget_loss_fn=losses.forget_objective(forget, ctx.apply_fn, ctx.num_classes),
+      state_update=ctx.state_update)
 
 
 def _finetune(ctx, settings, tx):
   ce = losses.ce_objective(ctx.apply_fn)
-  return train.objective_step(lambda p, rb, fb: ce(p, rb), tx)
+  return train.objective_step(lambda p, rb, fb: ce(p, rb), tx, state_update=ctx.state_update)
 
 
 def _gradient_ascent(ctx, settings, tx):
   ascent = losses.forget_objective("ga", ctx.apply_fn, ctx.num_classes)
-  return train.objective_step(lambda p, rb, fb: ascent(p, fb), tx)
+  return train.objective_step(lambda p, rb, fb: ascent(p, fb), tx,
+                              state_update=ctx.state_update)
 
 
 def _random_labels(ctx, settings, tx):
@@ -83,7 +86,7 @@ def _lur(ctx, settings, tx):
       inner_lr=settings.inner_lr, inner_steps=settings.inner_steps,
       lookahead=settings.lookahead, retain_weight=settings.retain_weight,
       forget_weight=settings.forget_weight, mode=settings.mode, remat=settings.remat,
-      diagnostics=settings.diagnostics)
+      diagnostics=settings.diagnostics, state_update=ctx.state_update)
 
 
 def _per_example_ce(ctx):
@@ -135,12 +138,8 @@ def _shs_repair(ctx, settings, tx):
     loss, grad = jax.value_and_grad(lambda q: ce(q, rb) - weight * ce(q, fb))(p)
     return loss, project(grad, jax.grad(ascent)(p, fb))
 
-  return train.gradient_step(value_and_grad, tx, retain_loss_fn=ce, forget_loss_fn=ascent)
-
-
-def _l1_sparse(ctx, settings, tx):
-  ce = losses.ce_objective(ctx.apply_fn)
-  return train.objective_step(lambda p, rb, fb: ce(p, rb), tx)
+  return train.gradient_step(value_and_grad, tx, retain_loss_fn=ce, forget_loss_fn=ascent,
+                             state_update=ctx.state_update)
 
 
 def _l1_tx(settings, tx):
@@ -156,7 +155,7 @@ METHODS: dict[str, Method] = {
     "rl": Method(_random_labels),
     "graddiff": Method(_graddiff),
     "lur": Method(_lur),
-    "l1_sparse": Method(_l1_sparse, wrap_tx=_l1_tx),
+    "l1_sparse": Method(_finetune, wrap_tx=_l1_tx),
     "salun": Method(_random_labels, prepare=_salun_mask, check=_check_salun),
     "shs": Method(_shs_repair, prepare=_trim, check=_check_trim),
     "lur_snip": Method(_lur, prepare=_trim, check=_check_trim),

@@ -14,21 +14,24 @@ from lur_jax.data import Dataset
 METRICS = ("UA", "RA", "TA", "MIA")
 
 
-def make_predict(apply_fn: Callable, chunk: int = 1024):
-  """``predict(params, x) -> (correct[N], confidence[N])`` on the host.
+def make_predict(eval_apply: Callable, chunk: int = 1024):
+  """``predict(variables, data) -> (correct[N], confidence[N])`` on the host.
+
+  ``eval_apply(params, model_state, x)`` is the model in evaluation mode;
+  ``variables`` is ``{"params": ..., "model_state": ...}``.
 
   The jitted part returns per-example correctness and p_y(x); the host
   concatenates chunks and refuses non-finite outputs.
   """
   @jax.jit
-  def per_example(params, x, y):
-    logits = apply_fn(params, x)
+  def per_example(variables, x, y):
+    logits = eval_apply(variables["params"], variables["model_state"], x)
     return jnp.argmax(logits, -1) == y, losses.true_class_confidence(logits, y)
 
-  def predict(params, data: Dataset):
+  def predict(variables, data: Dataset):
     correct, confidence = [], []
     for start in range(0, len(data), chunk):
-      c, p = per_example(params, data.x[start:start + chunk], data.y[start:start + chunk])
+      c, p = per_example(variables, data.x[start:start + chunk], data.y[start:start + chunk])
       correct.append(np.asarray(c))
       confidence.append(np.asarray(p))
     return np.concatenate(correct), np.concatenate(confidence)
@@ -53,11 +56,11 @@ def mia_efficacy(retain_conf: np.ndarray, test_conf: np.ndarray, forget_conf: np
   return 100.0 * float(np.mean(attack.predict(forget_conf[:, None]) == 0))
 
 
-def evaluate(predict, params, train: Dataset, forget_idx, retain_idx, test: Dataset,
+def evaluate(predict, variables, train: Dataset, forget_idx, retain_idx, test: Dataset,
              seed: int) -> dict:
   """UA, RA, TA and MIA in percent (0-100)."""
-  train_correct, train_conf = predict(params, train)
-  test_correct, test_conf = predict(params, test)
+  train_correct, train_conf = predict(variables, train)
+  test_correct, test_conf = predict(variables, test)
   if not (np.all(np.isfinite(train_conf)) and np.all(np.isfinite(test_conf))):
     raise FloatingPointError("non-finite model outputs")
   return {

@@ -1,7 +1,14 @@
 """Flax models with a pure ``apply_fn(params, x) -> logits``.
 
-Parameter paths are plain names (``hidden_0``, ``conv_1``, ``fc``) so that
-methods can select layers by name.
+Parameter paths are plain names (``hidden_0``, ``conv_1``, ``layer3``, ``fc``)
+so that methods can select layers by name.
+
+Batch normalisation: in training (``apply``) a :class:`BatchNorm` normalises
+with the statistics of the batch itself, so a loss stays a pure function of
+params and batch and differentiates through the lookahead like any other
+layer. Running statistics live apart from params, in a *model state*
+(``init_state``), are refreshed by the training step from
+``batch_moments(params, x)``, and are used by ``eval_apply``.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from typing import Callable, NamedTuple, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 
 class MLP(nn.Module):
@@ -20,7 +28,8 @@ class MLP(nn.Module):
   hidden: Sequence[int] = (128, 128)
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, train: bool = True):
+    del train
     x = x.reshape((x.shape[0], -1))
     for i, width in enumerate(self.hidden):
       x = nn.relu(nn.Dense(width, name=f"hidden_{i}")(x))
@@ -35,7 +44,8 @@ class CNN(nn.Module):
   hidden: int = 128
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, train: bool = True):
+    del train
     if x.ndim == 3:  # [B, H, W] -> [B, H, W, 1]
       x = x[..., None]
     for i, c in enumerate(self.channels):
@@ -46,14 +56,80 @@ class CNN(nn.Module):
     return nn.Dense(self.num_classes, name="fc")(x)
 
 
-MODELS = {"mlp": MLP, "cnn": CNN}
+class BatchNorm(nn.Module):
+  """Batch normalisation whose training pass needs no mutable state.
+
+  Training normalises with the batch's own mean and variance and sows them
+  into the ``batch_moments`` collection (a no-op unless it is mutable);
+  evaluation uses the running ``batch_stats``.
+  """
+
+  epsilon: float = 1e-5
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    features = x.shape[-1]
+    scale = self.param("scale", nn.initializers.ones, (features,))
+    bias = self.param("bias", nn.initializers.zeros, (features,))
+    if train and not self.is_initializing():
+      axes = tuple(range(x.ndim - 1))
+      mean = x.mean(axes)
+      var = jnp.square(x - mean).mean(axes)
+      self.sow("batch_moments", "mean", mean)
+      self.sow("batch_moments", "var", var)
+    else:
+      mean = self.variable("batch_stats", "mean", jnp.zeros, (features,)).value
+      var = self.variable("batch_stats", "var", jnp.ones, (features,)).value
+    return (x - mean) * lax.rsqrt(var + self.epsilon) * scale + bias
+
+
+class BasicBlock(nn.Module):
+  features: int
+  stride: int = 1
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    y = nn.Conv(self.features, (3, 3), self.stride, padding=1, use_bias=False, name="conv1")(x)
+    y = nn.relu(BatchNorm(name="bn1")(y, train))
+    y = nn.Conv(self.features, (3, 3), padding=1, use_bias=False, name="conv2")(y)
+    y = BatchNorm(name="bn2")(y, train)
+    if self.stride != 1 or x.shape[-1] != self.features:
+      x = nn.Conv(self.features, (1, 1), self.stride, use_bias=False, name="shortcut")(x)
+      x = BatchNorm(name="shortcut_bn")(x, train)
+    return nn.relu(x + y)
+
+
+class ResNet18(nn.Module):
+  """ResNet-18, CIFAR variant: 3×3 stem, no max-pool; groups ``layer1``-``layer4``, ``fc``."""
+
+  num_classes: int
+  width: int = 64  # channels of layer1; a smaller width makes CPU smoke tests cheap
+
+  @nn.compact
+  def __call__(self, x, train: bool = True):
+    if x.ndim == 3:
+      x = x[..., None]
+    x = nn.Conv(self.width, (3, 3), padding=1, use_bias=False, name="stem")(x)
+    x = nn.relu(BatchNorm(name="stem_bn")(x, train))
+    for i, (mult, stride) in enumerate([(1, 1), (2, 2), (4, 2), (8, 2)]):
+      for j in range(2):
+        x = BasicBlock(self.width * mult, stride if j == 0 else 1,
+                       name=f"layer{i + 1}_{j}")(x, train)
+    x = x.mean(axis=(1, 2))
+    return nn.Dense(self.num_classes, name="fc")(x)
+
+
+MODELS = {"mlp": MLP, "cnn": CNN, "resnet18": ResNet18}
 
 
 class Model(NamedTuple):
-  """A model as the rest of the library sees it: an init and a pure apply."""
+  """A model as the rest of the library sees it: pure functions only."""
 
   init: Callable[[jax.Array], dict]  # rng -> params
-  apply: Callable[[dict, jax.Array], jax.Array]  # (params, x) -> logits
+  apply: Callable[[dict, jax.Array], jax.Array]  # (params, x) -> logits, training mode
+  init_state: Callable[[jax.Array], dict]  # rng -> model state ({} without BatchNorm)
+  eval_apply: Callable[[dict, dict, jax.Array], jax.Array]  # (params, state, x) -> logits
+  batch_moments: Callable[[dict, jax.Array], dict]  # (params, x) -> per-layer mean/var
 
 
 def build_model(name: str, num_classes: int, input_shape: Sequence[int], **kwargs) -> Model:
@@ -63,10 +139,10 @@ def build_model(name: str, num_classes: int, input_shape: Sequence[int], **kwarg
     name: a key of ``MODELS``.
     num_classes: output width.
     input_shape: shape of one example (no batch dimension).
-    **kwargs: module fields (``hidden``, ``channels``).
+    **kwargs: module fields (``hidden``, ``channels``, ``width``).
 
   Returns:
-    A :class:`Model`; ``init(rng)`` returns the params pytree.
+    A :class:`Model`.
   """
   if name not in MODELS:
     raise ValueError(f"model.name={name!r}; allowed: {', '.join(MODELS)}")
@@ -75,5 +151,24 @@ def build_model(name: str, num_classes: int, input_shape: Sequence[int], **kwarg
   except TypeError as e:
     raise ValueError(f"model {name!r}: {e}") from None
   dummy = jnp.zeros((1, *input_shape), jnp.float32)
-  return Model(init=lambda rng: module.init(rng, dummy)["params"],
-               apply=lambda params, x: module.apply({"params": params}, x))
+
+  def init_variables(rng):
+    return module.init(rng, dummy, train=False)
+
+  def batch_moments(params, x):
+    _, out = module.apply({"params": params}, x, train=True, mutable=["batch_moments"])
+    return jax.tree.map(lambda v: v[0], out.get("batch_moments", {}),
+                        is_leaf=lambda v: isinstance(v, tuple))
+
+  return Model(
+      init=lambda rng: init_variables(rng)["params"],
+      apply=lambda params, x: module.apply({"params": params}, x, train=True),
+      init_state=lambda rng: dict(init_variables(rng).get("batch_stats", {})),
+      eval_apply=lambda params, state, x: module.apply(
+          {"params": params, **({"batch_stats": state} if state else {})}, x, train=False),
+      batch_moments=batch_moments)
+
+
+def update_running_stats(state: dict, moments: dict, momentum: float = 0.9) -> dict:
+  """EMA of batch moments into running statistics (same tree structure)."""
+  return jax.tree.map(lambda old, new: momentum * old + (1.0 - momentum) * new, state, moments)

@@ -29,6 +29,9 @@ def _is_norm(names) -> bool:
 def select_layers(params, layers: Sequence[str] | str):
   """A boolean pytree: True for leaves inside the named layers (norm layers never).
 
+  A name selects a path component equal to it or extending it with ``_``
+  (``"layer3"`` selects ``layer3_0`` and ``layer3_1``).
+
   Args:
     params: the params pytree.
     layers: layer names, or ``"all"``, or a comma-separated string of names.
@@ -41,14 +44,17 @@ def select_layers(params, layers: Sequence[str] | str):
   everything = list(layers) == ["all"]
   flat = jax.tree_util.tree_flatten_with_path(params)[0]
   names = {tuple(_path_names(path)) for path, _ in flat}
+  def inside(layer, n):
+    return any(part == layer or part.startswith(layer + "_") for part in n)
+
   for layer in ([] if everything else layers):
-    if not any(layer in n and not _is_norm(n) for n in names):
+    if not any(inside(layer, n) and not _is_norm(n) for n in names):
       available = sorted({part for n in names for part in n[:-1] if not _is_norm(n)})
       raise ValueError(f"layer {layer!r} matches no parameter; allowed: all, "
                        f"{', '.join(available)}")
   def chosen(path, _):
     n = _path_names(path)
-    return not _is_norm(n) and (everything or any(layer in n for layer in layers))
+    return not _is_norm(n) and (everything or any(inside(layer, n) for layer in layers))
   return jax.tree_util.tree_map_with_path(chosen, params)
 
 

@@ -22,6 +22,10 @@ class TrainState(NamedTuple):
   opt_state: Any
   step: jax.Array  # int32 scalar
   rng: jax.Array  # root key of the run; steps fold in ``step``
+  model_state: Any = None  # BatchNorm running statistics ({} or None without)
+
+
+StateUpdate = Callable[[Any, Any, dict], Any]  # (params, model_state, retain_batch) -> state
 
 
 def sgd(lr: float, momentum: float = 0.9, weight_decay: float = 5e-4) -> optax.GradientTransformation:
@@ -32,8 +36,10 @@ def sgd(lr: float, momentum: float = 0.9, weight_decay: float = 5e-4) -> optax.G
                      optax.sgd(lr, momentum=momentum or None))
 
 
-def init_state(params, tx: optax.GradientTransformation, rng: jax.Array) -> TrainState:
-  return TrainState(params, tx.init(params), jnp.zeros((), jnp.int32), rng)
+def init_state(params, tx: optax.GradientTransformation, rng: jax.Array,
+               model_state=None) -> TrainState:
+  return TrainState(params, tx.init(params), jnp.zeros((), jnp.int32), rng,
+                    {} if model_state is None else model_state)
 
 
 def _with_key(state: TrainState, forget_batch: dict) -> dict:
@@ -41,10 +47,14 @@ def _with_key(state: TrainState, forget_batch: dict) -> dict:
   return {**forget_batch, "key": jax.random.fold_in(state.rng, state.step)}
 
 
-def _apply(state: TrainState, grads, tx) -> TrainState:
+def _apply(state: TrainState, grads, tx, retain_batch, state_update) -> TrainState:
+  """The optimiser update; running statistics follow the retain batch at θ."""
+  model_state = state.model_state
+  if state_update is not None:
+    model_state = state_update(state.params, model_state, retain_batch)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   return TrainState(optax.apply_updates(state.params, updates), opt_state,
-                    state.step + 1, state.rng)
+                    state.step + 1, state.rng, model_state)
 
 
 def conflict_metrics(params, retain_batch, forget_batch, retain_loss_fn, forget_loss_fn) -> dict:
@@ -61,7 +71,8 @@ def conflict_metrics(params, retain_batch, forget_batch, retain_loss_fn, forget_
 
 def gradient_step(value_and_grad_fn: Callable, tx: optax.GradientTransformation, *,
                   retain_loss_fn: Callable | None = None,
-                  forget_loss_fn: Callable | None = None) -> Step:
+                  forget_loss_fn: Callable | None = None,
+                  state_update: StateUpdate | None = None) -> Step:
   """A step applying ``value_and_grad_fn(params, retain_batch, forget_batch)``.
 
   Args:
@@ -70,6 +81,8 @@ def gradient_step(value_and_grad_fn: Callable, tx: optax.GradientTransformation,
     tx: the optax optimiser.
     retain_loss_fn, forget_loss_fn: when both are given, the step also
       reports :func:`conflict_metrics`.
+    state_update: refreshes the model state (BatchNorm running statistics)
+      from the retain batch; ``None`` keeps it.
 
   Returns:
     A pure step ``(state, retain_batch, forget_batch) -> (state, metrics)``.
@@ -81,17 +94,14 @@ def gradient_step(value_and_grad_fn: Callable, tx: optax.GradientTransformation,
     if retain_loss_fn is not None and forget_loss_fn is not None:
       metrics.update(conflict_metrics(state.params, retain_batch, forget_batch,
                                       retain_loss_fn, forget_loss_fn))
-    return _apply(state, grads, tx), metrics
+    return _apply(state, grads, tx, retain_batch, state_update), metrics
   return step
 
 
-def objective_step(objective: Callable, tx: optax.GradientTransformation, *,
-                   retain_loss_fn: Callable | None = None,
-                   forget_loss_fn: Callable | None = None) -> Step:
+def objective_step(objective: Callable, tx: optax.GradientTransformation, **kwargs) -> Step:
   """A step descending ``objective(params, retain_batch, forget_batch)``
-  (see :func:`gradient_step` for the arguments)."""
-  return gradient_step(jax.value_and_grad(objective), tx, retain_loss_fn=retain_loss_fn,
-                       forget_loss_fn=forget_loss_fn)
+  (see :func:`gradient_step` for the keyword arguments)."""
+  return gradient_step(jax.value_and_grad(objective), tx, **kwargs)
 
 
 def l1_penalty(schedule: Callable) -> optax.GradientTransformation:
@@ -111,7 +121,7 @@ def lur_step(tx: optax.GradientTransformation, *, retain_loss_fn, forget_loss_fn
              inner_lr: float, inner_steps: int = 1, lookahead: str = "retain",
              retain_weight: float = 1.0, forget_weight: float = 1.0,
              mode: str = "exact", remat: bool = False,
-             diagnostics: bool = True) -> Step:
+             diagnostics: bool = True, state_update: StateUpdate | None = None) -> Step:
   """The LUR optimiser step: descend ∇J(θ) (see :mod:`lur_jax.lur`) with ``tx``.
 
   Args:
@@ -121,6 +131,7 @@ def lur_step(tx: optax.GradientTransformation, *, retain_loss_fn, forget_loss_fn
       :func:`lur_jax.lur_value_and_grad`.
     diagnostics: also compute :func:`conflict_metrics` at θ (two more
       gradients); otherwise metrics hold the LUR terms only.
+    state_update: as in :func:`gradient_step`.
 
   Returns:
     A pure step ``(state, retain_batch, forget_batch) -> (state, metrics)``
@@ -142,5 +153,5 @@ def lur_step(tx: optax.GradientTransformation, *, retain_loss_fn, forget_loss_fn
     if diagnostics:
       metrics.update(conflict_metrics(state.params, retain_batch, forget_batch,
                                       retain_loss_fn, forget_loss_fn))
-    return _apply(state, grads, tx), metrics
+    return _apply(state, grads, tx, retain_batch, state_update), metrics
   return step

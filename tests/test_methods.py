@@ -10,7 +10,7 @@ import numpy as np
 import optax
 import pytest
 
-from lur_jax import cli, config as config_lib, experiment, losses, methods, models, saliency, train
+from lur_jax import checkpoint, cli, config as config_lib, losses, methods, models, saliency, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMOKE = os.path.join(ROOT, "configs", "digits_smoke.py")
@@ -127,10 +127,9 @@ def test_salun_touches_only_masked_weights_and_shs_trims(tmp_path):
   assert all("UA" in row for row in results["methods"].values())
   original_dir = next(p for p in (out / "models").iterdir() if p.name.startswith("original"))
   model = models.build_model("mlp", 10, (8, 8))
-  abstract = jax.eval_shape(model.init, jax.random.key(0))
-  from lur_jax import checkpoint  # pylint: disable=g-import-not-at-top
-  original, _ = checkpoint.restore_model(str(original_dir), abstract)
-  salun, _ = checkpoint.restore_model(str(out / "models" / "salun"), abstract)
+  abstract = {"params": jax.eval_shape(model.init, jax.random.key(0)), "model_state": {}}
+  original = checkpoint.restore_model(str(original_dir), abstract)[0]["params"]
+  salun = checkpoint.restore_model(str(out / "models" / "salun"), abstract)[0]["params"]
   np.testing.assert_array_equal(salun["hidden_0"]["kernel"], original["hidden_0"]["kernel"])
   # γ = 0.3 of the selected weights (fc and hidden_1, one global ranking) may move.
   selected = {k: v for k, v in original.items() if k in ("fc", "hidden_1")}
