@@ -13,7 +13,13 @@ def get_config() -> ml_collections.ConfigDict:
   c.seed = 0
   c.methods = "retrain,ft,ga,rl,graddiff,lur"
 
-  c.data = ml_collections.ConfigDict({"name": "digits", "dir": ""})
+  c.data = ml_collections.ConfigDict({
+      "name": "digits",  # digits | fashion_mnist | tfds:<name>
+      "dir": "",  # fashion_mnist: folder of the IDX files
+      "tfds_data_dir": "",  # tfds:<name>: TFDS data dir ("" = TFDS's default)
+      "augment": False,  # random crop (padding 4) and flip on training batches
+      "train_limit": 0, "test_limit": 0,  # keep this many examples (0 = all)
+  })
   c.model = ml_collections.ConfigDict({"name": "mlp"})
 
   # The original model (trained on all of D) and `retrain` (on D_r) use this recipe.

@@ -15,7 +15,7 @@ def get_config():
   c.data.name = "fashion_mnist"
   c.data.dir = "/usr/share/datasets/fashion-mnist"
   c.model = digits.ml_collections.ConfigDict({
-      "name": "cnn", "channels": (8, 16), "hidden": 64})
-  c.train.update({"epochs": 5, "lr": 0.05, "batch_size": 128})
+      "name": "cnn", "channels": (8, 16), "hidden": 256})
+  c.train.update({"epochs": 20, "lr": 0.05, "batch_size": 128})
   c.unlearn.update({"epochs": 2, "lr": 0.01, "batch_size": 128, "forget_batch_size": 64})
   return c

@@ -15,7 +15,8 @@ from typing import NamedTuple
 import numpy as np
 
 FORGET_KINDS = ("random", "class", "indices")
-DATASETS = ("digits", "fashion_mnist")
+TFDS_DATASETS = ("cifar10", "cifar100", "svhn_cropped", "mnist", "fashion_mnist")
+DATASETS = ("digits", "fashion_mnist", *(f"tfds:{n}" for n in TFDS_DATASETS))
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"  # Debian's dataset-fashion-mnist
 _IDX_DTYPES = {0x08: np.uint8}
 
@@ -139,13 +140,62 @@ def load_fashion_mnist(seed: int, directory: str = FASHION_MNIST_DIR, *,
                test=test)
 
 
+def _tfds_split(name: str, split_name: str, data_dir: str | None) -> Dataset:
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  try:
+    source = tfds.data_source(name, split=split_name, data_dir=data_dir, download=False)
+    records = [source[i] for i in range(len(source))]
+  except Exception as e:  # pylint: disable=broad-except
+    where = data_dir or "the default TFDS data dir"
+    raise ValueError(
+        f"TFDS dataset {name!r} (split {split_name!r}) is not prepared in {where} "
+        f"({type(e).__name__}); prepare it where there is internet with `tfds build {name} "
+        f"--file_format=array_record` and set data.tfds_data_dir") from None
+  images = np.stack([np.asarray(r["image"]) for r in records])
+  labels = np.asarray([int(r["label"]) for r in records], np.int32)
+  if images.ndim == 3:
+    images = images[..., None]
+  return Dataset((images / 255.0).astype(np.float32), labels)
+
+
+def load_tfds(name: str, seed: int, data_dir: str | None = None, *,
+              val_fraction: float = 0.1) -> Splits:
+  """A TFDS image-classification dataset through ``tfds.data_source`` (no TensorFlow).
+
+  The dataset's own test split is the test set; 10% of each training class
+  is held out as validation, chosen by ``seed``. Nothing is downloaded.
+  """
+  if name not in TFDS_DATASETS:
+    raise ValueError(f"data.name='tfds:{name}'; allowed: "
+                     f"{', '.join('tfds:' + n for n in TFDS_DATASETS)}")
+  train = _tfds_split(name, "train", data_dir)
+  test = _tfds_split(name, "test", data_dir)
+  num_classes = int(max(train.y.max(), test.y.max())) + 1
+  return split(train, seed, test_fraction=0.0, val_fraction=val_fraction,
+               num_classes=num_classes, test=test)
+
+
 def load_dataset(name: str, seed: int, directory: str = "") -> Splits:
-  """Loads a registered dataset by name (``directory`` overrides its location)."""
+  """Loads a registered dataset by name (``directory`` overrides its location).
+
+  ``"digits"`` is embedded; ``"fashion_mnist"`` reads Debian's IDX files;
+  ``"tfds:NAME"`` reads a prepared TFDS dataset (``directory`` is its data dir).
+  """
   if name == "digits":
     return load_digits(seed)
   if name == "fashion_mnist":
     return load_fashion_mnist(seed, directory or FASHION_MNIST_DIR)
+  if name.startswith("tfds:"):
+    return load_tfds(name[len("tfds:"):], seed, directory or None)
   raise ValueError(f"data.name={name!r}; allowed: {', '.join(DATASETS)}")
+
+
+def subsample(splits: Splits, seed: int, *, train: int = 0, test: int = 0) -> Splits:
+  """Keeps a seeded random ``train``/``test`` examples (0 keeps all); for smoke runs."""
+  rng = np.random.default_rng(seed + 1)
+  def cut(d, n):
+    return d if not n or n >= len(d) else d.take(np.sort(rng.choice(len(d), n, replace=False)))
+  return splits._replace(train=cut(splits.train, train), test=cut(splits.test, test))
 
 
 def parse_int_list(spec, what: str) -> list[int]:

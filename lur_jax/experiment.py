@@ -22,6 +22,7 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
+from lur_jax import augment as augment_lib
 from lur_jax import (checkpoint, config as config_lib, data, methods, metrics, models,
                      plots, saliency, train)
 
@@ -43,7 +44,10 @@ def prepare(config: ml_collections.ConfigDict) -> Experiment:
     ValueError: naming the bad value and what is allowed.
   """
   names = config_lib.validate(config)
-  splits = data.load_dataset(config.data.name, config.seed, config.data.get("dir", ""))
+  d = config.data
+  directory = d.get("tfds_data_dir", "") if d.name.startswith("tfds:") else d.get("dir", "")
+  splits = data.subsample(data.load_dataset(d.name, config.seed, directory), config.seed,
+                          train=d.get("train_limit", 0), test=d.get("test_limit", 0))
   if config.eval.split == "val":  # for tuning: TA and MIA on the validation hold-out
     splits = splits._replace(test=splits.val)
   f = config.forget
@@ -74,14 +78,15 @@ class FitResult(NamedTuple):
 
 
 def fit(step_fn, state, x, y, retain_idx, forget_idx, *, epochs, batch_size,
-        forget_batch_size, iterate, seed, desc, progress=True) -> FitResult:
+        forget_batch_size, iterate, seed, desc, progress=True, augment=False) -> FitResult:
   """Runs ``epochs`` epochs of ``step_fn``, one jitted call per step.
 
   An epoch walks once through the ``iterate`` set ("retain" or "forget") in
   batches; the other set's batches cycle alongside. Compilation is timed
   separately from the run. (One call per step rather than a ``lax.scan`` over
   the epoch: XLA:CPU runs convolutions inside loops an order of magnitude
-  slower.)
+  slower.) With ``augment``, both batches get a random crop and flip
+  (:mod:`lur_jax.augment`) on device, keyed by the step.
   """
   steps = _steps_per_epoch(iterate, retain_idx, forget_idx, batch_size, forget_batch_size)
   order = np.random.default_rng(seed)
@@ -92,7 +97,12 @@ def fit(step_fn, state, x, y, retain_idx, forget_idx, *, epochs, batch_size,
     return jax.device_put(r), jax.device_put(f)
 
   def train_step(state, x, y, ri, fi):
-    return step_fn(state, {"x": x[ri], "y": y[ri]}, {"x": x[fi], "y": y[fi]})
+    xr, xf = x[ri], x[fi]
+    if augment:
+      key_r, key_f = jax.random.split(jax.random.fold_in(
+          jax.random.fold_in(state.rng, state.step), 0x5EED))
+      xr, xf = augment_lib.random_crop_flip(key_r, xr), augment_lib.random_crop_flip(key_f, xf)
+    return step_fn(state, {"x": xr, "y": y[ri]}, {"x": xf, "y": y[fi]})
 
   x, y = jax.device_put(x), jax.device_put(y)  # once, not on every call
   r, f = epoch_batches()
@@ -244,7 +254,8 @@ def _run_method(exp: Experiment, name: str, variables, retain_idx, forget_idx, *
                            jax.tree.map(jnp.copy, model_state))
   result = fit(step_fn, state, x, y, retain_idx, forget_idx, epochs=settings.epochs,
                batch_size=settings.batch_size, forget_batch_size=forget_bs,
-               iterate=method.iterate, seed=seed, desc=desc, progress=progress)
+               iterate=method.iterate, seed=seed, desc=desc, progress=progress,
+               augment=cfg.data.get("augment", False))
   return result._replace(seconds=result.seconds + prepare_seconds,
                          compile_seconds=result.compile_seconds + compile_seconds[0])
 
