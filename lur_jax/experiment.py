@@ -167,23 +167,37 @@ def _initial_variables(exp: Experiment) -> dict:
   return {"params": exp.model.init(key), "model_state": exp.model.init_state(key)}
 
 
-def _original_model(exp: Experiment, out_dir: str, log, progress):
-  """Trains the original model on D, or restores it from a previous run."""
+def _from_scratch(exp: Experiment, out_dir: str, desc: str, retain_idx, log, progress):
+  """Trains on ``retain_idx`` from the shared init with the ``train`` recipe, or
+  restores that model from an earlier run in ``out_dir``.
+
+  The original model (``desc="original"``, all of D) and retrain (D_r) are
+  cached under ``models/<desc>-<fingerprint>``; the fingerprint covers
+  everything that determines them (seed, data, model, recipe, retained set).
+
+  Returns:
+    ``(variables, FitResult without state, reused)``.
+  """
   cfg = exp.config
   key = {"seed": cfg.seed, "data": cfg.data.to_dict(), "model": cfg.model.to_dict(),
-         "train": cfg.train.to_dict()}
-  directory = os.path.join(out_dir, "models", f"original-{_fingerprint(key)}")
+         "train": cfg.train.to_dict(),
+         "retain": hashlib.sha256(np.asarray(retain_idx).tobytes()).hexdigest()}
+  directory = os.path.join(out_dir, "models", f"{desc}-{_fingerprint(key)}")
   abstract = jax.eval_shape(lambda: _initial_variables(exp))
   restored = checkpoint.restore_model(directory, abstract)
   if restored is not None:
-    log(f"reusing the original model from {directory}")
-    return restored[0], restored[1]["seconds"], True
-  all_idx = np.arange(len(exp.splits.train))
-  result = _run_method(exp, "retrain", _initial_variables(exp), all_idx, all_idx[:1],
-                       desc="original", progress=progress)
+    log(f"reusing the {desc} model from {directory}")
+    meta = restored[1]
+    return restored[0], FitResult(None, meta["seconds"], meta["compile_seconds"],
+                                  meta["steps"], {}, None), True
+  result = _run_method(exp, "retrain", _initial_variables(exp), np.asarray(retain_idx),
+                       np.asarray(retain_idx[:1]), desc=desc, progress=progress)
   variables = _variables(result.state)
-  checkpoint.save_model(directory, variables, {"seconds": result.seconds, "key": key})
-  return variables, result.seconds, False
+  if result.diverged_at is None:
+    checkpoint.save_model(directory, variables, {
+        "seconds": result.seconds, "compile_seconds": result.compile_seconds,
+        "steps": result.steps, "key": key})
+  return variables, result._replace(state=None), False
 
 
 def _variables(state: train.TrainState) -> dict:
@@ -303,23 +317,26 @@ def execute(exp: Experiment, out_dir: str, *, progress: bool = True, log=None) -
     return metrics.evaluate(predict, variables, x_train, fs.forget, fs.retain, fs.test,
                             config.seed)
 
-  original, original_seconds, reused = _original_model(exp, out_dir, log, progress)
+  original, original_fit, reused = _from_scratch(
+      exp, out_dir, "original", np.arange(len(x_train)), log, progress)
   results = {"config": config.to_dict(), "versions": _versions(),
              "device": device_description(),
              "data": {"train": len(x_train), "forget": len(fs.forget),
                       "retain": len(fs.retain), "test": len(fs.test),
                       "forgotten_classes": list(fs.forgotten_classes)},
-             "original": {**measure(original), "seconds": original_seconds,
+             "original": {**measure(original), "seconds": original_fit.seconds,
                           "reused": reused},
              "methods": {}}
   diagnostics = {}
   for name in exp.method_names:
-    start = (_initial_variables(exp) if methods.METHODS[name].from_scratch else original)
-    result = _run_method(exp, name, start, fs.retain, fs.forget, desc=name,
-                         progress=progress)
-    variables = _variables(result.state)
+    if methods.METHODS[name].from_scratch:
+      variables, result, reused = _from_scratch(exp, out_dir, name, fs.retain, log, progress)
+    else:
+      result = _run_method(exp, name, original, fs.retain, fs.forget, desc=name,
+                           progress=progress)
+      variables, reused = _variables(result.state), False
     row = {"seconds": result.seconds, "compile_seconds": result.compile_seconds,
-           "steps": result.steps,
+           "steps": result.steps, "reused": reused,
            "params_checksum": checkpoint.params_checksum(variables)}
     if result.diverged_at is None:
       try:

@@ -1,14 +1,18 @@
-"""The README's digits table: every method, 3 seeds, random 10% and class-wise.
+"""Every method against retraining: digits and Fashion-MNIST, random 10% and class-wise.
 
-    python benchmarks/digits_table.py [--seeds 0,1,2]
+    python benchmarks/unlearning_quality.py [--seeds 0,1,2] [--settings ...]
 
-Runs configs/digits.py and configs/digits_class.py (tuned on the validation
-split by benchmarks/sweep_digits.py) once per seed on the test split and
-writes mean ± std to benchmarks/results/digits.json and digits.md.
+Runs each setting's config (tuned on the validation split by
+benchmarks/sweep.py) once per seed on the test split and writes mean ± std of
+UA, RA, TA, MIA, Avg Gap, seconds and seconds/retrain to
+benchmarks/results/unlearning_quality.json and .md, plus the gradient-conflict
+figure of each setting's first seed (diagnostics-<setting>.png). The original
+model of a dataset and seed is trained once and shared by its settings.
 """
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -20,28 +24,41 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from lur_jax import checkpoint, config as config_lib, experiment  # pylint: disable=g-import-not-at-top
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SETTINGS = {"random 10%": "configs/digits.py", "class-wise (class 0)": "configs/digits_class.py"}
+SETTINGS = {  # name -> (config, title)
+    "digits_random": ("configs/digits.py", "Digits, MLP, random 10%"),
+    "digits_class": ("configs/digits_class.py", "Digits, MLP, class-wise (class 0)"),
+    "fashion_random": ("configs/fashion_mnist.py", "Fashion-MNIST, CNN, random 10%"),
+    "fashion_class": ("configs/fashion_mnist_class.py",
+                      "Fashion-MNIST, CNN, class-wise (class 0)"),
+}
 COLUMNS = ("UA", "RA", "TA", "MIA", "avg_gap", "seconds", "seconds_vs_retrain")
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--seeds", default="0,1,2")
-  parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "digits"))
+  parser.add_argument("--settings", default=",".join(SETTINGS))
+  parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results",
+                                                    "unlearning_quality"))
   args = parser.parse_args()
   seeds = [int(s) for s in args.seeds.split(",")]
   summary, runs = {}, {}
   start = time.perf_counter()
   with tempfile.TemporaryDirectory() as work:
-    for setting, path in SETTINGS.items():
+    for setting in args.settings.split(","):
+      path, _ = SETTINGS[setting]
       per_seed = []
       for seed in seeds:
         config = config_lib.apply_overrides(config_lib.load(os.path.join(ROOT, path)),
                                             [f"seed={seed}"])
-        results = experiment.run(config, os.path.join(work, f"{setting}-{seed}"),
-                                 progress=False, log=lambda _: None)
+        out = os.path.join(work, setting.split("_")[0])  # originals shared across settings
+        results = experiment.run(config, out, progress=False, log=lambda _: None)
         per_seed.append(results)
-        print(f"{setting} seed {seed} done", file=sys.stderr, flush=True)
+        if seed == seeds[0] and os.path.exists(os.path.join(out, "diagnostics.png")):
+          shutil.copy(os.path.join(out, "diagnostics.png"),
+                      os.path.join(os.path.dirname(args.out), f"diagnostics-{setting}.png"))
+        print(f"{setting} seed {seed} done ({time.perf_counter() - start:.0f} s)",
+              file=sys.stderr, flush=True)
       runs[setting] = per_seed
       summary[setting] = {}
       for name in ["original", *per_seed[0]["methods"]]:
@@ -50,10 +67,10 @@ def main():
             k: None if any(row.get(k) is None for row in rows) else
             {"mean": float(np.mean([row[k] for row in rows])),
              "std": float(np.std([row[k] for row in rows]))} for k in COLUMNS}
-  lines = [f"Digits, MLP, mean ± std over seeds {args.seeds} "
-           f"(`python benchmarks/digits_table.py`, device {results['device']}).", ""]
+  lines = [f"Mean ± std over seeds {args.seeds} (`python benchmarks/unlearning_quality.py`, "
+           f"device {results['device']}, {time.perf_counter() - start:.0f} s in all).", ""]
   for setting, table in summary.items():
-    lines += [f"**{setting}**", "",
+    lines += [f"**{SETTINGS[setting][1]}**", "",
               "| method | UA | RA | TA | MIA | Avg Gap | seconds | × retrain |",
               "|---|---|---|---|---|---|---|---|"]
     for name, row in table.items():
