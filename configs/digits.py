@@ -11,7 +11,7 @@ import ml_collections
 def get_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
-  c.methods = "retrain,ft,ga,rl,graddiff,lur"
+  c.methods = "retrain,ft,ga,rl,graddiff,l1_sparse,salun,shs,lur,lur_snip"
 
   c.data = ml_collections.ConfigDict({
       "name": "digits",  # digits | fashion_mnist | tfds:<name>
@@ -48,13 +48,13 @@ def get_config() -> ml_collections.ConfigDict:
   c.ga = ml_collections.ConfigDict({"lr": 1e-3, "epochs": 10})
   c.rl = ml_collections.ConfigDict({"lr": 1e-4, "epochs": 5})
   c.graddiff = ml_collections.ConfigDict({"lr": 0.01, "epochs": None, "forget_weight": 0.3})
-  c.l1_sparse = ml_collections.ConfigDict({"lr": None, "epochs": None, "alpha": 1e-4})
+  c.l1_sparse = ml_collections.ConfigDict({"lr": 0.1, "epochs": None, "alpha": 1e-3})
   c.salun = ml_collections.ConfigDict({
-      "lr": None, "epochs": None, "gamma": 0.5, "layers": "all"})
+      "lr": 1e-4, "epochs": None, "gamma": 0.5, "layers": "all"})
   c.shs = ml_collections.ConfigDict({
-      "lr": None, "epochs": None, "sparsity": 0.97, "layers": "fc", "forget_weight": 0.05})
+      "lr": 0.01, "epochs": None, "sparsity": 0.97, "layers": "fc", "forget_weight": 0.1})
   c.lur_snip = ml_collections.ConfigDict({  # the trim step, then LUR with the lur settings
-      "lr": None, "epochs": None, "sparsity": 0.97, "layers": "fc"})
+      "lr": 0.1, "epochs": None, "sparsity": 0.9, "layers": "fc"})
   c.lur = ml_collections.ConfigDict({
       "lr": 0.1, "epochs": None,
       "forget_objective": "ga",  # ga | rl

@@ -85,15 +85,16 @@ def test_smoke_study_end_to_end_and_rerun_reuses_the_original(tmp_path, capsys):
   results = json.loads((out / "results.json").read_text())
   assert set(results) >= {"config", "versions", "device", "methods", "original"}
   assert results["config"]["train"]["epochs"] == 3
-  assert list(results["methods"]) == ["retrain", "ft", "ga", "rl", "graddiff", "lur"]
+  assert list(results["methods"]) == ["retrain", "ft", "ga", "rl", "graddiff", "l1_sparse",
+                                      "salun", "shs", "lur", "lur_snip"]
   for name, row in results["methods"].items():
     for key in ("UA", "RA", "TA", "MIA", "avg_gap", "seconds"):
       assert 0.0 <= row[key] <= 100.0 or key == "seconds", (name, key, row[key])
     assert len(row["params_checksum"]) == 64
   assert results["methods"]["retrain"]["avg_gap"] == 0.0
-  assert (out / "results.md").read_text().count("\n") == 2 + 7
+  assert (out / "results.md").read_text().count("\n") == 2 + 11
   diagnostics = json.loads((out / "diagnostics.json").read_text())
-  assert {"graddiff", "lur", "rl"} <= set(diagnostics)
+  assert {"graddiff", "lur", "rl", "salun", "shs", "lur_snip"} <= set(diagnostics)
   assert len(diagnostics["lur"]["grad_cosine"]) == results["methods"]["lur"]["steps"]
   assert results["original"]["reused"] is False
   for name in results["methods"]:
