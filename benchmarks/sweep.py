@@ -124,13 +124,19 @@ def main():
             record[k] = None if None in values else float(np.mean(values))
           records.append(record)
           print(setting, method, point, f"gap {record['avg_gap']}", flush=True)
+          _write(args, records)  # after every point: a crash loses nothing measured
+  _write(args, records, final=True)
+
+
+def _write(args, records, final=False):
+  """Merges ``records`` with the earlier ones and writes the JSON and the table."""
   for path in (args.merge, args.out + ".json"):  # newer records replace older ones
     if path and os.path.exists(path):
       with open(path) as f:
         earlier = json.load(f)["records"]
       done = {(r["setting"], r["method"]) for r in records}
       records = [r for r in earlier if (r["setting"], r["method"]) not in done] + records
-  records.sort(key=lambda r: list(SETTINGS).index(r["setting"]))
+  records = sorted(records, key=lambda r: list(SETTINGS).index(r["setting"]))
   best = {}
   for r in records:
     key = (r["setting"], r["method"])
@@ -141,10 +147,12 @@ def main():
   for (setting, method), r in best.items():
     chosen = ", ".join(f"{k}={v}" for k, v in r["point"].items())
     lines.append(f"| {setting} | {method} | {chosen} | " + " | ".join(
-        f"{r[k]:.2f}" for k in ("UA", "RA", "TA", "MIA", "avg_gap")) + " |")
+        "-" if r[k] is None else f"{r[k]:.2f}" for k in ("UA", "RA", "TA", "MIA", "avg_gap"))
+                 + " |")
   checkpoint.write_json(args.out + ".json", {"records": records})
   checkpoint.write_atomic(args.out + ".md", "\n".join(lines) + "\n")
-  print("\n".join(lines))
+  if final:
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ def get_config() -> ml_collections.ConfigDict:
       "epochs": 5, "lr": 0.01, "batch_size": 64, "forget_batch_size": 32,
       "momentum": 0.9, "weight_decay": 5e-4})
 
-  # Per-method settings chosen by benchmarks/sweep_digits.py (nine settings per
+  # Per-method settings chosen by benchmarks/sweep.py (nine settings per
   # method, mean Avg Gap over seeds 0-2 on the validation split).
   c.ft = ml_collections.ConfigDict({"lr": 0.1, "epochs": 5})
   c.ga = ml_collections.ConfigDict({"lr": 1e-3, "epochs": 10})
@@ -54,7 +54,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.shs = ml_collections.ConfigDict({
       "lr": 0.01, "epochs": None, "sparsity": 0.97, "layers": "fc", "forget_weight": 0.1})
   c.lur_snip = ml_collections.ConfigDict({  # the trim step, then LUR with the lur settings
-      "lr": 0.1, "epochs": None, "sparsity": 0.9, "layers": "fc"})
+      "lr": 0.1, "epochs": None, "sparsity": 0.9, "layers": "fc", "forget_weight": None})
   c.lur = ml_collections.ConfigDict({
       "lr": 0.1, "epochs": None,
       "forget_objective": "ga",  # ga | rl

@@ -2,7 +2,7 @@
 
     lur-jax run configs/digits_class.py --out runs/digits_class
 
-Per-method settings chosen by benchmarks/sweep_digits.py on the validation
+Per-method settings chosen by benchmarks/sweep.py on the validation
 split. Gradient ascent on a whole class (ga, graddiff, and lur with the ga
 objective) either diverges or barely forgets within the swept budget, so lur
 uses the rl objective here: cross-entropy to random wrong labels evaluated

@@ -21,4 +21,14 @@ def get_config():
       "name": "cnn", "channels": (8, 16), "hidden": 256})
   c.train.update({"epochs": 15, "lr": 0.05, "batch_size": 128})
   c.unlearn.update({"epochs": 2, "lr": 0.01, "batch_size": 128, "forget_batch_size": 64})
+  # Chosen by benchmarks/sweep.py (four settings per method, seed 0, validation split).
+  c.ft.update({"lr": 0.03, "epochs": 1})
+  c.ga.lr = 1e-4
+  c.rl.lr = 1e-3
+  c.graddiff.update({"lr": 0.03, "forget_weight": 0.1})
+  c.l1_sparse.update({"lr": 0.03, "epochs": None, "alpha": 1e-3})
+  c.salun.update({"lr": 3e-3, "epochs": None})
+  c.shs.update({"lr": 0.03, "forget_weight": 0.03})
+  c.lur.update({"lr": 0.03, "forget_weight": 0.1})
+  c.lur_snip.update({"lr": 0.03, "forget_weight": 0.1})
   return c

@@ -144,3 +144,13 @@ def test_augmentation_crops_within_padding_and_flips():
   flips = [bool(jnp.all(augment.random_crop_flip(jax.random.key(k), images, 0)[0]
                         == images[0, :, ::-1])) for k in range(20)]
   assert 0 < sum(flips) < 20
+
+
+@pytest.mark.parametrize("name", ["cifar10_resnet18", "cifar10_resnet18_50",
+                                  "cifar10_resnet18_class", "cifar100_resnet18",
+                                  "cifar100_resnet18_smoke", "fashion_mnist",
+                                  "fashion_mnist_class"])
+def test_every_config_validates(name):
+  from lur_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  config = config_lib.load(os.path.join(ROOT, "configs", f"{name}.py"))
+  assert config_lib.validate(config) == config.methods.split(",")
