@@ -1,11 +1,8 @@
 """A CPU smoke variant of cifar100_resnet18.py (see cifar10_resnet18_smoke.py)."""
 
+import cifar100_resnet18
 import cifar10_resnet18_smoke
 
 
 def get_config():
-  c = cifar10_resnet18_smoke.get_config()
-  c.data.name = "tfds:cifar100"
-  c.shs.update({"sparsity": 0.99, "layers": "layer4,fc"})
-  c.lur_snip.update({"sparsity": 0.99, "layers": "layer4,fc"})
-  return c
+  return cifar10_resnet18_smoke.shrink(cifar100_resnet18.get_config())

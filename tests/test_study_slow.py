@@ -16,7 +16,8 @@ def test_full_random_study_runs_every_method(tmp_path):
   assert cli.main(["run", os.path.join(ROOT, "configs", "digits.py"), "--out", str(out),
                    "--no-progress"]) == 0
   methods = json.loads((out / "results.json").read_text())["methods"]
-  assert list(methods) == ["retrain", "ft", "ga", "rl", "graddiff", "lur"]
+  assert list(methods) == ["retrain", "ft", "ga", "rl", "graddiff", "l1_sparse", "salun",
+                           "shs", "lur", "lur_snip"]
   assert all("UA" in row for row in methods.values()), "a method diverged"
 
 
