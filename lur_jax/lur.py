@@ -241,10 +241,13 @@ def lur_value_and_grad(params: Params, retain_batch: Batch, forget_batch: Batch,
   return value, grad
 
 
+def tree_vdot(a: Params, b: Params) -> jax.Array:
+  """Inner product of two pytrees seen as flat vectors."""
+  return sum(jnp.vdot(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
 def tree_cosine(a: Params, b: Params) -> jax.Array:
   """Cosine similarity of two pytrees seen as flat vectors (0 if either is 0)."""
-  dot = sum(jnp.vdot(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
-  norm_a = jnp.sqrt(sum(jnp.vdot(x, x) for x in jax.tree.leaves(a)))
-  norm_b = jnp.sqrt(sum(jnp.vdot(y, y) for y in jax.tree.leaves(b)))
-  denom = norm_a * norm_b
+  dot = tree_vdot(a, b)
+  denom = jnp.sqrt(tree_vdot(a, a)) * jnp.sqrt(tree_vdot(b, b))
   return jnp.where(denom > 0, dot / jnp.where(denom > 0, denom, 1.0), 0.0)

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lur_jax import losses, saliency, train
+from lur_jax import losses, lur, saliency, train
 
 
 class Context(NamedTuple):
@@ -129,8 +129,8 @@ def _shs_repair(ctx, settings, tx):
   weight = settings.forget_weight
 
   def project(grad, forget_grad):
-    dot = sum(jnp.vdot(a, b) for a, b in zip(jax.tree.leaves(grad), jax.tree.leaves(forget_grad)))
-    norm2 = sum(jnp.vdot(b, b) for b in jax.tree.leaves(forget_grad))
+    dot = lur.tree_vdot(grad, forget_grad)
+    norm2 = lur.tree_vdot(forget_grad, forget_grad)
     coef = jnp.where(dot < 0, dot / jnp.maximum(norm2, 1e-30), 0.0)
     return jax.tree.map(lambda a, b: a - coef * b, grad, forget_grad)
 
