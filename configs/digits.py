@@ -11,6 +11,7 @@ import ml_collections
 def get_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
+  c.devices = 0  # devices on the data axis (0 = all); batch sizes must divide by it
   c.methods = "retrain,ft,ga,rl,graddiff,l1_sparse,salun,shs,lur,lur_snip"
 
   c.data = ml_collections.ConfigDict({
@@ -32,6 +33,11 @@ def get_config() -> ml_collections.ConfigDict:
       "classes": "0",  # kind=class: comma-separated ints
       "indices": "",  # kind=indices: comma-separated ints or a .txt/.npy file
   })
+
+  # Resumable state every N steps (0 = never); a finished method is saved with its
+  # results in models/<name>. A rerun with the same --out skips finished methods
+  # and resumes the interrupted one from its newest good checkpoint.
+  c.checkpoint = ml_collections.ConfigDict({"every": 500, "keep": 3})
 
   # TA and MIA are measured on the test split; tuning sweeps use "val".
   c.eval = ml_collections.ConfigDict({"split": "test"})

@@ -48,6 +48,75 @@ def restore_model(directory: str, abstract_params):
   return restored.state, restored.meta
 
 
+class RunCheckpoints:
+  """The resumable state of one training run, every few steps (Orbax).
+
+  Each step holds the training state (numpy leaves; a PRNG key is stored as
+  its key data) and JSON ``meta`` (position in the data order, metric
+  history, seconds so far). Orbax finishes a step by renaming its folder, so
+  a kill mid-save leaves no step that looks complete; a step that cannot be
+  read back (a corrupted file) is reported, deleted and the previous one used.
+  """
+
+  def __init__(self, directory: str, keep: int = 3, warn=None):
+    self.directory = os.path.abspath(directory)
+    self._warn = warn or (lambda msg: None)
+    self._manager = ocp.CheckpointManager(self.directory, options=ocp.CheckpointManagerOptions(
+        max_to_keep=keep, enable_async_checkpointing=False, create=True))
+
+  def save(self, step: int, state, meta: dict) -> None:
+    self._manager.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(_storable(state)), meta=ocp.args.JsonSave(meta)))
+    self._manager.wait_until_finished()
+
+  def restore(self, like):
+    """``(state, meta)`` of the newest readable step, shaped like ``like``; or ``None``."""
+    storable = _storable(like)
+    abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), storable)
+    for step in sorted(self._manager.all_steps(), reverse=True):
+      try:
+        restored = self._manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
+      except Exception as e:  # pylint: disable=broad-except
+        self._warn(f"warning: checkpoint step {step} in {self.directory} is unreadable "
+                   f"({type(e).__name__}); falling back to the previous step")
+        self._manager.delete(step)
+        continue
+      return _unstorable(restored.state, like), restored.meta
+    return None
+
+  def close(self) -> None:
+    self._manager.close()
+
+
+def _storable(tree):
+  """Numpy leaves; PRNG keys become their key data."""
+  def one(a):
+    if isinstance(a, jax.Array) and jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+      a = jax.random.key_data(a)
+    return np.asarray(a)
+  return jax.tree.map(one, tree)
+
+
+def _unstorable(tree, like):
+  def one(a, ref):
+    if isinstance(ref, jax.Array) and jax.dtypes.issubdtype(ref.dtype, jax.dtypes.prng_key):
+      return jax.random.wrap_key_data(a, impl=jax.random.key_impl(ref))
+    return a
+  return jax.tree.map(one, tree, like)
+
+
+def restore_meta(directory: str) -> dict | None:
+  """The JSON meta of the latest step saved by :func:`save_model`, or ``None``."""
+  if not os.path.isdir(directory):
+    return None
+  with ocp.CheckpointManager(os.path.abspath(directory)) as manager:
+    step = manager.latest_step()
+    if step is None:
+      return None
+    return manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+
+
 def write_atomic(path: str, text: str) -> None:
   """Writes ``text`` to ``path`` through a temporary file and a rename."""
   directory = os.path.dirname(os.path.abspath(path))

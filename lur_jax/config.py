@@ -9,7 +9,7 @@ import sys
 
 import ml_collections
 
-from lur_jax import data, lur, losses, methods, models
+from lur_jax import data, lur, losses, methods, models, parallel
 
 
 def load(path: str) -> ml_collections.ConfigDict:
@@ -109,6 +109,11 @@ def method_settings(config: ml_collections.ConfigDict, name: str) -> ml_collecti
   return settings
 
 
+def checkpoint_options(config: ml_collections.ConfigDict) -> dict:
+  """``{"every": steps, "keep": count}``, defaults for what the config leaves out."""
+  return {"every": 500, "keep": 3, **config.get("checkpoint", {})}
+
+
 def validate(config: ml_collections.ConfigDict) -> list[str]:
   """Checks everything that can be checked without data; returns method names."""
   names = methods.parse_methods(config.methods)
@@ -128,11 +133,21 @@ def validate(config: ml_collections.ConfigDict) -> list[str]:
     _positive(config, key, int)
   for key in ("train.lr", "unlearn.lr"):
     _positive(config, key)
+  for key, low in (("every", 0), ("keep", 1)):
+    value = checkpoint_options(config)[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+      raise ValueError(f"checkpoint.{key}={value!r}; allowed: an int >= {low}")
+  devices = parallel.check_devices(config.get("devices", 0))
+  parallel.check_divisible("train.batch_size", config.train.batch_size, devices)
   for name in names:
     settings = method_settings(config, name)
     section = "train" if name == "retrain" else name
     _positive(settings, "epochs", int, f"{section}.epochs")
     _positive(settings, "lr", label=f"{section}.lr")
+    parallel.check_divisible(f"{section}.batch_size", settings.batch_size, devices)
+    if name != "retrain":
+      parallel.check_divisible(f"{section}.forget_batch_size", settings.forget_batch_size,
+                               devices)
     if name == "l1_sparse":
       _positive(settings, "alpha", label="l1_sparse.alpha")
     if name in ("lur", "lur_snip"):

@@ -20,11 +20,12 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+from jax.sharding import NamedSharding, PartitionSpec as P
 from tqdm.auto import tqdm
 
 from lur_jax import augment as augment_lib
 from lur_jax import (checkpoint, config as config_lib, data, methods, metrics, models,
-                     plots, saliency, train)
+                     parallel, plots, saliency, train)
 
 
 class Experiment(NamedTuple):
@@ -35,6 +36,8 @@ class Experiment(NamedTuple):
   splits: data.Splits
   forget: data.ForgetSplit
   model: models.Model
+  step_model: models.Model  # the same model with BatchNorm synchronised over the mesh
+  mesh: jax.sharding.Mesh
 
 
 def prepare(config: ml_collections.ConfigDict) -> Experiment:
@@ -44,6 +47,7 @@ def prepare(config: ml_collections.ConfigDict) -> Experiment:
     ValueError: naming the bad value and what is allowed.
   """
   names = config_lib.validate(config)
+  mesh = parallel.make_mesh(config.devices)
   d = config.data
   directory = d.get("tfds_data_dir", "") if d.name.startswith("tfds:") else d.get("dir", "")
   splits = data.subsample(data.load_dataset(d.name, config.seed, directory), config.seed,
@@ -54,14 +58,15 @@ def prepare(config: ml_collections.ConfigDict) -> Experiment:
   forget = data.make_forget_split(splits, f.kind, seed=config.seed, fraction=f.fraction,
                                   classes=f.classes, indices=f.indices)
   model_kw = {k: v for k, v in config.model.items() if k != "name"}
-  model = models.build_model(config.model.name, splits.num_classes, splits.train.x.shape[1:],
-                             **model_kw)
+  model, step_model = (
+      models.build_model(config.model.name, splits.num_classes, splits.train.x.shape[1:],
+                         axis_name=axis, **model_kw) for axis in (None, parallel.AXIS))
   abstract_params = jax.eval_shape(model.init, jax.random.key(0))
   for name in names:
     check = methods.METHODS[name].check
     if check is not None:
       check(config_lib.method_settings(config, name), abstract_params)
-  return Experiment(config, names, splits, forget, model)
+  return Experiment(config, names, splits, forget, model, step_model, mesh)
 
 
 def _method_seed(seed: int, name: str) -> int:
@@ -77,66 +82,108 @@ class FitResult(NamedTuple):
   diverged_at: int | None
 
 
-def fit(step_fn, state, x, y, retain_idx, forget_idx, *, epochs, batch_size,
-        forget_batch_size, iterate, seed, desc, progress=True, augment=False) -> FitResult:
-  """Runs ``epochs`` epochs of ``step_fn``, one jitted call per step.
+def fit(step_fn, state, x, y, retain_idx, forget_idx, *, mesh, epochs, batch_size,
+        forget_batch_size, iterate, seed, desc, progress=True, augment=False,
+        checkpoints: checkpoint.RunCheckpoints | None = None, every: int = 0,
+        log=None) -> FitResult:
+  """Runs ``epochs`` epochs of ``step_fn`` over ``mesh``, one jitted call per step.
 
   An epoch walks once through the ``iterate`` set ("retain" or "forget") in
-  batches; the other set's batches cycle alongside. Compilation is timed
-  separately from the run. (One call per step rather than a ``lax.scan`` over
-  the epoch: XLA:CPU runs convolutions inside loops an order of magnitude
-  slower.) With ``augment``, both batches get a random crop and flip
-  (:mod:`lur_jax.augment`) on device, keyed by the step.
+  batches; the other set's batches cycle alongside. ``step_fn`` runs under
+  ``shard_map`` with the batches split over the mesh's data axis (build it
+  with ``axis_name="data"`` objectives); the data and the state are
+  replicated. Compilation is timed separately from the run. (One call per
+  step rather than a ``lax.scan`` over the epoch: XLA:CPU runs convolutions
+  inside loops an order of magnitude slower.) With ``augment``, both batches
+  get a random crop and flip (:mod:`lur_jax.augment`) keyed by the step,
+  drawn for the global batch, so the result does not depend on the mesh.
+
+  With ``checkpoints``, the state, the position in the data order and the
+  metric history are saved every ``every`` steps (0: never; the caller saves
+  the finished run), and the run continues from the newest readable checkpoint; the data order is
+  replayed from the seed, so a resumed run is bit-identical to an
+  uninterrupted one. Metrics are checked at every save and epoch end: at the
+  first non-finite loss or gradient norm the run stops, keeping the last
+  good checkpoint.
+
+  Returns:
+    A :class:`FitResult` whose state is this process's host copy; seconds
+    exclude compilation and checkpoint writes.
   """
   steps = _steps_per_epoch(iterate, retain_idx, forget_idx, batch_size, forget_batch_size)
+  total = epochs * steps
   order = np.random.default_rng(seed)
+  batch_sharding = NamedSharding(mesh, P(None, parallel.AXIS))
 
   def epoch_batches():
     r = retain_idx[data.batch_indices(order, len(retain_idx), batch_size, steps)]
     f = forget_idx[data.batch_indices(order, len(forget_idx), forget_batch_size, steps)]
-    return jax.device_put(r), jax.device_put(f)
+    return parallel.put((r.astype(np.int32), f.astype(np.int32)), batch_sharding)
 
-  def train_step(state, x, y, ri, fi):
+  sharded_step = parallel.shard_step(step_fn, mesh)
+
+  def train_step(state, x, y, r, f, i):
+    ri, fi = r[i], f[i]
     xr, xf = x[ri], x[fi]
     if augment:
       key_r, key_f = jax.random.split(jax.random.fold_in(
           jax.random.fold_in(state.rng, state.step), 0x5EED))
       xr, xf = augment_lib.random_crop_flip(key_r, xr), augment_lib.random_crop_flip(key_f, xf)
-    return step_fn(state, {"x": xr, "y": y[ri]}, {"x": xf, "y": y[fi]})
+    return sharded_step(state, {"x": xr, "y": y[ri]}, {"x": xf, "y": y[fi]})
 
-  x, y = jax.device_put(x), jax.device_put(y)  # once, not on every call
+  position, history, seconds = 0, {}, 0.0
+  restored = checkpoints.restore(state) if checkpoints is not None else None
+  if restored is not None:
+    state, meta = restored
+    position, history, seconds = meta["position"], meta["history"], meta["seconds"]
+    if log is not None:
+      log(f"{desc}: resuming at step {position} of {total}")
+  for _ in range(position // steps):  # replay the data order up to this epoch
+    data.batch_indices(order, len(retain_idx), batch_size, steps)
+    data.batch_indices(order, len(forget_idx), forget_batch_size, steps)
+
+  x, y, state = parallel.put((x, y, state), parallel.replicated(mesh))  # once
   r, f = epoch_batches()
   start = time.perf_counter()
-  compiled = jax.jit(train_step, donate_argnums=0).lower(state, x, y, r[0], f[0]).compile()
+  compiled = jax.jit(train_step, donate_argnums=0).lower(
+      state, x, y, r, f, np.int32(0)).compile()
   compile_seconds = time.perf_counter() - start
 
-  history: dict[str, list] = {}
-  diverged_at = None
+  diverged_at, pending = None, []
   start = time.perf_counter()
-  with tqdm(total=epochs * steps, desc=desc, disable=not progress, file=sys.stderr,
+  with tqdm(total=total, initial=position, desc=desc, disable=not progress, file=sys.stderr,
             leave=False, unit="step") as bar:
-    for epoch in range(epochs):
-      if epoch:
+    for t in range(position, total):
+      i = t % steps
+      if i == 0 and t > position:
         r, f = epoch_batches()
-      epoch_metrics = []
-      for i in range(steps):
-        state, step_metrics = compiled(state, x, y, r[i], f[i])
-        epoch_metrics.append(step_metrics)
-        bar.update()
-      epoch_metrics = jax.device_get(epoch_metrics)
-      for key in epoch_metrics[0]:
-        history.setdefault(key, []).extend(float(m[key]) for m in epoch_metrics)
-      losses = np.array([m["loss"] for m in epoch_metrics])
-      if not np.isfinite(losses).all():
-        diverged_at = epoch * steps + int(np.argmax(~np.isfinite(losses)))
+      state, step_metrics = compiled(state, x, y, r, f, np.int32(i))
+      pending.append(step_metrics)
+      bar.update()
+      done = t + 1
+      save = checkpoints is not None and every and done % every == 0 and done < total
+      if not (save or done % steps == 0 or done == total):
+        continue
+      host, pending = parallel.to_host(pending), []
+      bad = [k for k, m in enumerate(host) if not all(np.isfinite(v) for v in m.values())]
+      for m in host[:bad[0]] if bad else host:
+        for key, value in m.items():
+          history.setdefault(key, []).append(float(value))
+      if bad:
+        diverged_at = done - len(host) + bad[0]
         break
-      bar.set_postfix({k: f"{np.mean(history[k][-steps:]):.3f}" for k in epoch_metrics[0]})
-  jax.block_until_ready(state)
-  seconds = time.perf_counter() - start
+      if save:
+        seconds += time.perf_counter() - start
+        checkpoints.save(done, parallel.to_host(state),
+                         {"position": done, "history": history, "seconds": seconds})
+        start = time.perf_counter()
+      bar.set_postfix({k: f"{np.mean(v[-steps:]):.3f}" for k, v in history.items()})
+  state = parallel.to_host(state)
+  seconds += time.perf_counter() - start
   finite = all(bool(np.isfinite(leaf).all()) for leaf in jax.tree.leaves(state.params))
   if diverged_at is None and not finite:  # the last update overflowed
-    diverged_at = epochs * steps
-  return FitResult(state, seconds, compile_seconds, epochs * steps, history, diverged_at)
+    diverged_at = total
+  return FitResult(state, seconds, compile_seconds, total, history, diverged_at)
 
 
 def _versions() -> dict:
@@ -151,9 +198,10 @@ def _versions() -> dict:
   return out
 
 
-def device_description() -> str:
-  device = jax.devices()[0]
-  return f"{device.platform}:{device.device_kind} x{jax.device_count()}"
+def device_description(mesh: jax.sharding.Mesh | None = None) -> str:
+  """``platform:kind xN`` for the devices of ``mesh`` (default: all devices)."""
+  devices = list(mesh.devices.flat) if mesh is not None else jax.devices()
+  return f"{devices[0].platform}:{devices[0].device_kind} x{len(devices)}"
 
 
 def _fingerprint(obj) -> str:
@@ -182,7 +230,8 @@ def _from_scratch(exp: Experiment, out_dir: str, desc: str, retain_idx, log, pro
   key = {"seed": cfg.seed, "data": cfg.data.to_dict(), "model": cfg.model.to_dict(),
          "train": cfg.train.to_dict(),
          "retain": hashlib.sha256(np.asarray(retain_idx).tobytes()).hexdigest()}
-  directory = os.path.join(out_dir, "models", f"{desc}-{_fingerprint(key)}")
+  name = f"{desc}-{_fingerprint(key)}"
+  directory = os.path.join(out_dir, "models", name)
   abstract = jax.eval_shape(lambda: _initial_variables(exp))
   restored = checkpoint.restore_model(directory, abstract)
   if restored is not None:
@@ -190,13 +239,16 @@ def _from_scratch(exp: Experiment, out_dir: str, desc: str, retain_idx, log, pro
     meta = restored[1]
     return restored[0], FitResult(None, meta["seconds"], meta["compile_seconds"],
                                   meta["steps"], {}, None), True
+  checkpoints = os.path.join(out_dir, "checkpoints", name)
   result = _run_method(exp, "retrain", _initial_variables(exp), np.asarray(retain_idx),
-                       np.asarray(retain_idx[:1]), desc=desc, progress=progress)
+                       np.asarray(retain_idx[:1]), desc=desc, progress=progress,
+                       checkpoint_dir=checkpoints, log=log)
   variables = _variables(result.state)
   if result.diverged_at is None:
     checkpoint.save_model(directory, variables, {
         "seconds": result.seconds, "compile_seconds": result.compile_seconds,
         "steps": result.steps, "key": key})
+    shutil.rmtree(checkpoints, ignore_errors=True)
   return variables, result._replace(state=None), False
 
 
@@ -238,7 +290,8 @@ def _state_update(model: models.Model, model_state):
 
 
 def _run_method(exp: Experiment, name: str, variables, retain_idx, forget_idx, *, desc,
-                progress) -> FitResult:
+                progress, checkpoint_dir: str | None = None, log=None) -> FitResult:
+  """Runs method ``name`` from ``variables``; resumes from ``checkpoint_dir``."""
   cfg = exp.config
   settings = config_lib.method_settings(cfg, name)
   forget_bs = settings.get("forget_batch_size", settings.batch_size)
@@ -249,8 +302,7 @@ def _run_method(exp: Experiment, name: str, variables, retain_idx, forget_idx, *
   if method.wrap_tx is not None:
     tx = method.wrap_tx(settings, tx)
   params, model_state = variables["params"], variables["model_state"]
-  ctx = methods.Context(exp.model.apply, exp.splits.num_classes, exp.model.init,
-                        _state_update(exp.model, model_state))
+  ctx = methods.Context(exp.model.apply, exp.splits.num_classes, exp.model.init)
   seed = _method_seed(cfg.seed, desc)
   x, y = exp.splits.train.x, exp.splits.train.y
   start = time.perf_counter()
@@ -262,14 +314,24 @@ def _run_method(exp: Experiment, name: str, variables, retain_idx, forget_idx, *
         tx = optax.chain(tx, saliency.masked_updates(mask))
       jax.block_until_ready(params)
   prepare_seconds = time.perf_counter() - start - compile_seconds[0]
-  step_fn = method.make_step(ctx, settings, tx)
-  # The epoch donates its state; copy so that the caller's params survive.
-  state = train.init_state(jax.tree.map(jnp.copy, params), tx, jax.random.key(seed),
-                           jax.tree.map(jnp.copy, model_state))
-  result = fit(step_fn, state, x, y, retain_idx, forget_idx, epochs=settings.epochs,
-               batch_size=settings.batch_size, forget_batch_size=forget_bs,
-               iterate=method.iterate, seed=seed, desc=desc, progress=progress,
-               augment=cfg.data.get("augment", False))
+  step_fn = method.make_step(ctx._replace(  # runs under shard_map
+      apply_fn=exp.step_model.apply, axis_name=parallel.AXIS,
+      state_update=_state_update(exp.step_model, model_state)), settings, tx)
+  state = train.init_state(params, tx, jax.random.key(seed), model_state)
+  checkpoints = None
+  if checkpoint_dir is not None:
+    options = config_lib.checkpoint_options(cfg)
+    checkpoints = checkpoint.RunCheckpoints(checkpoint_dir, options["keep"], warn=log)
+  try:
+    result = fit(step_fn, state, x, y, retain_idx, forget_idx, mesh=exp.mesh,
+                 epochs=settings.epochs, batch_size=settings.batch_size,
+                 forget_batch_size=forget_bs, iterate=method.iterate, seed=seed, desc=desc,
+                 progress=progress, augment=cfg.data.get("augment", False),
+                 checkpoints=checkpoints, every=options["every"] if checkpoints else 0,
+                 log=log)
+  finally:
+    if checkpoints is not None:
+      checkpoints.close()
   return result._replace(seconds=result.seconds + prepare_seconds,
                          compile_seconds=result.compile_seconds + compile_seconds[0])
 
@@ -320,7 +382,9 @@ def execute(exp: Experiment, out_dir: str, *, progress: bool = True, log=None) -
   original, original_fit, reused = _from_scratch(
       exp, out_dir, "original", np.arange(len(x_train)), log, progress)
   results = {"config": config.to_dict(), "versions": _versions(),
-             "device": device_description(),
+             "device": device_description(exp.mesh),
+             "devices": {"count": exp.mesh.size, "kind": exp.mesh.devices.flat[0].device_kind,
+                         "processes": jax.process_count()},
              "data": {"train": len(x_train), "forget": len(fs.forget),
                       "retain": len(fs.retain), "test": len(fs.test),
                       "forgotten_classes": list(fs.forgotten_classes)},
@@ -329,31 +393,10 @@ def execute(exp: Experiment, out_dir: str, *, progress: bool = True, log=None) -
              "methods": {}}
   diagnostics = {}
   for name in exp.method_names:
-    if methods.METHODS[name].from_scratch:
-      variables, result, reused = _from_scratch(exp, out_dir, name, fs.retain, log, progress)
-    else:
-      result = _run_method(exp, name, original, fs.retain, fs.forget, desc=name,
-                           progress=progress)
-      variables, reused = _variables(result.state), False
-    row = {"seconds": result.seconds, "compile_seconds": result.compile_seconds,
-           "steps": result.steps, "reused": reused,
-           "params_checksum": checkpoint.params_checksum(variables)}
-    if result.diverged_at is None:
-      try:
-        row = {**measure(variables), **row}
-      except FloatingPointError:  # finite params whose logits overflow
-        result = result._replace(diverged_at=result.steps)
-    if result.diverged_at is None:
-      log(f"{name}: " + ", ".join(f"{k} {row[k]:.2f}" for k in metrics.METRICS)
-          + f", {result.seconds:.2f} s")
-    else:
-      row["diverged_at_step"] = result.diverged_at
-      log(f"{name}: diverged (non-finite loss) at step {result.diverged_at}")
+    row, history = _method_row(exp, out_dir, name, original, measure, log, progress)
     results["methods"][name] = row
-    if "grad_cosine" in result.history:
-      diagnostics[name] = result.history
-    _save_replacing(os.path.join(out_dir, "models", name), variables,
-                    {"method": name, "params_checksum": row["params_checksum"]})
+    if "grad_cosine" in history:
+      diagnostics[name] = history
   _add_gaps(results["methods"], results["original"])
   checkpoint.write_json(os.path.join(out_dir, "diagnostics.json"), diagnostics)
   if diagnostics:
@@ -366,6 +409,56 @@ def execute(exp: Experiment, out_dir: str, *, progress: bool = True, log=None) -
   checkpoint.write_atomic(os.path.join(out_dir, "results.md"), markdown_table(results))
   checkpoint.write_json(os.path.join(out_dir, "results.json"), results)
   return results
+
+
+def _method_row(exp: Experiment, out_dir: str, name: str, original, measure, log,
+                progress) -> tuple[dict, dict]:
+  """Runs method ``name`` -> ``(results row, metric history)``.
+
+  A method that finished (or diverged) in an earlier run with the same
+  settings is not run again: its row comes from ``models/<name>``. An
+  interrupted one resumes from ``checkpoints/<name>-<fingerprint>``.
+  """
+  cfg = exp.config
+  directory = os.path.join(out_dir, "models", name)
+  fingerprint = None
+  if methods.METHODS[name].from_scratch:
+    variables, result, reused = _from_scratch(exp, out_dir, name, exp.forget.retain, log,
+                                              progress)
+  else:
+    fingerprint = _fingerprint({
+        "seed": cfg.seed, "data": cfg.data.to_dict(), "model": cfg.model.to_dict(),
+        "train": cfg.train.to_dict(), "forget": cfg.forget.to_dict(),
+        "eval": cfg.eval.to_dict(), "settings": config_lib.method_settings(cfg, name).to_dict()})
+    earlier = checkpoint.restore_meta(directory)
+    if earlier is not None and earlier.get("fingerprint") == fingerprint:
+      log(f"{name}: finished in an earlier run with these settings; reusing its results")
+      return {**earlier["row"], "reused": True}, earlier["history"]
+    checkpoints = os.path.join(out_dir, "checkpoints", f"{name}-{fingerprint}")
+    result = _run_method(exp, name, original, exp.forget.retain, exp.forget.forget, desc=name,
+                         progress=progress, checkpoint_dir=checkpoints, log=log)
+    variables, reused = _variables(result.state), False
+  row = {"seconds": result.seconds, "compile_seconds": result.compile_seconds,
+         "steps": result.steps, "reused": reused,
+         "params_checksum": checkpoint.params_checksum(variables)}
+  if result.diverged_at is None:
+    try:
+      row = {**measure(variables), **row}
+    except FloatingPointError:  # finite params whose logits overflow
+      result = result._replace(diverged_at=result.steps)
+  if result.diverged_at is None:
+    log(f"{name}: " + ", ".join(f"{k} {row[k]:.2f}" for k in metrics.METRICS)
+        + f", {result.seconds:.2f} s")
+  else:
+    row.update(diverged=True, diverged_at_step=result.diverged_at)
+    log(f"{name}: diverged (non-finite loss or gradient) at step {result.diverged_at}; "
+        "stopped there, its last good checkpoint is kept, the other methods go on")
+  _save_replacing(directory, variables, {
+      "method": name, "params_checksum": row["params_checksum"], "fingerprint": fingerprint,
+      "row": row, "history": result.history})
+  if fingerprint is not None and result.diverged_at is None:
+    shutil.rmtree(checkpoints, ignore_errors=True)
+  return row, result.history
 
 
 def check_out_dir(out_dir: str) -> None:

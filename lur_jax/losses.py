@@ -10,6 +10,7 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 import optax
 
 ApplyFn = Callable[..., jax.Array]
@@ -28,20 +29,37 @@ def true_class_confidence(logits: jax.Array, labels: jax.Array) -> jax.Array:
   return jnp.take_along_axis(probs, labels[:, None], axis=-1)[:, 0]
 
 
-def random_wrong_labels(key: jax.Array, labels: jax.Array, num_classes: int) -> jax.Array:
-  """Uniform labels drawn from the classes other than the true one."""
-  shift = jax.random.randint(key, labels.shape, 1, num_classes)
+def random_wrong_labels(key: jax.Array, labels: jax.Array, num_classes: int,
+                        axis_name: str | None = None) -> jax.Array:
+  """Uniform labels drawn from the classes other than the true one.
+
+  With ``axis_name`` (inside ``shard_map``), ``labels`` is this device's slice
+  of the global batch and gets its slice of the global draw, so the labels do
+  not depend on how the batch is split.
+  """
+  if axis_name is None:
+    shift = jax.random.randint(key, labels.shape, 1, num_classes)
+  else:
+    n, i = lax.axis_size(axis_name), lax.axis_index(axis_name)
+    shift = jax.random.randint(key, (n * labels.shape[0], *labels.shape[1:]), 1, num_classes)
+    shift = lax.dynamic_slice_in_dim(shift, i * labels.shape[0], labels.shape[0])
   return (labels + shift) % num_classes
 
 
-def ce_objective(apply_fn: ApplyFn) -> Callable:
-  """Mean cross-entropy: ``(params, batch) -> scalar`` (the retain objective)."""
+def ce_objective(apply_fn: ApplyFn, axis_name: str | None = None) -> Callable:
+  """Mean cross-entropy: ``(params, batch) -> scalar`` (the retain objective).
+
+  With ``axis_name`` the mean is over the global batch (``lax.pmean`` of the
+  per-device means; devices hold equal shares).
+  """
   def loss(params, batch):
-    return cross_entropy(apply_fn(params, batch["x"]), batch["y"]).mean()
+    value = cross_entropy(apply_fn(params, batch["x"]), batch["y"]).mean()
+    return value if axis_name is None else lax.pmean(value, axis_name)
   return loss
 
 
-def forget_objective(name: str, apply_fn: ApplyFn, num_classes: int) -> Callable:
+def forget_objective(name: str, apply_fn: ApplyFn, num_classes: int,
+                     axis_name: str | None = None) -> Callable:
   """The unlearning objective, to be minimised.
 
   Args:
@@ -50,16 +68,17 @@ def forget_objective(name: str, apply_fn: ApplyFn, num_classes: int) -> Callable
       ``batch["key"]``).
     apply_fn: ``(params, x) -> logits``.
     num_classes: number of classes (for ``rl``).
+    axis_name: the data axis inside ``shard_map`` (see :func:`ce_objective`).
 
   Returns:
     A pure ``(params, batch) -> scalar``.
   """
-  ce = ce_objective(apply_fn)
+  ce = ce_objective(apply_fn, axis_name)
   if name == "ga":
     return lambda params, batch: -ce(params, batch)
   if name == "rl":
     def relabel(params, batch):
-      labels = random_wrong_labels(batch["key"], batch["y"], num_classes)
+      labels = random_wrong_labels(batch["key"], batch["y"], num_classes, axis_name)
       return ce(params, {"x": batch["x"], "y": labels})
     return relabel
   raise ValueError(f"forget objective {name!r}; allowed: {', '.join(FORGET_OBJECTIVES)}")

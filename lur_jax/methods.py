@@ -21,6 +21,13 @@ class Context(NamedTuple):
   num_classes: int
   init_fn: Callable | None = None  # rng -> fresh params (for re-initialisation)
   state_update: Callable | None = None  # refreshes BatchNorm running statistics
+  axis_name: str | None = None  # the data axis when the step runs under shard_map
+
+  def ce(self) -> Callable:
+    return losses.ce_objective(self.apply_fn, self.axis_name)
+
+  def forget(self, name: str) -> Callable:
+    return losses.forget_objective(name, self.apply_fn, self.num_classes, self.axis_name)
 
 
 class Method(NamedTuple):
@@ -50,39 +57,38 @@ class Method(NamedTuple):
 
 def _diagnosed(ctx: Context, objective, tx, forget="ga"):
   return train.objective_step(
-      objective, tx, retain_loss_fn=losses.ce_objective(ctx.apply_fn),
-      forget_loss_fn=losses.forget_objective(forget, ctx.apply_fn, ctx.num_classes),
+      objective, tx, retain_loss_fn=ctx.ce(),
+      forget_loss_fn=ctx.forget(forget),
       state_update=ctx.state_update)
 
 
 def _finetune(ctx, settings, tx):
-  ce = losses.ce_objective(ctx.apply_fn)
+  ce = ctx.ce()
   return train.objective_step(lambda p, rb, fb: ce(p, rb), tx, state_update=ctx.state_update)
 
 
 def _gradient_ascent(ctx, settings, tx):
-  ascent = losses.forget_objective("ga", ctx.apply_fn, ctx.num_classes)
+  ascent = ctx.forget("ga")
   return train.objective_step(lambda p, rb, fb: ascent(p, fb), tx,
                               state_update=ctx.state_update)
 
 
 def _random_labels(ctx, settings, tx):
-  ce = losses.ce_objective(ctx.apply_fn)
-  relabel = losses.forget_objective("rl", ctx.apply_fn, ctx.num_classes)
+  ce = ctx.ce()
+  relabel = ctx.forget("rl")
   return _diagnosed(ctx, lambda p, rb, fb: ce(p, rb) + relabel(p, fb), tx, forget="rl")
 
 
 def _graddiff(ctx, settings, tx):
-  ce = losses.ce_objective(ctx.apply_fn)
+  ce = ctx.ce()
   weight = settings.forget_weight
   return _diagnosed(ctx, lambda p, rb, fb: ce(p, rb) - weight * ce(p, fb), tx)
 
 
 def _lur(ctx, settings, tx):
   return train.lur_step(
-      tx, retain_loss_fn=losses.ce_objective(ctx.apply_fn),
-      forget_loss_fn=losses.forget_objective(settings.forget_objective, ctx.apply_fn,
-                                             ctx.num_classes),
+      tx, retain_loss_fn=ctx.ce(),
+      forget_loss_fn=ctx.forget(settings.forget_objective),
       inner_lr=settings.inner_lr, inner_steps=settings.inner_steps,
       lookahead=settings.lookahead, retain_weight=settings.retain_weight,
       forget_weight=settings.forget_weight, mode=settings.mode, remat=settings.remat,
@@ -124,8 +130,8 @@ def _trim(ctx, settings, params, forget_xy, key):
 
 def _shs_repair(ctx, settings, tx):
   """CE_r − λ·CE_f, projected (GEM) when it would lower the forget objective −CE_f."""
-  ce = losses.ce_objective(ctx.apply_fn)
-  ascent = losses.forget_objective("ga", ctx.apply_fn, ctx.num_classes)
+  ce = ctx.ce()
+  ascent = ctx.forget("ga")
   weight = settings.forget_weight
 
   def project(grad, forget_grad):

@@ -37,19 +37,24 @@ class MLP(nn.Module):
 
 
 class CNN(nn.Module):
-  """Two 3×3 conv blocks (ReLU, 2×2 average pool), a hidden dense layer, ``fc``."""
+  """3×3 conv blocks (ReLU, 2×2 average pool), a hidden dense layer, ``fc``;
+  with ``norm``, BatchNorm (``bn_i``) after each convolution."""
 
   num_classes: int
   channels: Sequence[int] = (32, 64)
   hidden: int = 128
+  norm: bool = False
+  axis_name: str | None = None  # BatchNorm's data axis under shard_map
 
   @nn.compact
   def __call__(self, x, train: bool = True):
-    del train
     if x.ndim == 3:  # [B, H, W] -> [B, H, W, 1]
       x = x[..., None]
     for i, c in enumerate(self.channels):
-      x = nn.relu(nn.Conv(c, (3, 3), name=f"conv_{i}")(x))
+      x = nn.Conv(c, (3, 3), use_bias=not self.norm, name=f"conv_{i}")(x)
+      if self.norm:
+        x = BatchNorm(axis_name=self.axis_name, name=f"bn_{i}")(x, train)
+      x = nn.relu(x)
       x = nn.avg_pool(x, (2, 2), strides=(2, 2))
     x = x.reshape((x.shape[0], -1))
     x = nn.relu(nn.Dense(self.hidden, name="hidden_0")(x))
@@ -61,10 +66,12 @@ class BatchNorm(nn.Module):
 
   Training normalises with the batch's own mean and variance and sows them
   into the ``batch_moments`` collection (a no-op unless it is mutable);
-  evaluation uses the running ``batch_stats``.
+  evaluation uses the running ``batch_stats``. With ``axis_name`` (inside
+  ``shard_map``) the moments are those of the global batch.
   """
 
   epsilon: float = 1e-5
+  axis_name: str | None = None
 
   @nn.compact
   def __call__(self, x, train: bool):
@@ -73,8 +80,8 @@ class BatchNorm(nn.Module):
     bias = self.param("bias", nn.initializers.zeros, (features,))
     if train and not self.is_initializing():
       axes = tuple(range(x.ndim - 1))
-      mean = x.mean(axes)
-      var = jnp.square(x - mean).mean(axes)
+      mean = self._global(x.mean(axes))
+      var = self._global(jnp.square(x - mean).mean(axes))
       self.sow("batch_moments", "mean", mean)
       self.sow("batch_moments", "var", var)
     else:
@@ -82,20 +89,24 @@ class BatchNorm(nn.Module):
       var = self.variable("batch_stats", "var", jnp.ones, (features,)).value
     return (x - mean) * lax.rsqrt(var + self.epsilon) * scale + bias
 
+  def _global(self, local_mean):
+    return local_mean if self.axis_name is None else lax.pmean(local_mean, self.axis_name)
+
 
 class BasicBlock(nn.Module):
   features: int
   stride: int = 1
+  axis_name: str | None = None
 
   @nn.compact
   def __call__(self, x, train: bool):
     y = nn.Conv(self.features, (3, 3), self.stride, padding=1, use_bias=False, name="conv1")(x)
-    y = nn.relu(BatchNorm(name="bn1")(y, train))
+    y = nn.relu(BatchNorm(axis_name=self.axis_name, name="bn1")(y, train))
     y = nn.Conv(self.features, (3, 3), padding=1, use_bias=False, name="conv2")(y)
-    y = BatchNorm(name="bn2")(y, train)
+    y = BatchNorm(axis_name=self.axis_name, name="bn2")(y, train)
     if self.stride != 1 or x.shape[-1] != self.features:
       x = nn.Conv(self.features, (1, 1), self.stride, use_bias=False, name="shortcut")(x)
-      x = BatchNorm(name="shortcut_bn")(x, train)
+      x = BatchNorm(axis_name=self.axis_name, name="shortcut_bn")(x, train)
     return nn.relu(x + y)
 
 
@@ -104,16 +115,17 @@ class ResNet18(nn.Module):
 
   num_classes: int
   width: int = 64  # channels of layer1; a smaller width makes CPU smoke tests cheap
+  axis_name: str | None = None  # BatchNorm's data axis under shard_map
 
   @nn.compact
   def __call__(self, x, train: bool = True):
     if x.ndim == 3:
       x = x[..., None]
     x = nn.Conv(self.width, (3, 3), padding=1, use_bias=False, name="stem")(x)
-    x = nn.relu(BatchNorm(name="stem_bn")(x, train))
+    x = nn.relu(BatchNorm(axis_name=self.axis_name, name="stem_bn")(x, train))
     for i, (mult, stride) in enumerate([(1, 1), (2, 2), (4, 2), (8, 2)]):
       for j in range(2):
-        x = BasicBlock(self.width * mult, stride if j == 0 else 1,
+        x = BasicBlock(self.width * mult, stride if j == 0 else 1, self.axis_name,
                        name=f"layer{i + 1}_{j}")(x, train)
     x = x.mean(axis=(1, 2))
     return nn.Dense(self.num_classes, name="fc")(x)
@@ -132,14 +144,17 @@ class Model(NamedTuple):
   batch_moments: Callable[[dict, jax.Array], dict]  # (params, x) -> per-layer mean/var
 
 
-def build_model(name: str, num_classes: int, input_shape: Sequence[int], **kwargs) -> Model:
+def build_model(name: str, num_classes: int, input_shape: Sequence[int], *,
+                axis_name: str | None = None, **kwargs) -> Model:
   """Builds a registered model.
 
   Args:
     name: a key of ``MODELS``.
     num_classes: output width.
     input_shape: shape of one example (no batch dimension).
-    **kwargs: module fields (``hidden``, ``channels``, ``width``).
+    axis_name: for a step under ``shard_map``: BatchNorm averages its training
+      moments over this axis (the parameters are the same).
+    **kwargs: module fields (``hidden``, ``channels``, ``norm``, ``width``).
 
   Returns:
     A :class:`Model`.
@@ -150,6 +165,8 @@ def build_model(name: str, num_classes: int, input_shape: Sequence[int], **kwarg
     module = MODELS[name](num_classes=num_classes, **kwargs)
   except TypeError as e:
     raise ValueError(f"model {name!r}: {e}") from None
+  if axis_name is not None and hasattr(module, "axis_name"):
+    module = module.clone(axis_name=axis_name)
   dummy = jnp.zeros((1, *input_shape), jnp.float32)
 
   def init_variables(rng):

@@ -90,7 +90,7 @@ def gradient_step(value_and_grad_fn: Callable, tx: optax.GradientTransformation,
   def step(state, retain_batch, forget_batch):
     forget_batch = _with_key(state, forget_batch)
     loss, grads = value_and_grad_fn(state.params, retain_batch, forget_batch)
-    metrics = {"loss": loss}
+    metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads)}
     if retain_loss_fn is not None and forget_loss_fn is not None:
       metrics.update(conflict_metrics(state.params, retain_batch, forget_batch,
                                       retain_loss_fn, forget_loss_fn))
@@ -135,7 +135,7 @@ def lur_step(tx: optax.GradientTransformation, *, retain_loss_fn, forget_loss_fn
 
   Returns:
     A pure step ``(state, retain_batch, forget_batch) -> (state, metrics)``
-    with metrics ``loss`` (J), ``lookahead_loss``, ``target_loss`` and, with
+    with metrics ``loss`` (J), ``grad_norm``, ``lookahead_loss``, ``target_loss`` and, with
     diagnostics, ``retain_loss``, ``forget_loss``, ``grad_cosine``.
   """
   lur_kw = dict(retain_loss_fn=retain_loss_fn, forget_loss_fn=forget_loss_fn,
@@ -148,8 +148,8 @@ def lur_step(tx: optax.GradientTransformation, *, retain_loss_fn, forget_loss_fn
     forget_batch = _with_key(state, forget_batch)
     value, grads, terms = lur.lur_value_and_grad_with_terms(
         state.params, retain_batch, forget_batch, **lur_kw)
-    metrics = {"loss": value, "lookahead_loss": terms.lookahead_loss,
-               "target_loss": terms.target_loss}
+    metrics = {"loss": value, "grad_norm": optax.tree.norm(grads),
+               "lookahead_loss": terms.lookahead_loss, "target_loss": terms.target_loss}
     if diagnostics:
       metrics.update(conflict_metrics(state.params, retain_batch, forget_batch,
                                       retain_loss_fn, forget_loss_fn))

@@ -194,7 +194,7 @@ def test_lur_step_compiles_once(mode):
   for r, f in [(retain, forget), (retain2, forget2), (retain, forget2)]:
     state, metrics = traced(state, r, f)
   assert int(state.step) == 3
-  assert set(metrics) == {"loss", "lookahead_loss", "target_loss", "retain_loss",
+  assert set(metrics) == {"loss", "grad_norm", "lookahead_loss", "target_loss", "retain_loss",
                           "forget_loss", "grad_cosine"}
   assert -1.0 <= float(metrics["grad_cosine"]) <= 1.0
 

@@ -1,0 +1,107 @@
+"""Data parallelism: a one-axis device mesh and ``shard_map``-ped steps.
+
+The global batch is split over the mesh axis ``"data"``; parameters and
+optimiser state are replicated. Inside the sharded step every loss is the
+mean over the *global* batch (``lax.pmean`` of the per-device means, see
+:func:`lur_jax.losses.ce_objective`) and BatchNorm moments are averaged over
+the axis, so ``jax.grad`` of a loss — the LUR lookahead gradient included —
+is the gradient of the global batch, and the sharded step computes the same
+update as one device on the same global batch.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+AXIS = "data"
+
+
+def check_devices(devices: int) -> int:
+  """``devices`` (0 = all) -> the number of devices on the data axis."""
+  available = jax.device_count()
+  if isinstance(devices, bool) or not isinstance(devices, (int, np.integer)) or not (
+      0 <= devices <= available):
+    raise ValueError(f"devices={devices!r}; allowed: 0 (all) or 1..{available}, "
+                     f"the number of devices JAX sees")
+  return int(devices) or available
+
+
+def check_divisible(name: str, batch_size: int, devices: int) -> None:
+  if batch_size % devices:
+    raise ValueError(f"{name}={batch_size} does not divide by devices={devices}; allowed: "
+                     f"a multiple of {devices}")
+
+
+def make_mesh(devices: int = 0) -> Mesh:
+  """A mesh of the first ``devices`` devices (0 = all) on the axis ``"data"``."""
+  n = check_devices(devices)
+  return Mesh(np.array(jax.devices()[:n]), (AXIS,))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def put(tree, sharding: NamedSharding):
+  """Places a tree of arrays (the same values on every process) onto ``sharding``.
+
+  Works across processes: each process fills only its own devices' parts.
+  """
+  def one(a):
+    if isinstance(a, jax.Array) and jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+      return jax.random.wrap_key_data(one(jax.random.key_data(a)), impl=jax.random.key_impl(a))
+    a = np.asarray(a)
+    return jax.make_array_from_callback(a.shape, sharding, lambda index: a[index])
+  return jax.tree.map(one, tree)
+
+
+def to_host(tree):
+  """A replicated tree -> this process's copy (numpy leaves; keys stay keys)."""
+  def one(a):
+    if not isinstance(a, jax.Array):
+      return a
+    if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+      return jax.random.wrap_key_data(one(jax.random.key_data(a)), impl=jax.random.key_impl(a))
+    return np.asarray(a.addressable_data(0))
+  return jax.tree.map(one, tree)
+
+
+def shard_step(step: Callable, mesh: Mesh) -> Callable:
+  """``step(state, retain_batch, forget_batch)`` over the mesh.
+
+  Batches are split along their leading axis; the state and the metrics are
+  replicated (the step must reduce over ``"data"``, as the objectives built
+  with ``axis_name="data"`` do).
+  """
+  return jax.shard_map(step, mesh=mesh, in_specs=(P(), P(AXIS), P(AXIS)),
+                       out_specs=(P(), P()))
+
+
+def distributed_init(coordinator: str = "", num_processes: int = 0, process_id: int = -1) -> bool:
+  """Starts multi-process JAX when asked to; returns whether it did.
+
+  Arguments left empty fall back to ``LUR_JAX_COORDINATOR``,
+  ``LUR_JAX_NUM_PROCESSES`` and ``LUR_JAX_PROCESS_ID``; when none of them is
+  set either, JAX's own cluster detection (TPU pods, SLURM, Open MPI) is
+  tried only if ``LUR_JAX_DISTRIBUTED=auto``.
+  """
+  coordinator = coordinator or os.environ.get("LUR_JAX_COORDINATOR", "")
+  num_processes = num_processes or int(os.environ.get("LUR_JAX_NUM_PROCESSES", "0"))
+  if process_id < 0:
+    process_id = int(os.environ.get("LUR_JAX_PROCESS_ID", "-1"))
+  if coordinator:
+    if num_processes < 1 or not 0 <= process_id < num_processes:
+      raise ValueError(f"distributed: num_processes={num_processes}, process_id={process_id}; "
+                       "allowed: num_processes >= 1 and 0 <= process_id < num_processes")
+    jax.distributed.initialize(coordinator, num_processes, process_id)
+    return True
+  if os.environ.get("LUR_JAX_DISTRIBUTED") == "auto":
+    jax.distributed.initialize()
+    return True
+  return False
+

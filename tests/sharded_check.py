@@ -1,0 +1,92 @@
+"""Sharded steps against the single-device step; run by test_parallel.py.
+
+    XLA_FLAGS=--xla_force_host_platform_device_count=8 python tests/sharded_check.py
+
+Prints one JSON line per (model, method, mode, devices): the largest relative
+difference of any parameter (and BatchNorm statistic) after three steps on
+the same global batches.
+"""
+
+import json
+import os
+import sys
+
+import jax
+import numpy as np
+
+from lur_jax import config as config_lib, methods, models, parallel, train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GLOBAL_BATCH, FORGET_BATCH, STEPS = 32, 16, 3
+
+
+def _model_and_data(name):
+  rng = np.random.default_rng(0)
+  if name == "mlp":
+    shape, kw = (8, 8), {"hidden": (32,)}
+  else:  # the CNN with BatchNorm
+    shape, kw = (12, 12), {"channels": (4, 8), "hidden": 16, "norm": True}
+  x = rng.normal(size=(STEPS, GLOBAL_BATCH + FORGET_BATCH, *shape)).astype(np.float32)
+  y = rng.integers(0, 10, size=(STEPS, GLOBAL_BATCH + FORGET_BATCH)).astype(np.int32)
+  build = lambda axis: models.build_model(name, 10, shape, axis_name=axis, **kw)
+  return build, x, y
+
+
+def _settings(method, mode):
+  config = config_lib.load(os.path.join(ROOT, "configs", "digits.py"))
+  settings = config_lib.method_settings(config, method)
+  settings.update({"mode": mode, "inner_steps": 2, "total_steps": STEPS})
+  return settings
+
+
+def run(model_name, method, mode, devices):
+  build, x, y = _model_and_data(model_name)
+  model = build(None)
+  key = jax.random.key(0)
+  params, model_state = model.init(key), model.init_state(key)
+  settings = _settings(method, mode)
+  tx = train.sgd(0.1)
+  if methods.METHODS[method].wrap_tx is not None:
+    tx = methods.METHODS[method].wrap_tx(settings, tx)
+
+  def make(axis):
+    m = build(axis)
+    update = None
+    if jax.tree.leaves(model_state):
+      update = lambda p, s, b: models.update_running_stats(s, m.batch_moments(p, b["x"]))
+    ctx = methods.Context(m.apply, 10, m.init, update, axis)
+    return methods.METHODS[method].make_step(ctx, settings, tx)
+
+  if devices == 0:  # the reference: one device, no collectives
+    step = jax.jit(make(None))
+    state = train.init_state(params, tx, jax.random.key(1), model_state)
+  else:
+    mesh = parallel.make_mesh(devices)
+    step = jax.jit(parallel.shard_step(make(parallel.AXIS), mesh))
+    state = parallel.put(train.init_state(params, tx, jax.random.key(1), model_state),
+                         parallel.replicated(mesh))
+  for i in range(STEPS):
+    retain = {"x": x[i, :GLOBAL_BATCH], "y": y[i, :GLOBAL_BATCH]}
+    forget = {"x": x[i, GLOBAL_BATCH:], "y": y[i, GLOBAL_BATCH:]}
+    state, _ = step(state, retain, forget)
+  return parallel.to_host((state.params, state.model_state))
+
+
+def main():
+  cases = [("mlp", "lur", mode) for mode in ("exact", "hvp", "first_order")]
+  cases += [("cnn", "lur", mode) for mode in ("exact", "hvp", "first_order")]
+  cases += [("cnn", m, "exact") for m in ("rl", "graddiff", "shs", "l1_sparse")]
+  for model_name, method, mode in cases:
+    reference = run(model_name, method, mode, 0)
+    for devices in (1, 2, 4, 8):
+      got = run(model_name, method, mode, devices)
+      diffs = jax.tree.map(
+          lambda a, b: float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30)),
+          got, reference)
+      print(json.dumps({"model": model_name, "method": method, "mode": mode,
+                        "devices": devices, "max_rel_diff": max(jax.tree.leaves(diffs))}),
+            flush=True)
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,69 @@
+"""Data parallelism on 8 simulated CPU devices (each check in a subprocess,
+so that the device count is set before JAX starts)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+       "PYTHONPATH": ROOT}
+
+
+def _python(*args, timeout=900):
+  return subprocess.run([sys.executable, *args], cwd=ROOT, env=ENV, capture_output=True,
+                        text=True, timeout=timeout, check=False)
+
+
+@pytest.fixture(scope="module")
+def sharded_records():
+  proc = _python(os.path.join("tests", "sharded_check.py"))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return [json.loads(line) for line in proc.stdout.splitlines()]
+
+
+def test_sharded_steps_match_one_device(sharded_records):
+  # MLP and the CNN with BatchNorm, LUR in every mode, and other methods,
+  # on 1, 2, 4 and 8 devices: params and BatchNorm stats after 3 steps.
+  assert len(sharded_records) == (6 + 4) * 4
+  assert {r["devices"] for r in sharded_records} == {1, 2, 4, 8}
+  for r in sharded_records:
+    assert r["max_rel_diff"] < 1e-5, r
+
+
+def _run(out, *overrides):
+  sets = [a for o in overrides for a in ("--set", o)]
+  return _python("-m", "lur_jax", "run", os.path.join("configs", "digits_smoke.py"),
+                 "--out", str(out), "--no-progress", *sets)
+
+
+def test_smoke_run_on_four_devices_matches_one(tmp_path):
+  results = {}
+  for devices in (1, 4):
+    proc = _run(tmp_path / f"d{devices}", f"devices={devices}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(tmp_path / f"d{devices}" / "results.json") as f:
+      results[devices] = json.load(f)
+  assert results[4]["devices"] == {"count": 4, "kind": "cpu", "processes": 1}
+  assert results[4]["device"] == "cpu:cpu x4"
+  assert set(results[4]["methods"]) == set(results[1]["methods"])
+  for name, row in results[1]["methods"].items():
+    for k in ("UA", "RA", "TA", "MIA"):
+      if k in row:  # a method may diverge on the smoke budget, then on both
+        assert abs(results[4]["methods"][name][k] - row[k]) <= 0.5, (name, k)
+
+
+@pytest.mark.parametrize("devices, message", [
+    ("3", "train.batch_size=64 does not divide by devices=3"),
+    ("9", "devices=9; allowed: 0 (all) or 1..8"),
+    ("-1", "devices=-1; allowed"),
+])
+def test_bad_device_counts(tmp_path, devices, message):
+  proc = _run(tmp_path / "out", f"devices={devices}")
+  assert proc.returncode == 2
+  assert message in proc.stderr
+  assert len(proc.stderr.strip().splitlines()) == 1
+  assert not (tmp_path / "out").exists()

@@ -1,0 +1,101 @@
+"""Checkpoints: resuming after SIGKILL is bit-identical, a corrupted
+checkpoint falls back to the previous one, divergence stops one method."""
+
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Saving every two steps makes the LUR run last long enough to be killed mid-run.
+SLOW = ["methods=retrain,salun,lur", "lur.epochs=3", "salun.epochs=1",
+        "checkpoint.every=2"]
+
+
+def _command(out, overrides):
+  sets = [a for o in overrides for a in ("--set", o)]
+  return [sys.executable, "-m", "lur_jax", "run", os.path.join(ROOT, "configs",
+                                                               "digits_smoke.py"),
+          "--out", str(out), "--no-progress", *sets]
+
+
+def _run(out, overrides):
+  proc = subprocess.run(_command(out, overrides), cwd=ROOT, capture_output=True, text=True,
+                        timeout=600, check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  with open(os.path.join(out, "results.json")) as f:
+    return json.load(f), proc.stderr
+
+
+def _checksums(results):
+  return {name: row["params_checksum"] for name, row in results["methods"].items()}
+
+
+def _steps(out, method):
+  return sorted(int(os.path.basename(p)) for p in
+                glob.glob(os.path.join(out, "checkpoints", f"{method}-*", "[0-9]*"))
+                if os.path.basename(p).isdigit())
+
+
+def _kill_during(out, method, min_steps):
+  """Starts a run and SIGKILLs it once ``method`` has ``min_steps`` checkpoints."""
+  proc = subprocess.Popen(_command(out, SLOW), cwd=ROOT, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+  deadline = time.time() + 600
+  while len(_steps(out, method)) < min_steps:
+    assert proc.poll() is None, "the run ended before it could be killed"
+    assert time.time() < deadline
+    time.sleep(0.01)
+  os.kill(proc.pid, signal.SIGKILL)
+  proc.wait()
+  assert not os.path.exists(os.path.join(out, "results.json"))
+
+
+def test_resume_after_sigkill_is_bit_identical(tmp_path):
+  reference, _ = _run(tmp_path / "whole", SLOW)
+  out = tmp_path / "killed"
+  _kill_during(out, "lur", 2)
+  killed_at = _steps(out, "lur")[-1]
+  resumed, log = _run(out, SLOW)
+  assert f"lur: resuming at step {killed_at}" in log or "lur: resuming at step" in log
+  assert "reusing the original model" in log
+  assert _checksums(resumed) == _checksums(reference)
+  assert resumed["methods"]["lur"]["steps"] == reference["methods"]["lur"]["steps"]
+  assert not _steps(out, "lur")  # a finished method's checkpoints are removed
+  again, log = _run(out, SLOW)  # finished methods are skipped
+  assert "lur: finished in an earlier run" in log
+  assert _checksums(again) == _checksums(reference)
+
+
+def test_corrupted_checkpoint_falls_back_to_the_previous_step(tmp_path):
+  reference, _ = _run(tmp_path / "whole", SLOW)
+  out = tmp_path / "killed"
+  _kill_during(out, "lur", 3)
+  newest = _steps(out, "lur")[-1]
+  step_dir = glob.glob(os.path.join(out, "checkpoints", "lur-*", str(newest)))[0]
+  for path in glob.glob(os.path.join(step_dir, "state", "**", "*"), recursive=True):
+    if os.path.isfile(path):
+      with open(path, "r+b") as f:  # scramble every file of the state
+        f.write(b"\x00garbage\xff" * 4)
+  resumed, log = _run(out, SLOW)
+  assert f"checkpoint step {newest}" in log and "unreadable" in log
+  assert "falling back to the previous step" in log
+  assert _checksums(resumed) == _checksums(reference)
+
+
+def test_divergence_stops_the_method_and_keeps_its_last_good_checkpoint(tmp_path):
+  out = tmp_path / "out"
+  results, log = _run(out, ["methods=retrain,ga,ft", "ga.lr=1e12", "ga.epochs=20",
+                            "checkpoint.every=1"])
+  ga = results["methods"]["ga"]
+  assert ga["diverged"] is True
+  step = ga["diverged_at_step"]
+  assert 0 < step < ga["steps"]
+  assert f"ga: diverged (non-finite loss or gradient) at step {step}" in log
+  assert _steps(out, "ga")[-1] <= step  # the last good checkpoint stays
+  assert "UA" in results["methods"]["ft"]  # the other methods still run
+  with open(out / "results.md") as f:
+    assert "| ga | diverged at step" in f.read()
