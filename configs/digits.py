@@ -12,6 +12,11 @@ def get_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
   c.devices = 0  # devices on the data axis (0 = all); batch sizes must divide by it
+  # Multi-process runs (see the README); empty values fall back to the
+  # JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID variables,
+  # and auto=True lets JAX detect a TPU pod slice or a SLURM/MPI job.
+  c.distributed = ml_collections.ConfigDict({
+      "coordinator": "", "num_processes": 0, "process_id": -1, "auto": False})
   c.methods = "retrain,ft,ga,rl,graddiff,l1_sparse,salun,shs,lur,lur_snip"
 
   c.data = ml_collections.ConfigDict({

@@ -46,8 +46,9 @@ def prepare(config: ml_collections.ConfigDict) -> Experiment:
   Raises:
     ValueError: naming the bad value and what is allowed.
   """
+  parallel.distributed_init(**config.get("distributed", {}))
   names = config_lib.validate(config)
-  mesh = parallel.make_mesh(config.devices)
+  mesh = parallel.make_mesh(config.get("devices", 0))
   d = config.data
   directory = d.get("tfds_data_dir", "") if d.name.startswith("tfds:") else d.get("dir", "")
   splits = data.subsample(data.load_dataset(d.name, config.seed, directory), config.seed,
@@ -248,7 +249,7 @@ def _from_scratch(exp: Experiment, out_dir: str, desc: str, retain_idx, log, pro
     checkpoint.save_model(directory, variables, {
         "seconds": result.seconds, "compile_seconds": result.compile_seconds,
         "steps": result.steps, "key": key})
-    shutil.rmtree(checkpoints, ignore_errors=True)
+    _remove(checkpoints)
   return variables, result._replace(state=None), False
 
 
@@ -336,12 +337,21 @@ def _run_method(exp: Experiment, name: str, variables, retain_idx, forget_idx, *
                          compile_seconds=result.compile_seconds + compile_seconds[0])
 
 
+def _remove(path: str) -> None:
+  """Deletes a folder (process 0 does it, the others wait)."""
+  if parallel.is_writer():
+    shutil.rmtree(path, ignore_errors=True)
+  parallel.barrier(f"remove {path}")
+
+
 def _save_replacing(directory: str, variables, meta: dict) -> None:
   tmp = directory + ".tmp"
-  shutil.rmtree(tmp, ignore_errors=True)
-  checkpoint.save_model(tmp, variables, meta)
-  shutil.rmtree(directory, ignore_errors=True)
-  os.replace(tmp, directory)
+  _remove(tmp)
+  checkpoint.save_model(tmp, variables, meta)  # every process takes part
+  if parallel.is_writer():
+    shutil.rmtree(directory, ignore_errors=True)
+    os.replace(tmp, directory)
+  parallel.barrier(f"replace {directory}")
 
 
 def run(config: ml_collections.ConfigDict, out_dir: str, *, progress: bool = True,
@@ -398,6 +408,8 @@ def execute(exp: Experiment, out_dir: str, *, progress: bool = True, log=None) -
     if "grad_cosine" in history:
       diagnostics[name] = history
   _add_gaps(results["methods"], results["original"])
+  if not parallel.is_writer():  # process 0 writes the results
+    return results
   checkpoint.write_json(os.path.join(out_dir, "diagnostics.json"), diagnostics)
   if diagnostics:
     f = config.forget
@@ -457,7 +469,7 @@ def _method_row(exp: Experiment, out_dir: str, name: str, original, measure, log
       "method": name, "params_checksum": row["params_checksum"], "fingerprint": fingerprint,
       "row": row, "history": result.history})
   if fingerprint is not None and result.diverged_at is None:
-    shutil.rmtree(checkpoints, ignore_errors=True)
+    _remove(checkpoints)
   return row, result.history
 
 

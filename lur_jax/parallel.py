@@ -16,6 +16,7 @@ from typing import Callable
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 AXIS = "data"
@@ -82,26 +83,38 @@ def shard_step(step: Callable, mesh: Mesh) -> Callable:
                        out_specs=(P(), P()))
 
 
-def distributed_init(coordinator: str = "", num_processes: int = 0, process_id: int = -1) -> bool:
-  """Starts multi-process JAX when asked to; returns whether it did.
+def distributed_init(coordinator: str = "", num_processes: int = 0, process_id: int = -1,
+                     auto: bool = False) -> bool:
+  """Starts multi-process JAX when configured; returns whether it runs.
 
-  Arguments left empty fall back to ``LUR_JAX_COORDINATOR``,
-  ``LUR_JAX_NUM_PROCESSES`` and ``LUR_JAX_PROCESS_ID``; when none of them is
-  set either, JAX's own cluster detection (TPU pods, SLURM, Open MPI) is
-  tried only if ``LUR_JAX_DISTRIBUTED=auto``.
+  Empty arguments fall back to ``JAX_COORDINATOR_ADDRESS``,
+  ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID``. Without a coordinator
+  nothing starts unless ``auto``, which lets JAX detect the cluster itself
+  (TPU pod slices, SLURM, Open MPI). Call before anything else touches JAX's
+  devices.
   """
-  coordinator = coordinator or os.environ.get("LUR_JAX_COORDINATOR", "")
-  num_processes = num_processes or int(os.environ.get("LUR_JAX_NUM_PROCESSES", "0"))
+  if jax.distributed.is_initialized():
+    return True
+  coordinator = coordinator or os.environ.get("JAX_COORDINATOR_ADDRESS", "")
+  num_processes = num_processes or int(os.environ.get("JAX_NUM_PROCESSES", "0"))
   if process_id < 0:
-    process_id = int(os.environ.get("LUR_JAX_PROCESS_ID", "-1"))
-  if coordinator:
-    if num_processes < 1 or not 0 <= process_id < num_processes:
-      raise ValueError(f"distributed: num_processes={num_processes}, process_id={process_id}; "
-                       "allowed: num_processes >= 1 and 0 <= process_id < num_processes")
-    jax.distributed.initialize(coordinator, num_processes, process_id)
-    return True
-  if os.environ.get("LUR_JAX_DISTRIBUTED") == "auto":
-    jax.distributed.initialize()
-    return True
-  return False
+    process_id = int(os.environ.get("JAX_PROCESS_ID", "-1"))
+  if not (coordinator or auto):
+    return False
+  if coordinator and not (num_processes >= 1 and 0 <= process_id < num_processes):
+    raise ValueError(f"distributed: num_processes={num_processes}, process_id={process_id}; "
+                     "allowed: num_processes >= 1 and 0 <= process_id < num_processes")
+  jax.distributed.initialize(coordinator or None, num_processes or None,
+                             process_id if process_id >= 0 else None)
+  return True
 
+
+def is_writer() -> bool:
+  """Whether this process writes results (process 0)."""
+  return jax.process_index() == 0
+
+
+def barrier(name: str) -> None:
+  """Waits for every process (a no-op with one)."""
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(name)

@@ -28,7 +28,7 @@ def sharded_records():
 def test_sharded_steps_match_one_device(sharded_records):
   # MLP and the CNN with BatchNorm, LUR in every mode, and other methods,
   # on 1, 2, 4 and 8 devices: params and BatchNorm stats after 3 steps.
-  assert len(sharded_records) == (6 + 4) * 4
+  assert len(sharded_records) == 6 * 4 + 4
   assert {r["devices"] for r in sharded_records} == {1, 2, 4, 8}
   for r in sharded_records:
     assert r["max_rel_diff"] < 1e-5, r
@@ -67,3 +67,36 @@ def test_bad_device_counts(tmp_path, devices, message):
   assert message in proc.stderr
   assert len(proc.stderr.strip().splitlines()) == 1
   assert not (tmp_path / "out").exists()
+
+
+def _free_port():
+  import socket  # pylint: disable=g-import-not-at-top
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def test_two_processes_match_one(tmp_path):
+  single = _run(tmp_path / "one", "devices=1")
+  assert single.returncode == 0, single.stderr[-3000:]
+  port = _free_port()
+  env = {k: v for k, v in ENV.items() if k != "XLA_FLAGS"}  # one CPU device per process
+  procs = [subprocess.Popen(
+      [sys.executable, "-m", "lur_jax", "run", os.path.join("configs", "digits_smoke.py"),
+       "--out", str(tmp_path / "two"), "--no-progress",
+       "--set", f"distributed.coordinator=127.0.0.1:{port}",
+       "--set", "distributed.num_processes=2", "--set", f"distributed.process_id={i}"],
+      cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+      for i in range(2)]
+  outputs = [p.communicate(timeout=900) for p in procs]
+  for p, (_, err) in zip(procs, outputs):
+    assert p.returncode == 0, err[-3000:]
+  with open(tmp_path / "one" / "results.json") as f:
+    one = json.load(f)
+  with open(tmp_path / "two" / "results.json") as f:
+    two = json.load(f)
+  assert two["devices"] == {"count": 2, "kind": "cpu", "processes": 2}
+  for name, row in one["methods"].items():
+    for k in ("UA", "RA", "TA", "MIA"):
+      if k in row:
+        assert abs(two["methods"][name][k] - row[k]) <= 0.5, (name, k)

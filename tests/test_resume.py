@@ -15,6 +15,9 @@ SLOW = ["methods=retrain,salun,lur", "lur.epochs=3", "salun.epochs=1",
         "checkpoint.every=2"]
 
 
+EIGHT_DEVICES = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+
+
 def _command(out, overrides):
   sets = [a for o in overrides for a in ("--set", o)]
   return [sys.executable, "-m", "lur_jax", "run", os.path.join(ROOT, "configs",
@@ -22,9 +25,9 @@ def _command(out, overrides):
           "--out", str(out), "--no-progress", *sets]
 
 
-def _run(out, overrides):
+def _run(out, overrides, env=None):
   proc = subprocess.run(_command(out, overrides), cwd=ROOT, capture_output=True, text=True,
-                        timeout=600, check=False)
+                        timeout=600, check=False, env=env)
   assert proc.returncode == 0, proc.stderr[-3000:]
   with open(os.path.join(out, "results.json")) as f:
     return json.load(f), proc.stderr
@@ -40,10 +43,10 @@ def _steps(out, method):
                 if os.path.basename(p).isdigit())
 
 
-def _kill_during(out, method, min_steps):
+def _kill_during(out, method, min_steps, overrides=(), env=None):
   """Starts a run and SIGKILLs it once ``method`` has ``min_steps`` checkpoints."""
-  proc = subprocess.Popen(_command(out, SLOW), cwd=ROOT, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL)
+  proc = subprocess.Popen(_command(out, SLOW + list(overrides)), cwd=ROOT, env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   deadline = time.time() + 600
   while len(_steps(out, method)) < min_steps:
     assert proc.poll() is None, "the run ended before it could be killed"
@@ -84,6 +87,17 @@ def test_corrupted_checkpoint_falls_back_to_the_previous_step(tmp_path):
   assert f"checkpoint step {newest}" in log and "unreadable" in log
   assert "falling back to the previous step" in log
   assert _checksums(resumed) == _checksums(reference)
+
+
+def test_resume_on_another_device_count(tmp_path):
+  reference, _ = _run(tmp_path / "whole", SLOW + ["devices=1"], EIGHT_DEVICES)
+  out = tmp_path / "killed"
+  _kill_during(out, "lur", 2, ["devices=1"], EIGHT_DEVICES)
+  resumed, log = _run(out, SLOW + ["devices=4"], EIGHT_DEVICES)
+  assert "lur: resuming at step" in log
+  assert resumed["devices"]["count"] == 4
+  for k in ("UA", "RA", "TA", "MIA"):
+    assert abs(resumed["methods"]["lur"][k] - reference["methods"]["lur"][k]) <= 0.5, k
 
 
 def test_divergence_stops_the_method_and_keeps_its_last_good_checkpoint(tmp_path):
