@@ -63,10 +63,14 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides) -> ml_collecti
     ValueError: on a malformed override or a key the config does not have.
   """
   config = ml_collections.ConfigDict(config.to_dict())
+  given = {}
   for item in overrides or ():
     key, sep, raw = item.partition("=")
     if not sep or not key:
       raise ValueError(f"--set {item!r}; allowed: KEY=VALUE with KEY a dotted config path")
+    if key in given and given[key] != raw:
+      raise ValueError(f"--set {key} given twice ({given[key]!r} and {raw!r}); allowed: once")
+    given[key] = raw
     *parents, leaf = key.split(".")
     node = config
     for i, part in enumerate(parents):

@@ -182,12 +182,26 @@ def load_dataset(name: str, seed: int, directory: str = "") -> Splits:
   ``"tfds:NAME"`` reads a prepared TFDS dataset (``directory`` is its data dir).
   """
   if name == "digits":
-    return load_digits(seed)
-  if name == "fashion_mnist":
-    return load_fashion_mnist(seed, directory or FASHION_MNIST_DIR)
-  if name.startswith("tfds:"):
-    return load_tfds(name[len("tfds:"):], seed, directory or None)
-  raise ValueError(f"data.name={name!r}; allowed: {', '.join(DATASETS)}")
+    splits = load_digits(seed)
+  elif name == "fashion_mnist":
+    splits = load_fashion_mnist(seed, directory or FASHION_MNIST_DIR)
+  elif name.startswith("tfds:"):
+    splits = load_tfds(name[len("tfds:"):], seed, directory or None)
+  else:
+    raise ValueError(f"data.name={name!r}; allowed: {', '.join(DATASETS)}")
+  for part in ("train", "val", "test"):
+    check_finite(getattr(splits, part).x, f"{name} {part} inputs")
+  return splits
+
+
+def check_finite(x: np.ndarray, what: str = "training inputs") -> None:
+  """Raises ValueError naming the first example with a NaN or infinite value."""
+  x = np.asarray(x)
+  if np.issubdtype(x.dtype, np.floating):
+    bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+    if bad.any():
+      raise ValueError(f"{what}: example {int(np.argmax(bad))} holds NaN or Inf "
+                       f"({int(bad.sum())} such examples); allowed: finite values")
 
 
 def subsample(splits: Splits, seed: int, *, train: int = 0, test: int = 0) -> Splits:

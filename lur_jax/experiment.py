@@ -11,6 +11,7 @@ import os
 import platform
 import shutil
 import sys
+import tempfile
 import time
 import zlib
 from typing import NamedTuple
@@ -111,6 +112,7 @@ def fit(step_fn, state, x, y, retain_idx, forget_idx, *, mesh, epochs, batch_siz
     A :class:`FitResult` whose state is this process's host copy; seconds
     exclude compilation and checkpoint writes.
   """
+  data.check_finite(x)
   steps = _steps_per_epoch(iterate, retain_idx, forget_idx, batch_size, forget_batch_size)
   total = epochs * steps
   order = np.random.default_rng(seed)
@@ -475,14 +477,20 @@ def _method_row(exp: Experiment, out_dir: str, name: str, original, measure, log
 
 def check_out_dir(out_dir: str) -> None:
   """Raises ValueError unless ``out_dir`` is, or can be made, a writable folder."""
+  if not out_dir:
+    raise ValueError("--out ''; allowed: a folder path")
   if os.path.exists(out_dir) and not os.path.isdir(out_dir):
     raise ValueError(f"--out {out_dir!r} is a file; allowed: a folder (new or existing)")
-  parent = os.path.dirname(os.path.abspath(out_dir))
-  probe = out_dir if os.path.isdir(out_dir) else parent
+  probe = os.path.abspath(out_dir)
   while not os.path.exists(probe):
     probe = os.path.dirname(probe)
-  if not os.access(probe, os.W_OK | os.X_OK):
-    raise ValueError(f"--out {out_dir!r} is not writable")
+  if not os.path.isdir(probe):
+    raise ValueError(f"--out {out_dir!r} lies under the file {probe!r}; allowed: a folder")
+  try:  # a real write: permissions, read-only file systems, root on /proc
+    with tempfile.TemporaryFile(dir=probe):
+      pass
+  except OSError as e:
+    raise ValueError(f"--out {out_dir!r} is not writable ({e.strerror})") from None
 
 
 def _add_gaps(rows: dict, original: dict) -> None:

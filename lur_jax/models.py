@@ -167,22 +167,31 @@ def build_model(name: str, num_classes: int, input_shape: Sequence[int], *,
     raise ValueError(f"model {name!r}: {e}") from None
   if axis_name is not None and hasattr(module, "axis_name"):
     module = module.clone(axis_name=axis_name)
+  input_shape = tuple(input_shape)
   dummy = jnp.zeros((1, *input_shape), jnp.float32)
+
+  def checked(x):
+    if tuple(x.shape[1:]) != input_shape:
+      raise ValueError(f"inputs of shape {tuple(x.shape)} for a {name} built for examples of "
+                       f"shape {input_shape}; allowed: [batch, {', '.join(map(str, input_shape))}]")
+    return x
 
   def init_variables(rng):
     return module.init(rng, dummy, train=False)
 
   def batch_moments(params, x):
-    _, out = module.apply({"params": params}, x, train=True, mutable=["batch_moments"])
+    _, out = module.apply({"params": params}, checked(x), train=True,
+                          mutable=["batch_moments"])
     return jax.tree.map(lambda v: v[0], out.get("batch_moments", {}),
                         is_leaf=lambda v: isinstance(v, tuple))
 
   return Model(
       init=lambda rng: init_variables(rng)["params"],
-      apply=lambda params, x: module.apply({"params": params}, x, train=True),
+      apply=lambda params, x: module.apply({"params": params}, checked(x), train=True),
       init_state=lambda rng: dict(init_variables(rng).get("batch_stats", {})),
       eval_apply=lambda params, state, x: module.apply(
-          {"params": params, **({"batch_stats": state} if state else {})}, x, train=False),
+          {"params": params, **({"batch_stats": state} if state else {})}, checked(x),
+          train=False),
       batch_moments=batch_moments)
 
 

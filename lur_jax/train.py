@@ -42,6 +42,20 @@ def init_state(params, tx: optax.GradientTransformation, rng: jax.Array,
                     {} if model_state is None else model_state)
 
 
+def check_batches(retain_batch: dict, forget_batch: dict) -> None:
+  """Raises ValueError unless both batches hold ``x`` and ``y`` of one length
+  and the two sets' examples have the same shape (checked when tracing)."""
+  for role, batch in (("retain", retain_batch), ("forget", forget_batch)):
+    if not isinstance(batch, dict) or not {"x", "y"} <= set(batch):
+      raise ValueError(f"{role} batch {type(batch).__name__}; allowed: a dict with 'x' and 'y'")
+    if batch["x"].shape[:1] != batch["y"].shape[:1] or batch["y"].ndim != 1:
+      raise ValueError(f"{role} batch: x {tuple(batch['x'].shape)} and y "
+                       f"{tuple(batch['y'].shape)}; allowed: y of shape [len(x)]")
+  if retain_batch["x"].shape[1:] != forget_batch["x"].shape[1:]:
+    raise ValueError(f"retain examples of shape {tuple(retain_batch['x'].shape[1:])} but forget "
+                     f"examples of shape {tuple(forget_batch['x'].shape[1:])}; allowed: the same")
+
+
 def _with_key(state: TrainState, forget_batch: dict) -> dict:
   """Adds the per-step key that stochastic forget objectives (``rl``) read."""
   return {**forget_batch, "key": jax.random.fold_in(state.rng, state.step)}
@@ -88,6 +102,7 @@ def gradient_step(value_and_grad_fn: Callable, tx: optax.GradientTransformation,
     A pure step ``(state, retain_batch, forget_batch) -> (state, metrics)``.
   """
   def step(state, retain_batch, forget_batch):
+    check_batches(retain_batch, forget_batch)
     forget_batch = _with_key(state, forget_batch)
     loss, grads = value_and_grad_fn(state.params, retain_batch, forget_batch)
     metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads)}
@@ -145,6 +160,7 @@ def lur_step(tx: optax.GradientTransformation, *, retain_loss_fn, forget_loss_fn
   lur.check_settings(lookahead, mode, inner_steps)  # fail now, not at the first trace
 
   def step(state, retain_batch, forget_batch):
+    check_batches(retain_batch, forget_batch)
     forget_batch = _with_key(state, forget_batch)
     value, grads, terms = lur.lur_value_and_grad_with_terms(
         state.params, retain_batch, forget_batch, **lur_kw)

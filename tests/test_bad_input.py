@@ -1,0 +1,148 @@
+"""Bad input across the command line and the Python API: one clear line
+(exit code 2, or a ValueError), before any work, and nothing written."""
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lur_jax import (cli, config as config_lib, data, experiment, losses, lur, models,
+                     parallel, saliency, train)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMOKE = os.path.join(ROOT, "configs", "digits_smoke.py")
+
+
+@pytest.mark.parametrize("sets, match", [
+    # wrong types
+    (["train.epochs=1.5"], "train.epochs='1.5'; allowed: an int"),
+    (["train.lr=fast"], "train.lr='fast'; allowed: a number"),
+    (["lur.remat=maybe"], "lur.remat='maybe'; allowed: true or false"),
+    (["seed=-3"], "seed=-3; allowed: an int >= 0"),
+    # zero or negative sizes and rates
+    (["train.epochs=0"], "train.epochs=0; allowed: an int > 0"),
+    (["train.batch_size=0"], "train.batch_size=0; allowed: an int > 0"),
+    (["unlearn.forget_batch_size=-8"], "unlearn.forget_batch_size=-8; allowed: an int > 0"),
+    (["train.lr=-0.05"], "train.lr=-0.05; allowed: a number > 0"),
+    (["lur.inner_lr=0"], "lur.inner_lr=0.0; allowed: a number > 0"),
+    (["l1_sparse.alpha=-1"], "l1_sparse.alpha=-1.0; allowed: a number > 0"),
+    (["ga.lr=nan"], "ga.lr='nan'; allowed: a number"),
+    # values outside their sets
+    (["lur.lookahead=sideways"], "lur.lookahead='sideways'"),
+    (["lur.forget_objective=kl"], "lur.forget_objective='kl'"),
+    (["model.name=resnet50"], "model.name='resnet50'"),
+    (["eval.split=train"], "eval.split='train'; allowed: test, val"),
+    (["forget.kind=everything"], "forget.kind='everything'"),
+    (["salun.gamma=1.0"], "salun.gamma=1.0; allowed: a number in (0, 1)"),
+    (["shs.sparsity=0"], "shs.sparsity=0.0; allowed: a number in (0, 1)"),
+    (["shs.layers=layer9"], "layer 'layer9' matches no parameter; allowed: all, fc"),
+    (["checkpoint.every=-1"], "checkpoint.every=-1; allowed: an int >= 0"),
+    (["checkpoint.keep=0"], "checkpoint.keep=0; allowed: an int >= 1"),
+    (["methods=lur,retrain,lur"], "names a method twice"),
+    (["methods=,"], "allowed: a comma-separated subset"),
+    # conflicting keys
+    (["seed=1", "seed=2"], "--set seed given twice ('1' and '2'); allowed: once"),
+    (["forget.kind=class", "forget.classes=3,x"],
+     "forget.classes='3,x'; allowed: comma-separated integers"),
+    # data that is missing
+    (["data.name=fashion_mnist", "data.dir=/nonexistent"], "apt-get install"),
+    (["model.width=4"], "unknown config key 'model.width'; allowed in this section: name"),
+    # distributed settings that cannot work
+    (["distributed.coordinator=127.0.0.1:1", "distributed.num_processes=2",
+      "distributed.process_id=5"], "process_id=5"),
+])
+def test_cli_refuses(sets, match, tmp_path, capsys):
+  out = tmp_path / "out"
+  args = [a for s in sets for a in ("--set", s)]
+  assert cli.main(["run", SMOKE, "--out", str(out), "--no-progress", *args]) == 2
+  err = capsys.readouterr().err
+  assert err.count("\n") == 1 and err.startswith("lur-jax: error: "), err
+  assert match in err, err
+  assert not out.exists()
+  assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("out, match", [
+    ("", "--out ''; allowed: a folder path"),
+    ("/proc/lur-jax-out", "is not writable"),
+    ("{file}/sub", "lies under the file"),
+    ("{file}", "is a file"),
+])
+def test_cli_refuses_bad_out(out, match, tmp_path, capsys):
+  a_file = tmp_path / "a_file"
+  a_file.write_text("keep me")
+  out = out.format(file=a_file)
+  assert cli.main(["run", SMOKE, "--out", out, "--no-progress"]) == 2
+  err = capsys.readouterr().err
+  assert err.count("\n") == 1 and match in err, err
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
+  assert a_file.read_text() == "keep me"
+
+
+def test_config_without_get_config(tmp_path, capsys):
+  bad = tmp_path / "bad.py"
+  bad.write_text("x = 1\n")
+  assert cli.main(["run", str(bad), "--out", str(tmp_path / "o")]) == 2
+  assert "has no get_config()" in capsys.readouterr().err
+  assert not (tmp_path / "o").exists()
+
+
+def _mlp():
+  model = models.build_model("mlp", 10, (8, 8))
+  params = model.init(jax.random.key(0))
+  return model, params
+
+
+def test_api_mismatched_shapes_between_params_and_batches():
+  model, params = _mlp()
+  with pytest.raises(ValueError, match=r"inputs of shape \(4, 28, 28\) for a mlp built for "
+                                       r"examples of shape \(8, 8\)"):
+    model.apply(params, jnp.zeros((4, 28, 28)))
+  ce = losses.ce_objective(model.apply)
+  step = train.lur_step(train.sgd(0.1), retain_loss_fn=ce,
+                        forget_loss_fn=losses.forget_objective("ga", model.apply, 10),
+                        inner_lr=0.1)
+  state = train.init_state(params, train.sgd(0.1), jax.random.key(1))
+  good = {"x": jnp.zeros((4, 8, 8)), "y": jnp.zeros(4, jnp.int32)}
+  with pytest.raises(ValueError, match=r"x \(4, 8, 8\) and y \(3,\); allowed: y of shape"):
+    step(state, {"x": good["x"], "y": jnp.zeros(3, jnp.int32)}, good)
+  with pytest.raises(ValueError, match="retain examples of shape .* but forget examples"):
+    step(state, good, {"x": jnp.zeros((4, 9, 9)), "y": good["y"]})
+  with pytest.raises(ValueError, match="allowed: a dict with 'x' and 'y'"):
+    step(state, good, {"x": good["x"]})
+
+
+def test_api_nan_in_data(tmp_path):
+  config = config_lib.load(SMOKE)
+  exp = experiment.prepare(config)
+  x = np.array(exp.splits.train.x)
+  x[7, 2, 3] = np.nan
+  model, params = _mlp()
+  state = train.init_state(params, train.sgd(0.1), jax.random.key(1))
+  with pytest.raises(ValueError, match="example 7 holds NaN or Inf"):
+    experiment.fit(lambda s, r, f: (s, {}), state, x, exp.splits.train.y, np.arange(10),
+                   np.arange(10, 20), mesh=exp.mesh, epochs=1, batch_size=4,
+                   forget_batch_size=4, iterate="retain", seed=0, desc="x", progress=False)
+  with pytest.raises(ValueError, match="holds NaN"):
+    data.check_finite(np.array([[1.0, np.inf]]))
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: train.sgd(0.0), "learning rate 0.0; allowed: a number > 0"),
+    (lambda: parallel.make_mesh(99), "devices=99; allowed: 0 \\(all\\) or 1.."),
+    (lambda: parallel.check_divisible("batch_size", 30, 4), "does not divide by devices=4"),
+    (lambda: parallel.distributed_init("127.0.0.1:1", 2, 9), "process_id=9"),
+    (lambda: losses.forget_objective("kl", None, 10), "forget objective 'kl'"),
+    (lambda: lur.check_settings("retain", "magic", 1), "magic"),
+    (lambda: lur.check_inner_steps(0), "inner_steps=0"),
+    (lambda: saliency.check_fraction(1.5, "salun.gamma"), "salun.gamma=1.5"),
+    (lambda: models.build_model("cnn", 10, (8, 8), kernels=3), "model 'cnn'"),
+    (lambda: config_lib.apply_overrides(config_lib.load(SMOKE), ["lur.lr=1", "lur.lr=2"]),
+     "given twice"),
+    (lambda: experiment.check_out_dir(""), "allowed: a folder path"),
+])
+def test_api_raises_value_error(call, match):
+  with pytest.raises(ValueError, match=match):
+    call()
