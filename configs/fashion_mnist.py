@@ -25,13 +25,13 @@ def get_config():
   c.train.update({"epochs": 40, "lr": 0.05, "batch_size": 128})
   c.unlearn.update({"epochs": 2, "lr": 0.01, "batch_size": 128, "forget_batch_size": 64})
   # Chosen by benchmarks/sweep.py (six settings per method, seeds 0-1, validation split).
-  c.ft.update({"lr": 0.03, "epochs": 1})
-  c.ga.lr = 1e-4
-  c.rl.lr = 1e-3
-  c.graddiff.update({"lr": 0.03, "forget_weight": 0.1})
+  c.ft.update({"lr": 0.1, "epochs": 5})
+  c.ga.update({"lr": 1e-3, "epochs": 1})
+  c.rl.update({"lr": 3e-3, "epochs": 2})
+  c.graddiff.update({"lr": 0.03, "forget_weight": 0.3})
   c.l1_sparse.update({"lr": 0.03, "epochs": None, "alpha": 1e-3})
-  c.salun.update({"lr": 3e-3, "epochs": None})
-  c.shs.update({"lr": 0.03, "forget_weight": 0.03})
-  c.lur.update({"lr": 0.03, "forget_weight": 0.1})
-  c.lur_snip.update({"lr": 0.03, "forget_weight": 0.1})
+  c.salun.update({"lr": 3e-3, "epochs": 2})
+  c.shs.update({"lr": 0.03, "forget_weight": 0.1})
+  c.lur.update({"lr": 0.03, "forget_weight": 0.3})
+  c.lur_snip.update({"lr": 0.03, "forget_weight": 0.3})
   return c

@@ -17,7 +17,7 @@ def get_config():
   # Chosen by benchmarks/sweep.py (four settings per method, seed 0, validation split).
   # Every swept ga setting diverged; graddiff and shs collapsed or diverged.
   c.ft.update({"lr": 0.03, "epochs": 5})
-  c.ga.update({"lr": 1e-3})
+  c.ga.update({"lr": 1e-3, "epochs": None})
   c.rl.update({"lr": 0.01, "epochs": 2})
   c.graddiff.update({"lr": 0.01, "forget_weight": 0.1})
   c.l1_sparse.update({"lr": 0.03, "epochs": 2})
