@@ -1,0 +1,42 @@
+"""The step-cost benchmark and the PyTorch reference measure what they claim."""
+
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "benchmarks"))
+
+import step_cost  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+def test_step_cost_records_hold_every_key():
+  record = step_cost.measure("mlp", "exact", (16, 8), 2, True, 2)
+  for key in ("model", "mode", "inner_steps", "remat", "batch", "median_ms", "min_ms",
+              "compile_s", "peak_bytes", "flops"):
+    assert record[key] is not None, key
+  assert record["min_ms"] <= record["median_ms"]
+  assert record["flops"] > 0 and record["peak_bytes"] > 0
+  graddiff = step_cost.measure("mlp", "graddiff", (16, 8), 1, False, 2)
+  assert record["flops"] > graddiff["flops"]  # the lookahead costs more passes
+
+
+def test_step_cost_exact_and_hvp_agree():
+  for k in (1, 2):
+    assert step_cost.exact_vs_hvp(*step_cost._problem("mlp", 16, 8), k) < 1e-5
+
+
+def test_step_cost_quick_plan_is_a_subset():
+  quick = list(step_cost.plan(True, ["mlp", "cnn", "resnet18"]))
+  full = list(step_cost.plan(False, ["mlp", "cnn", "resnet18"]))
+  assert set(quick) < set(full)
+  assert {p[1] for p in quick} == set(step_cost.MODES)
+
+
+def test_torch_reference_agrees_with_jax_in_float64():
+  pytest.importorskip("torch", reason="the bench extra (pip install -e '.[bench]')")
+  import torch_reference  # pylint: disable=g-import-not-at-top
+  record = torch_reference.compare("mlp", quick=True)
+  assert record["max_rel_diff_autograd_vs_jax"] < 1e-10
+  assert record["max_rel_diff_func_vs_jax"] < 1e-10
