@@ -85,7 +85,8 @@ def test_two_processes_match_one(tmp_path):
       [sys.executable, "-m", "lur_jax", "run", os.path.join("configs", "digits_smoke.py"),
        "--out", str(tmp_path / "two"), "--no-progress",
        "--set", f"distributed.coordinator=127.0.0.1:{port}",
-       "--set", "distributed.num_processes=2", "--set", f"distributed.process_id={i}"],
+       "--set", "distributed.num_processes=2", "--set", f"distributed.process_id={i}",
+       "--set", "checkpoint.every=5"],  # every process takes part in Orbax saves
       cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
       for i in range(2)]
   outputs = [p.communicate(timeout=900) for p in procs]
