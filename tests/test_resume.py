@@ -73,6 +73,10 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
   assert _checksums(again) == _checksums(reference)
 
 
+def _previous(step):
+  return step - 2  # SLOW saves every two steps
+
+
 def test_corrupted_checkpoint_falls_back_to_the_previous_step(tmp_path):
   reference, _ = _run(tmp_path / "whole", SLOW)
   out = tmp_path / "killed"
@@ -83,7 +87,13 @@ def test_corrupted_checkpoint_falls_back_to_the_previous_step(tmp_path):
     if os.path.isfile(path):
       with open(path, "r+b") as f:  # scramble every file of the state
         f.write(b"\x00garbage\xff" * 4)
+  # ... and a step that a kill left half-written (Orbax's temporary folder)
+  half = os.path.join(os.path.dirname(step_dir), f"{newest + 2}.orbax-checkpoint-tmp-1")
+  os.makedirs(os.path.join(half, "state"))
+  with open(os.path.join(half, "state", "manifest.ocdbt"), "wb") as f:
+    f.write(b"\x00" * 10)
   resumed, log = _run(out, SLOW)
+  assert f"resuming at step {_previous(newest)}" in log
   assert f"checkpoint step {newest}" in log and "unreadable" in log
   assert "falling back to the previous step" in log
   assert _checksums(resumed) == _checksums(reference)
