@@ -93,7 +93,7 @@ def measure(name, mode, batch, inner_steps, remat, timed):
   start = time.perf_counter()
   compiled = jax.jit(step, donate_argnums=0).lower(state, retain, forget).compile()
   compile_s = time.perf_counter() - start
-  for _ in range(2):  # warm-up
+  for _ in range(min(timed, 2)):  # warm-up
     state, _ = compiled(state, retain, forget)
   jax.block_until_ready(state)
   times = []
@@ -110,16 +110,25 @@ def measure(name, mode, batch, inner_steps, remat, timed):
           "rss_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def plan(quick, names):
-  """(model, mode, batch, K, remat, timed) for every measured configuration."""
+def plan(quick, names, full_resnet=False):
+  """(model, mode, batch, K, remat, timed) for every measured configuration.
+
+  The full grid is both batch sizes × K ∈ {1, 2, 4} × remat on and off;
+  ``quick`` keeps the first batch, K = 1 and no remat. ResNet-18 gets the full
+  grid only with ``full_resnet`` (an accelerator); otherwise the first batch,
+  K ∈ {1, 2} without remat (--quick: K = 1, one timed step), to fit a 2-core CPU.
+  """
   for name in names:
     _, _, batches, timed = MODELS[name]
-    if quick:
-      batches = batches[:1]
+    ks, remats = (1, 2, 4), (False, True)
+    if quick or (name == "resnet18" and not full_resnet):
+      batches, ks, remats = batches[:1], (1,) if quick else (1, 2), (False,)
+    if quick and name == "resnet18":
+      timed = 1
     for batch in batches:
       yield name, "graddiff", batch, 1, False, timed
-      for k in ((1,) if quick else (1, 2, 4)):
-        for remat in ((False,) if quick else (False, True)):
+      for k in ks:
+        for remat in remats:
           for mode in MODES[1:]:
             yield name, mode, batch, k, remat, timed
 
@@ -128,6 +137,8 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--quick", action="store_true", help="a subset: K=1, no remat, one batch")
   parser.add_argument("--models", default="mlp,cnn,resnet18")
+  parser.add_argument("--full-resnet", action="store_true",
+                      help="the whole grid for ResNet-18 too (for an accelerator)")
   parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results"))
   args = parser.parse_args()
   names = args.models.split(",")
@@ -137,7 +148,7 @@ def main():
   device = jax.devices()[0]
   tag = f"{device.platform}-{device.device_kind}".replace(" ", "_").lower()
   records, diffs = [], {}
-  for name, mode, batch, k, remat, timed in plan(args.quick, names):
+  for name, mode, batch, k, remat, timed in plan(args.quick, names, args.full_resnet):
     record = measure(name, mode, batch, k, remat, timed)
     if mode in ("exact", "hvp"):
       key = (name, tuple(batch), k)
