@@ -54,6 +54,7 @@ def plot_diagnostics(diagnostics: dict, path: str, title: str = "") -> None:
   os.close(fd)
   try:
     fig.savefig(tmp, dpi=110)
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)
   finally:
     plt.close(fig)
