@@ -89,7 +89,8 @@ def lookahead_params(params: Params, loss_fn: LossFn, batch: Batch, *,
     loss_fn: pure ``(params, batch) -> scalar``.
     batch: the batch the virtual steps use (the same one every step).
     inner_lr: α.
-    inner_steps: K >= 1; K > 1 runs under ``lax.scan``.
+    inner_steps: K >= 1, unrolled in Python (K is small, and XLA:CPU runs
+      convolutions inside a loop many times slower).
     remat: rematerialise each step in the backward pass (``jax.checkpoint``),
       trading compute for the memory of K stored activations.
 
@@ -103,9 +104,9 @@ def lookahead_params(params: Params, loss_fn: LossFn, batch: Batch, *,
 
   if remat:
     step = jax.checkpoint(step)
-  if inner_steps == 1:
-    return step(params, None)[0]
-  return lax.scan(step, params, None, length=inner_steps)[0]
+  for _ in range(inner_steps):
+    params, _ = step(params, None)
+  return params
 
 
 def lur_loss(params: Params, retain_batch: Batch, forget_batch: Batch, *,
@@ -156,25 +157,21 @@ def _hvp(loss_fn, params, batch, vector):
 
 
 def _lur_hvp(params, r: _Roles, inner_lr, inner_steps):
-  """∇J as v − α H v products, one Hessian-vector product per virtual step."""
+  """∇J as v − α H v products, one Hessian-vector product per virtual step.
+
+  The K steps are unrolled in Python: K is small, and XLA:CPU runs
+  convolutions inside loops many times slower.
+  """
   look_value, look_grad = jax.value_and_grad(r.look_fn)(params, r.look_batch)
-  if inner_steps == 1:
-    thetas = None
-    theta_k = _sgd(params, look_grad, inner_lr)
-  else:
-    def forward(p, _):
-      return _sgd(p, jax.grad(r.look_fn)(p, r.look_batch), inner_lr), p
-    theta_1 = _sgd(params, look_grad, inner_lr)
-    theta_k, thetas = lax.scan(forward, theta_1, None, length=inner_steps - 1)
-  target_value, v = jax.value_and_grad(r.target_fn)(theta_k, r.target_batch)
-
-  def backward(u, theta_j):
-    _, hu = _hvp(r.look_fn, theta_j, r.look_batch, u)
-    return jax.tree.map(lambda a, b: a - inner_lr * b, u, hu), None
-
-  if thetas is not None:  # θ_{K−1} … θ_1, latest first
-    v, _ = lax.scan(backward, v, thetas, reverse=True)
-  v, _ = backward(v, params)  # θ_0
+  thetas = [params]  # θ_0 … θ_{K−1}
+  theta = _sgd(params, look_grad, inner_lr)
+  for _ in range(inner_steps - 1):
+    thetas.append(theta)
+    theta = _sgd(theta, jax.grad(r.look_fn)(theta, r.look_batch), inner_lr)
+  target_value, v = jax.value_and_grad(r.target_fn)(theta, r.target_batch)
+  for theta_j in reversed(thetas):  # v ← (I − α H_j) v, latest first
+    _, hv = _hvp(r.look_fn, theta_j, r.look_batch, v)
+    v = jax.tree.map(lambda a, b: a - inner_lr * b, v, hv)
   grad = jax.tree.map(lambda a, b: r.look_weight * a + r.target_weight * b, look_grad, v)
   return grad, LurTerms(look_value, target_value)
 

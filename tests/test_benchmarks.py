@@ -28,9 +28,9 @@ def test_step_cost_exact_and_hvp_agree():
 
 
 def test_step_cost_quick_plan_is_a_subset():
-  quick = list(step_cost.plan(True, ["mlp", "cnn", "resnet18"]))
-  full = list(step_cost.plan(False, ["mlp", "cnn", "resnet18"]))
-  assert set(quick) < set(full)
+  quick = {p[:5] for p in step_cost.plan(True, ["mlp", "cnn", "resnet18"])}
+  full = {p[:5] for p in step_cost.plan(False, ["mlp", "cnn", "resnet18"])}
+  assert quick < full
   assert {p[1] for p in quick} == set(step_cost.MODES)
 
 
