@@ -219,7 +219,7 @@ def plot(records, path):
     for mode in ("exact", "hvp"):
       for remat in (False, True):
         rows = sorted((r for r in records if r["model"] == name and r["mode"] == mode
-                       and r["remat"] == remat and r["batch"] == MODELS[name][2][0]),
+                       and r["remat"] == remat and tuple(r["batch"]) == MODELS[name][2][0]),
                       key=lambda r: r["inner_steps"])
         if len(rows) > 1:
           right.plot([r["inner_steps"] for r in rows], [_ratio(records, r) for r in rows],
