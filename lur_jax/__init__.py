@@ -15,7 +15,8 @@ from lur_jax.models import (CNN, MLP, MODELS, BatchNorm, Model, ResNet18, build_
                             update_running_stats)
 from lur_jax.parallel import distributed_init, make_mesh, shard_step
 from lur_jax.plots import plot_diagnostics
-from lur_jax.saliency import forget_gradients, masked_updates, select_layers, top_fraction_mask, trim
+from lur_jax.saliency import (forget_gradients, masked_updates, select_layers,
+                              top_fraction_mask, trim)
 from lur_jax.train import (TrainState, check_batches, conflict_metrics, gradient_step,
                            init_state, l1_penalty, lur_step, objective_step, sgd)
 

@@ -11,6 +11,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from lur_jax import parallel
+
 
 def params_checksum(params) -> str:
   """SHA-256 over every leaf's path, dtype, shape and bytes, in tree order."""
@@ -35,17 +37,28 @@ def save_model(directory: str, params, meta: dict, step: int = 0) -> None:
     manager.wait_until_finished()
 
 
-def restore_model(directory: str, abstract_params):
-  """Returns ``(params, meta)`` of the latest step, or ``None`` if there is none."""
+def _restore_latest(directory: str, **items):
+  """The latest step saved by :func:`save_model` (the named ``items``), or ``None``."""
   if not os.path.isdir(directory):
     return None
   with ocp.CheckpointManager(os.path.abspath(directory)) as manager:
     step = manager.latest_step()
     if step is None:
       return None
-    restored = manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_params), meta=ocp.args.JsonRestore()))
-  return restored.state, restored.meta
+    return manager.restore(step, args=ocp.args.Composite(**items))
+
+
+def restore_model(directory: str, abstract_params):
+  """Returns ``(params, meta)`` of the latest step, or ``None`` if there is none."""
+  restored = _restore_latest(directory, state=ocp.args.StandardRestore(abstract_params),
+                             meta=ocp.args.JsonRestore())
+  return None if restored is None else (restored.state, restored.meta)
+
+
+def restore_meta(directory: str) -> dict | None:
+  """The JSON meta of the latest step saved by :func:`save_model`, or ``None``."""
+  restored = _restore_latest(directory, meta=ocp.args.JsonRestore())
+  return None if restored is None else restored.meta
 
 
 class RunCheckpoints:
@@ -92,7 +105,7 @@ class RunCheckpoints:
 def _storable(tree):
   """Numpy leaves; PRNG keys become their key data."""
   def one(a):
-    if isinstance(a, jax.Array) and jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+    if parallel.is_key(a):
       a = jax.random.key_data(a)
     return np.asarray(a)
   return jax.tree.map(one, tree)
@@ -100,21 +113,10 @@ def _storable(tree):
 
 def _unstorable(tree, like):
   def one(a, ref):
-    if isinstance(ref, jax.Array) and jax.dtypes.issubdtype(ref.dtype, jax.dtypes.prng_key):
+    if parallel.is_key(ref):
       return jax.random.wrap_key_data(a, impl=jax.random.key_impl(ref))
     return a
   return jax.tree.map(one, tree, like)
-
-
-def restore_meta(directory: str) -> dict | None:
-  """The JSON meta of the latest step saved by :func:`save_model`, or ``None``."""
-  if not os.path.isdir(directory):
-    return None
-  with ocp.CheckpointManager(os.path.abspath(directory)) as manager:
-    step = manager.latest_step()
-    if step is None:
-      return None
-    return manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
 
 
 def write_atomic(path: str, text: str) -> None:

@@ -118,10 +118,13 @@ def fit(step_fn, state, x, y, retain_idx, forget_idx, *, mesh, epochs, batch_siz
   order = np.random.default_rng(seed)
   batch_sharding = NamedSharding(mesh, P(None, parallel.AXIS))
 
-  def epoch_batches():
+  def epoch_indices():
     r = retain_idx[data.batch_indices(order, len(retain_idx), batch_size, steps)]
     f = forget_idx[data.batch_indices(order, len(forget_idx), forget_batch_size, steps)]
-    return parallel.put((r.astype(np.int32), f.astype(np.int32)), batch_sharding)
+    return r.astype(np.int32), f.astype(np.int32)
+
+  def epoch_batches():
+    return parallel.put(epoch_indices(), batch_sharding)
 
   sharded_step = parallel.shard_step(step_fn, mesh)
 
@@ -142,8 +145,7 @@ def fit(step_fn, state, x, y, retain_idx, forget_idx, *, mesh, epochs, batch_siz
     if log is not None:
       log(f"{desc}: resuming at step {position} of {total}")
   for _ in range(position // steps):  # replay the data order up to this epoch
-    data.batch_indices(order, len(retain_idx), batch_size, steps)
-    data.batch_indices(order, len(forget_idx), forget_batch_size, steps)
+    epoch_indices()
 
   x, y, state = parallel.put((x, y, state), parallel.replicated(mesh))  # once
   r, f = epoch_batches()

@@ -48,13 +48,18 @@ def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
 
+def is_key(a) -> bool:
+  """Whether ``a`` is a typed PRNG key array (stored and moved as its key data)."""
+  return isinstance(a, jax.Array) and jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key)
+
+
 def put(tree, sharding: NamedSharding):
   """Places a tree of arrays (the same values on every process) onto ``sharding``.
 
   Works across processes: each process fills only its own devices' parts.
   """
   def one(a):
-    if isinstance(a, jax.Array) and jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+    if is_key(a):
       return jax.random.wrap_key_data(one(jax.random.key_data(a)), impl=jax.random.key_impl(a))
     a = np.asarray(a)
     return jax.make_array_from_callback(a.shape, sharding, lambda index: a[index])
@@ -66,7 +71,7 @@ def to_host(tree):
   def one(a):
     if not isinstance(a, jax.Array):
       return a
-    if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+    if is_key(a):
       return jax.random.wrap_key_data(one(jax.random.key_data(a)), impl=jax.random.key_impl(a))
     return np.asarray(a.addressable_data(0))
   return jax.tree.map(one, tree)
