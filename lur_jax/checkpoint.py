@@ -122,6 +122,7 @@ def _unstorable(tree, like):
 def write_atomic(path: str, text: str) -> None:
   """Writes ``text`` to ``path`` through a temporary file and a rename."""
   directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
   try:
     with os.fdopen(fd, "w") as f:

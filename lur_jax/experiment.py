@@ -200,6 +200,7 @@ def _versions() -> dict:
       out[pkg] = metadata.version(pkg)
     except metadata.PackageNotFoundError:
       out[pkg] = None
+  out["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "")  # compiler flags change speed and memory
   return out
 
 

@@ -89,10 +89,13 @@ def lookahead_params(params: Params, loss_fn: LossFn, batch: Batch, *,
     loss_fn: pure ``(params, batch) -> scalar``.
     batch: the batch the virtual steps use (the same one every step).
     inner_lr: α.
-    inner_steps: K >= 1, unrolled in Python (K is small, and XLA:CPU runs
-      convolutions inside a loop many times slower).
-    remat: rematerialise each step in the backward pass (``jax.checkpoint``),
-      trading compute for the memory of K stored activations.
+    inner_steps: K >= 1.
+    remat: bound the memory of differentiating through K > 1 steps: the steps
+      run as a ``lax.scan`` of ``jax.checkpoint``-ed steps, so the backward pass
+      keeps only θ_0 … θ_{K−1} and recomputes each step's activations. Without
+      it the steps are unrolled in Python, which is faster on XLA:CPU (it runs
+      convolutions inside loops many times slower) but keeps every step's
+      activations alive.
 
   Returns:
     θ_K, with the structure of ``params``.
@@ -102,8 +105,8 @@ def lookahead_params(params: Params, loss_fn: LossFn, batch: Batch, *,
   def step(p, _):
     return _sgd(p, jax.grad(loss_fn)(p, batch), inner_lr), None
 
-  if remat:
-    step = jax.checkpoint(step)
+  if remat and inner_steps > 1:
+    return lax.scan(jax.checkpoint(step), params, None, length=inner_steps)[0]
   for _ in range(inner_steps):
     params, _ = step(params, None)
   return params
@@ -128,7 +131,7 @@ def lur_loss(params: Params, retain_batch: Batch, forget_batch: Batch, *,
     lookahead: ``"retain"`` (virtual steps descend the retain loss, the forget
       loss is evaluated after them) or ``"forget"`` (the reverse).
     retain_weight, forget_weight: w_r and w_u.
-    remat: rematerialise the virtual steps when differentiated.
+    remat: bound the memory of K > 1 virtual steps (see :func:`lookahead_params`).
 
   Returns:
     The scalar J(θ).
@@ -156,30 +159,48 @@ def _hvp(loss_fn, params, batch, vector):
   return jax.jvp(lambda p: jax.grad(loss_fn)(p, batch), (params,), (vector,))
 
 
-def _lur_hvp(params, r: _Roles, inner_lr, inner_steps):
+def _lur_hvp(params, r: _Roles, inner_lr, inner_steps, remat):
   """∇J as v − α H v products, one Hessian-vector product per virtual step.
 
-  The K steps are unrolled in Python: K is small, and XLA:CPU runs
-  convolutions inside loops many times slower.
+  Unrolled in Python, or with ``remat`` (and K > 1) as two ``lax.scan`` loops,
+  so that one Hessian-vector product's activations are alive at a time.
   """
   look_value, look_grad = jax.value_and_grad(r.look_fn)(params, r.look_batch)
-  thetas = [params]  # θ_0 … θ_{K−1}
-  theta = _sgd(params, look_grad, inner_lr)
-  for _ in range(inner_steps - 1):
-    thetas.append(theta)
-    theta = _sgd(theta, jax.grad(r.look_fn)(theta, r.look_batch), inner_lr)
-  target_value, v = jax.value_and_grad(r.target_fn)(theta, r.target_batch)
-  for theta_j in reversed(thetas):  # v ← (I − α H_j) v, latest first
+
+  def step(theta, grad):  # θ_{k+1}, keeping θ_k
+    return _sgd(theta, grad, inner_lr), theta
+
+  def back(v, theta_j):  # v ← (I − α H_j) v
     _, hv = _hvp(r.look_fn, theta_j, r.look_batch, v)
-    v = jax.tree.map(lambda a, b: a - inner_lr * b, v, hv)
+    return jax.tree.map(lambda a, b: a - inner_lr * b, v, hv), None
+
+  theta, theta_0 = step(params, look_grad)
+  if remat and inner_steps > 1:
+    theta, thetas = lax.scan(
+        lambda t, _: step(t, jax.grad(r.look_fn)(t, r.look_batch)), theta, None,
+        length=inner_steps - 1)  # θ_1 … θ_{K−1}
+    # θ_0's product runs in the loop too: outside it, XLA would share its
+    # forward pass with the one of ∇L_look(θ) above and keep those activations.
+    thetas = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), theta_0, thetas)
+    target_value, v = jax.value_and_grad(r.target_fn)(theta, r.target_batch)
+    v, _ = lax.scan(back, v, thetas, reverse=True)
+  else:
+    thetas = [theta_0]
+    for _ in range(inner_steps - 1):
+      theta, theta_k = step(theta, jax.grad(r.look_fn)(theta, r.look_batch))
+      thetas.append(theta_k)
+    target_value, v = jax.value_and_grad(r.target_fn)(theta, r.target_batch)
+    for theta_j in reversed(thetas):  # latest first
+      v, _ = back(v, theta_j)
   grad = jax.tree.map(lambda a, b: r.look_weight * a + r.target_weight * b, look_grad, v)
   return grad, LurTerms(look_value, target_value)
 
 
-def _lur_first_order(params, r: _Roles, inner_lr, inner_steps, remat):
+def _lur_first_order(params, r: _Roles, inner_lr, inner_steps):
+  """No backward pass runs through the virtual steps, so ``remat`` has nothing to save."""
   look_value, look_grad = jax.value_and_grad(r.look_fn)(params, r.look_batch)
   theta_k = lookahead_params(params, r.look_fn, r.look_batch, inner_lr=inner_lr,
-                             inner_steps=inner_steps, remat=remat)
+                             inner_steps=inner_steps)
   target_value, target_grad = jax.value_and_grad(r.target_fn)(
       lax.stop_gradient(theta_k), r.target_batch)
   grad = jax.tree.map(lambda a, b: r.look_weight * a + r.target_weight * b,
@@ -203,9 +224,9 @@ def lur_value_and_grad_with_terms(
     return value, grad, terms
   r = _roles(retain_batch, forget_batch, **role_kw)
   if mode == "hvp":
-    grad, terms = _lur_hvp(params, r, inner_lr, inner_steps)
+    grad, terms = _lur_hvp(params, r, inner_lr, inner_steps, remat)
   else:
-    grad, terms = _lur_first_order(params, r, inner_lr, inner_steps, remat)
+    grad, terms = _lur_first_order(params, r, inner_lr, inner_steps)
   value = r.look_weight * terms.lookahead_loss + r.target_weight * terms.target_loss
   return value, grad, terms
 
