@@ -25,7 +25,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from tqdm.auto import tqdm
 
 from lur_jax import augment as augment_lib
-from lur_jax import (checkpoint, config as config_lib, data, methods, metrics, models,
+from lur_jax import (checkpoint, config as config_lib, data, diffusion, methods, metrics, models,
                      parallel, plots, saliency, train)
 
 
@@ -39,6 +39,7 @@ class Experiment(NamedTuple):
   model: models.Model
   step_model: models.Model  # the same model with BatchNorm synchronised over the mesh
   mesh: jax.sharding.Mesh
+  objectives: methods.Objectives = methods.CLASSIFICATION  # the methods' losses
 
 
 def prepare(config: ml_collections.ConfigDict) -> Experiment:
@@ -60,15 +61,23 @@ def prepare(config: ml_collections.ConfigDict) -> Experiment:
   forget = data.make_forget_split(splits, f.kind, seed=config.seed, fraction=f.fraction,
                                   classes=f.classes, indices=f.indices)
   model_kw = {k: v for k, v in config.model.items() if k != "name"}
-  model, step_model = (
-      models.build_model(config.model.name, splits.num_classes, splits.train.x.shape[1:],
-                         axis_name=axis, **model_kw) for axis in (None, parallel.AXIS))
+  shape = splits.train.x.shape[1:]
+  objectives = methods.CLASSIFICATION
+  if config_lib.task(config) == "diffusion":
+    from lur_jax import generative  # pylint: disable=g-import-not-at-top
+    model = step_model = diffusion.build_unet(splits.num_classes, shape, **model_kw)
+    objectives = generative.objectives(generative.schedule_of(config),
+                                       config.diffusion.p_uncond)
+  else:
+    model, step_model = (
+        models.build_model(config.model.name, splits.num_classes, shape, axis_name=axis,
+                           **model_kw) for axis in (None, parallel.AXIS))
   abstract_params = jax.eval_shape(model.init, jax.random.key(0))
   for name in names:
     check = methods.METHODS[name].check
     if check is not None:
       check(config_lib.method_settings(config, name), abstract_params)
-  return Experiment(config, names, splits, forget, model, step_model, mesh)
+  return Experiment(config, names, splits, forget, model, step_model, mesh, objectives)
 
 
 def _method_seed(seed: int, name: str) -> int:
@@ -304,11 +313,12 @@ def _run_method(exp: Experiment, name: str, variables, retain_idx, forget_idx, *
   method = methods.METHODS[name]
   settings.total_steps = settings.epochs * _steps_per_epoch(
       method.iterate, retain_idx, forget_idx, settings.batch_size, forget_bs)
-  tx = train.sgd(settings.lr, settings.momentum, settings.weight_decay)
+  tx = train.optimizer(settings)
   if method.wrap_tx is not None:
     tx = method.wrap_tx(settings, tx)
   params, model_state = variables["params"], variables["model_state"]
-  ctx = methods.Context(exp.model.apply, exp.splits.num_classes, exp.model.init)
+  ctx = methods.Context(exp.model.apply, exp.splits.num_classes, exp.model.init,
+                        objectives=exp.objectives)
   seed = _method_seed(cfg.seed, desc)
   x, y = exp.splits.train.x, exp.splits.train.y
   start = time.perf_counter()
@@ -381,8 +391,23 @@ def run(config: ml_collections.ConfigDict, out_dir: str, *, progress: bool = Tru
   return execute(exp, out_dir, progress=progress, log=log)
 
 
+def header(exp: Experiment) -> dict:
+  """What every results.json starts with: config, versions, devices, data sizes."""
+  fs = exp.forget
+  return {"config": exp.config.to_dict(), "versions": _versions(),
+          "device": device_description(exp.mesh),
+          "devices": {"count": exp.mesh.size, "kind": exp.mesh.devices.flat[0].device_kind,
+                      "processes": jax.process_count()},
+          "data": {"train": len(exp.splits.train), "forget": len(fs.forget),
+                   "retain": len(fs.retain), "test": len(fs.test),
+                   "forgotten_classes": list(fs.forgotten_classes)}}
+
+
 def execute(exp: Experiment, out_dir: str, *, progress: bool = True, log=None) -> dict:
   """Runs a prepared :class:`Experiment` (see :func:`run`)."""
+  if config_lib.task(exp.config) == "diffusion":
+    from lur_jax import generative  # pylint: disable=g-import-not-at-top
+    return generative.execute(exp, out_dir, progress=progress, log=log)
   log = log or (lambda msg: print(msg, file=sys.stderr))
   config = exp.config
   os.makedirs(out_dir, exist_ok=True)
@@ -390,20 +415,15 @@ def execute(exp: Experiment, out_dir: str, *, progress: bool = True, log=None) -
   fs = exp.forget
   predict = metrics.make_predict(exp.model.eval_apply)
 
-  def measure(variables):
+  def measure(variables, name):
+    del name
     return metrics.evaluate(predict, variables, x_train, fs.forget, fs.retain, fs.test,
                             config.seed)
 
   original, original_fit, reused = _from_scratch(
       exp, out_dir, "original", np.arange(len(x_train)), log, progress)
-  results = {"config": config.to_dict(), "versions": _versions(),
-             "device": device_description(exp.mesh),
-             "devices": {"count": exp.mesh.size, "kind": exp.mesh.devices.flat[0].device_kind,
-                         "processes": jax.process_count()},
-             "data": {"train": len(x_train), "forget": len(fs.forget),
-                      "retain": len(fs.retain), "test": len(fs.test),
-                      "forgotten_classes": list(fs.forgotten_classes)},
-             "original": {**measure(original), "seconds": original_fit.seconds,
+  results = {**header(exp),
+             "original": {**measure(original, "original"), "seconds": original_fit.seconds,
                           "reused": reused},
              "methods": {}}
   diagnostics = {}
@@ -460,12 +480,13 @@ def _method_row(exp: Experiment, out_dir: str, name: str, original, measure, log
          "params_checksum": checkpoint.params_checksum(variables)}
   if result.diverged_at is None:
     try:
-      row = {**measure(variables), **row}
+      measured = measure(variables, name)
+      row = {**measured, **row}
     except FloatingPointError:  # finite params whose logits overflow
       result = result._replace(diverged_at=result.steps)
   if result.diverged_at is None:
-    log(f"{name}: " + ", ".join(f"{k} {row[k]:.2f}" for k in metrics.METRICS)
-        + f", {result.seconds:.2f} s")
+    log(f"{name}: " + ", ".join(f"{k} {v:.2f}" for k, v in measured.items()
+                                if isinstance(v, float)) + f", {result.seconds:.2f} s")
   else:
     row.update(diverged=True, diverged_at_step=result.diverged_at)
     log(f"{name}: diverged (non-finite loss or gradient) at step {result.diverged_at}; "
@@ -507,7 +528,11 @@ def _add_gaps(rows: dict, original: dict) -> None:
 
 
 def markdown_table(results: dict) -> str:
-  """One row per method (and the original model): UA, RA, TA, MIA, Avg Gap, seconds."""
+  """One row per method (and the original model): UA, RA, TA, MIA, Avg Gap, seconds
+  (for a diffusion study, :func:`lur_jax.generative.markdown_table`)."""
+  if results["config"].get("task") == "diffusion":
+    from lur_jax import generative  # pylint: disable=g-import-not-at-top
+    return generative.markdown_table(results)
   def cell(value, digits=2):
     return "-" if value is None else f"{value:.{digits}f}"
   lines = ["| method | UA | RA | TA | MIA | Avg Gap | seconds | × retrain |",

@@ -29,20 +29,28 @@ def true_class_confidence(logits: jax.Array, labels: jax.Array) -> jax.Array:
   return jnp.take_along_axis(probs, labels[:, None], axis=-1)[:, 0]
 
 
+def global_draw(draw: Callable, key: jax.Array, n: int, axis_name: str | None = None):
+  """``draw(key, n)``, or under ``shard_map`` this device's ``n`` of the global draw.
+
+  With ``axis_name``, ``draw`` runs for the whole global batch (every device
+  draws the same numbers) and each device keeps its slice, so random
+  objectives do not depend on how the batch is split.
+  """
+  if axis_name is None:
+    return draw(key, n)
+  size, i = lax.axis_size(axis_name), lax.axis_index(axis_name)
+  return jax.tree.map(lambda a: lax.dynamic_slice_in_dim(a, i * n, n), draw(key, size * n))
+
+
 def random_wrong_labels(key: jax.Array, labels: jax.Array, num_classes: int,
                         axis_name: str | None = None) -> jax.Array:
   """Uniform labels drawn from the classes other than the true one.
 
   With ``axis_name`` (inside ``shard_map``), ``labels`` is this device's slice
-  of the global batch and gets its slice of the global draw, so the labels do
-  not depend on how the batch is split.
+  of the global batch and gets its slice of the global draw (:func:`global_draw`).
   """
-  if axis_name is None:
-    shift = jax.random.randint(key, labels.shape, 1, num_classes)
-  else:
-    n, i = lax.axis_size(axis_name), lax.axis_index(axis_name)
-    shift = jax.random.randint(key, (n * labels.shape[0], *labels.shape[1:]), 1, num_classes)
-    shift = lax.dynamic_slice_in_dim(shift, i * labels.shape[0], labels.shape[0])
+  shift = global_draw(lambda k, n: jax.random.randint(k, (n, *labels.shape[1:]), 1, num_classes),
+                      key, labels.shape[0], axis_name)
   return (labels + shift) % num_classes
 
 

@@ -16,18 +16,42 @@ import optax
 from lur_jax import losses, lur, saliency, train
 
 
+class Objectives(NamedTuple):
+  """The losses a task gives the methods (classification by default).
+
+  Attributes:
+    retain: ``(apply_fn, num_classes, axis_name) -> (params, batch) -> scalar``.
+    forget: ``(name, apply_fn, num_classes, axis_name) -> (params, batch) ->
+      scalar``, the unlearning objective ``name`` ("ga" or "rl"), minimised.
+    per_example: ``(apply_fn) -> (params, batch) -> [B]``, the loss whose
+      gradient on D_f SalUn and Scissorhands score.
+  """
+
+  retain: Callable
+  forget: Callable
+  per_example: Callable
+
+
+CLASSIFICATION = Objectives(
+    retain=lambda apply_fn, num_classes, axis_name: losses.ce_objective(apply_fn, axis_name),
+    forget=losses.forget_objective,
+    per_example=lambda apply_fn: lambda p, b: losses.cross_entropy(apply_fn(p, b["x"]), b["y"]))
+
+
 class Context(NamedTuple):
   apply_fn: Callable
   num_classes: int
   init_fn: Callable | None = None  # rng -> fresh params (for re-initialisation)
   state_update: Callable | None = None  # refreshes BatchNorm running statistics
   axis_name: str | None = None  # the data axis when the step runs under shard_map
+  objectives: Objectives = CLASSIFICATION
 
   def ce(self) -> Callable:
-    return losses.ce_objective(self.apply_fn, self.axis_name)
+    """The retain objective (cross-entropy when classifying)."""
+    return self.objectives.retain(self.apply_fn, self.num_classes, self.axis_name)
 
   def forget(self, name: str) -> Callable:
-    return losses.forget_objective(name, self.apply_fn, self.num_classes, self.axis_name)
+    return self.objectives.forget(name, self.apply_fn, self.num_classes, self.axis_name)
 
 
 class Method(NamedTuple):
@@ -95,9 +119,6 @@ def _lur(ctx, settings, tx):
       diagnostics=settings.diagnostics, state_update=ctx.state_update)
 
 
-def _per_example_ce(ctx):
-  return lambda p, b: losses.cross_entropy(ctx.apply_fn(p, b["x"]), b["y"])
-
 
 def _check_salun(settings, params):
   saliency.check_fraction(settings.gamma, "salun.gamma")
@@ -105,9 +126,10 @@ def _check_salun(settings, params):
 
 
 def _salun_mask(ctx, settings, params, forget_xy, key):
-  """SalUn: updates only for the top-γ weights by |∇(−CE_f)| over D_f."""
-  grads = saliency.forget_gradients(_per_example_ce(ctx), params, *forget_xy,
-                                    batch_size=settings.forget_batch_size, absolute=False)
+  """SalUn: updates only for the top-γ weights by |∇ loss_f| over D_f."""
+  grads = saliency.forget_gradients(ctx.objectives.per_example(ctx.apply_fn), params,
+                                    *forget_xy, batch_size=settings.forget_batch_size,
+                                    absolute=False, key=key)
   selected = saliency.broadcast_mask(saliency.select_layers(params, settings.layers), params)
   scores = jax.tree.map(jnp.abs, grads)
   return params, saliency.top_fraction_mask(scores, selected, settings.gamma)
@@ -120,8 +142,9 @@ def _check_trim(settings, params):
 
 def _trim(ctx, settings, params, forget_xy, key):
   """Scissorhands' trim: re-initialise the most forget-salient weights."""
-  abs_grads = saliency.forget_gradients(_per_example_ce(ctx), params, *forget_xy,
-                                        batch_size=settings.forget_batch_size, absolute=True)
+  abs_grads = saliency.forget_gradients(ctx.objectives.per_example(ctx.apply_fn), params,
+                                        *forget_xy, batch_size=settings.forget_batch_size,
+                                        absolute=True)
   scores = jax.tree.map(lambda p, g: jnp.abs(p * g), params, abs_grads)
   selected = saliency.select_layers(params, settings.layers)
   trimmed, _ = saliency.trim(params, ctx.init_fn(key), scores, selected, settings.sparsity)

@@ -142,6 +142,8 @@ class Model(NamedTuple):
   init_state: Callable[[jax.Array], dict]  # rng -> model state ({} without BatchNorm)
   eval_apply: Callable[[dict, dict, jax.Array], jax.Array]  # (params, state, x) -> logits
   batch_moments: Callable[[dict, jax.Array], dict]  # (params, x) -> per-layer mean/var
+  # (params, state, x) -> the input of the ``fc`` head, evaluation mode
+  features: Callable[[dict, dict, jax.Array], jax.Array] | None = None
 
 
 def build_model(name: str, num_classes: int, input_shape: Sequence[int], *,
@@ -185,14 +187,25 @@ def build_model(name: str, num_classes: int, input_shape: Sequence[int], *,
     return jax.tree.map(lambda v: v[0], out.get("batch_moments", {}),
                         is_leaf=lambda v: isinstance(v, tuple))
 
+  def eval_apply(params, state, x):
+    return module.apply({"params": params, **({"batch_stats": state} if state else {})},
+                        checked(x), train=False)
+
+  def features(params, state, x):
+    captured = []
+    def interceptor(next_fun, args, kwargs, context):
+      if context.module.name == "fc" and context.method_name == "__call__":
+        captured.append(args[0])
+      return next_fun(*args, **kwargs)
+    with nn.intercept_methods(interceptor):
+      eval_apply(params, state, x)
+    return captured[0]
+
   return Model(
       init=lambda rng: init_variables(rng)["params"],
       apply=lambda params, x: module.apply({"params": params}, checked(x), train=True),
       init_state=lambda rng: dict(init_variables(rng).get("batch_stats", {})),
-      eval_apply=lambda params, state, x: module.apply(
-          {"params": params, **({"batch_stats": state} if state else {})}, checked(x),
-          train=False),
-      batch_moments=batch_moments)
+      eval_apply=eval_apply, batch_moments=batch_moments, features=features)
 
 
 def update_running_stats(state: dict, moments: dict, momentum: float = 0.9) -> dict:

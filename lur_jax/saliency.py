@@ -64,11 +64,12 @@ def check_fraction(value, key: str) -> None:
 
 
 def forget_gradients(loss_fn: Callable, params, x, y, *, batch_size: int,
-                     absolute: bool) -> dict:
+                     absolute: bool, key: jax.Array | None = None) -> dict:
   """Σ over forget batches of ∇loss (or of |∇loss| when ``absolute``).
 
   ``loss_fn(params, batch)`` must return the per-example losses ``[B]``; the
-  set is padded to whole batches with zero-weighted examples.
+  set is padded to whole batches with zero-weighted examples. With ``key``,
+  batch i also holds ``"key": fold_in(key, i)`` (for random losses).
   """
   n = len(y)
   x, y = jnp.asarray(x), jnp.asarray(y)
@@ -78,14 +79,18 @@ def forget_gradients(loss_fn: Callable, params, x, y, *, batch_size: int,
   idx, weight = idx.reshape(num, batch_size), weight.reshape(num, batch_size)
 
   def body(total, chunk):
-    i, w = chunk
-    g = jax.grad(lambda p: jnp.sum(w * loss_fn(p, {"x": x[i], "y": y[i]})))(params)
+    i, w, c = chunk
+    batch = {"x": x[i], "y": y[i]}
+    if key is not None:
+      batch["key"] = jax.random.fold_in(key, c)
+    g = jax.grad(lambda p: jnp.sum(w * loss_fn(p, batch)))(params)
     if absolute:
       g = jax.tree.map(jnp.abs, g)
     return jax.tree.map(jnp.add, total, g), None
 
   zeros = jax.tree.map(jnp.zeros_like, params)
-  return jax.jit(lambda: lax.scan(body, zeros, (jnp.asarray(idx), jnp.asarray(weight)))[0])()
+  chunks = (jnp.asarray(idx), jnp.asarray(weight), jnp.arange(num))
+  return jax.jit(lambda: lax.scan(body, zeros, chunks)[0])()
 
 
 def top_fraction_mask(scores, selected, fraction: float):

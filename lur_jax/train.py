@@ -36,6 +36,20 @@ def sgd(lr: float, momentum: float = 0.9, weight_decay: float = 5e-4) -> optax.G
                      optax.sgd(lr, momentum=momentum or None))
 
 
+OPTIMIZERS = ("sgd", "adam")
+
+
+def optimizer(settings) -> optax.GradientTransformation:
+  """``settings.optimizer`` (default "sgd": :func:`sgd`; "adam": AdamW with
+  ``weight_decay`` decoupled) at ``settings.lr``."""
+  name = settings.get("optimizer", "sgd")
+  if name == "adam":
+    return optax.adamw(settings.lr, weight_decay=settings.weight_decay)
+  if name == "sgd":
+    return sgd(settings.lr, settings.momentum, settings.weight_decay)
+  raise ValueError(f"optimizer={name!r}; allowed: {', '.join(OPTIMIZERS)}")
+
+
 def init_state(params, tx: optax.GradientTransformation, rng: jax.Array,
                model_state=None) -> TrainState:
   return TrainState(params, tx.init(params), jnp.zeros((), jnp.int32), rng,
@@ -56,9 +70,11 @@ def check_batches(retain_batch: dict, forget_batch: dict) -> None:
                      f"examples of shape {tuple(forget_batch['x'].shape[1:])}; allowed: the same")
 
 
-def _with_key(state: TrainState, forget_batch: dict) -> dict:
-  """Adds the per-step key that stochastic forget objectives (``rl``) read."""
-  return {**forget_batch, "key": jax.random.fold_in(state.rng, state.step)}
+def _with_keys(state: TrainState, retain_batch: dict, forget_batch: dict) -> tuple[dict, dict]:
+  """Adds the per-step keys that random objectives read (``rl``'s labels, the
+  diffusion noise), one for each batch."""
+  key = jax.random.fold_in(state.rng, state.step)
+  return {**retain_batch, "key": jax.random.fold_in(key, 1)}, {**forget_batch, "key": key}
 
 
 def _apply(state: TrainState, grads, tx, retain_batch, state_update) -> TrainState:
@@ -103,7 +119,7 @@ def gradient_step(value_and_grad_fn: Callable, tx: optax.GradientTransformation,
   """
   def step(state, retain_batch, forget_batch):
     check_batches(retain_batch, forget_batch)
-    forget_batch = _with_key(state, forget_batch)
+    retain_batch, forget_batch = _with_keys(state, retain_batch, forget_batch)
     loss, grads = value_and_grad_fn(state.params, retain_batch, forget_batch)
     metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads)}
     if retain_loss_fn is not None and forget_loss_fn is not None:
@@ -161,7 +177,7 @@ def lur_step(tx: optax.GradientTransformation, *, retain_loss_fn, forget_loss_fn
 
   def step(state, retain_batch, forget_batch):
     check_batches(retain_batch, forget_batch)
-    forget_batch = _with_key(state, forget_batch)
+    retain_batch, forget_batch = _with_keys(state, retain_batch, forget_batch)
     value, grads, terms = lur.lur_value_and_grad_with_terms(
         state.params, retain_batch, forget_batch, **lur_kw)
     metrics = {"loss": value, "grad_norm": optax.tree.norm(grads),

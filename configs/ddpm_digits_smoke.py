@@ -1,0 +1,15 @@
+"""A seconds-long ddpm_digits.py for tests: tiny U-Net, few steps and samples."""
+
+import ddpm_digits
+
+
+def get_config():
+  c = ddpm_digits.get_config()
+  c.model.update({"channels": (8, 16), "emb_dim": 16})
+  c.diffusion.update({"steps": 100, "sample_steps": 5})
+  c.classifier.epochs = 2
+  c.train.epochs = 2
+  c.unlearn.epochs = 1
+  c.ga.epochs = 1
+  c.eval.update({"forget_samples": 20, "kept_samples": 4})
+  return c
