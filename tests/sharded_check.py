@@ -14,7 +14,7 @@ import sys
 import jax
 import numpy as np
 
-from lur_jax import config as config_lib, methods, models, parallel, train
+from lur_jax import config as config_lib, diffusion, generative, methods, models, parallel, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GLOBAL_BATCH, FORGET_BATCH, STEPS = 32, 16, 3
@@ -24,16 +24,27 @@ def _model_and_data(name):
   rng = np.random.default_rng(0)
   if name == "mlp":
     shape, kw = (8, 8), {"hidden": (32,)}
-  else:  # the CNN with BatchNorm
+  elif name == "cnn":  # with BatchNorm
     shape, kw = (12, 12), {"channels": (4, 8), "hidden": 16, "norm": True}
-  x = rng.normal(size=(STEPS, GLOBAL_BATCH + FORGET_BATCH, *shape)).astype(np.float32)
+  else:  # the diffusion U-Net; its objectives draw noise per step
+    shape = (8, 8)
+  x = rng.random(size=(STEPS, GLOBAL_BATCH + FORGET_BATCH, *shape)).astype(np.float32)
   y = rng.integers(0, 10, size=(STEPS, GLOBAL_BATCH + FORGET_BATCH)).astype(np.int32)
+  if name == "unet":
+    return lambda axis: diffusion.build_unet(10, shape, channels=(8, 16), emb_dim=16), x, y
   build = lambda axis: models.build_model(name, 10, shape, axis_name=axis, **kw)
   return build, x, y
 
 
-def _settings(method, mode):
-  config = config_lib.load(os.path.join(ROOT, "configs", "digits.py"))
+def _objectives(model_name):
+  if model_name == "unet":
+    return generative.objectives(diffusion.linear_schedule(100), p_uncond=0.1)
+  return methods.CLASSIFICATION
+
+
+def _settings(model_name, method, mode):
+  base = "ddpm_digits.py" if model_name == "unet" else "digits.py"
+  config = config_lib.load(os.path.join(ROOT, "configs", base))
   settings = config_lib.method_settings(config, method)
   settings.update({"mode": mode, "inner_steps": 2, "total_steps": STEPS})
   return settings
@@ -44,7 +55,7 @@ def run(model_name, method, mode, devices):
   model = build(None)
   key = jax.random.key(0)
   params, model_state = model.init(key), model.init_state(key)
-  settings = _settings(method, mode)
+  settings = _settings(model_name, method, mode)
   tx = train.sgd(0.1)
   if methods.METHODS[method].wrap_tx is not None:
     tx = methods.METHODS[method].wrap_tx(settings, tx)
@@ -54,7 +65,7 @@ def run(model_name, method, mode, devices):
     update = None
     if jax.tree.leaves(model_state):
       update = lambda p, s, b: models.update_running_stats(s, m.batch_moments(p, b["x"]))
-    ctx = methods.Context(m.apply, 10, m.init, update, axis)
+    ctx = methods.Context(m.apply, 10, m.init, update, axis, _objectives(model_name))
     return methods.METHODS[method].make_step(ctx, settings, tx)
 
   if devices == 0:  # the reference: one device, no collectives
@@ -76,6 +87,7 @@ def main():
   cases = [("mlp", "lur", mode) for mode in ("exact", "hvp", "first_order")]
   cases += [("cnn", "lur", mode) for mode in ("exact", "hvp", "first_order")]
   cases += [("cnn", m, "exact") for m in ("rl", "graddiff", "shs", "l1_sparse")]
+  cases += [("unet", "lur", "hvp"), ("unet", "rl", "exact")]
   for model_name, method, mode in cases:
     reference = run(model_name, method, mode, 0)
     for devices in (1, 2, 4, 8) if method == "lur" else (8,):

@@ -27,8 +27,9 @@ def sharded_records():
 
 def test_sharded_steps_match_one_device(sharded_records):
   # MLP and the CNN with BatchNorm, LUR in every mode, and other methods,
-  # on 1, 2, 4 and 8 devices: params and BatchNorm stats after 3 steps.
-  assert len(sharded_records) == 6 * 4 + 4
+  # on 1, 2, 4 and 8 devices: params and BatchNorm stats after 3 steps; the
+  # diffusion U-Net (noise drawn per step) with LUR and RL.
+  assert len(sharded_records) == 6 * 4 + 4 + 4 + 1
   assert {r["devices"] for r in sharded_records} == {1, 2, 4, 8}
   for r in sharded_records:
     assert r["max_rel_diff"] < 1e-5, r
