@@ -26,7 +26,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.data = ml_collections.ConfigDict({
       "name": "digits", "dir": "", "tfds_data_dir": "", "augment": False,
       "train_limit": 0, "test_limit": 0})
-  c.model = ml_collections.ConfigDict({"name": "unet", "channels": (32, 64), "emb_dim": 128})
+  c.model = ml_collections.ConfigDict({"name": "unet", "channels": (16, 32), "emb_dim": 64})
   c.diffusion = ml_collections.ConfigDict({
       "steps": 1000, "beta_start": 1e-4, "beta_end": 0.02,  # linear β schedule
       "p_uncond": 0.1,  # label dropout for classifier-free guidance

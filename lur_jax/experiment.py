@@ -223,6 +223,14 @@ def _fingerprint(obj) -> str:
   return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:12]
 
 
+def _task_key(cfg) -> dict:
+  """The sections a diffusion study adds (noise schedule, sampler, judge); none
+  for classification, whose fingerprints stay as they were."""
+  if config_lib.task(cfg) != "diffusion":
+    return {}
+  return {"diffusion": cfg.diffusion.to_dict(), "classifier": cfg.classifier.to_dict()}
+
+
 def _initial_variables(exp: Experiment) -> dict:
   """The init shared by the original model and retrain (they differ only in data):
   ``{"params": ..., "model_state": ...}``."""
@@ -243,7 +251,7 @@ def _from_scratch(exp: Experiment, out_dir: str, desc: str, retain_idx, log, pro
   """
   cfg = exp.config
   key = {"seed": cfg.seed, "data": cfg.data.to_dict(), "model": cfg.model.to_dict(),
-         "train": cfg.train.to_dict(),
+         "train": cfg.train.to_dict(), **_task_key(cfg),
          "retain": hashlib.sha256(np.asarray(retain_idx).tobytes()).hexdigest()}
   name = f"{desc}-{_fingerprint(key)}"
   directory = os.path.join(out_dir, "models", name)
@@ -465,7 +473,7 @@ def _method_row(exp: Experiment, out_dir: str, name: str, original, measure, log
   else:
     fingerprint = _fingerprint({
         "seed": cfg.seed, "data": cfg.data.to_dict(), "model": cfg.model.to_dict(),
-        "train": cfg.train.to_dict(), "forget": cfg.forget.to_dict(),
+        "train": cfg.train.to_dict(), "forget": cfg.forget.to_dict(), **_task_key(cfg),
         "eval": cfg.eval.to_dict(), "settings": config_lib.method_settings(cfg, name).to_dict()})
     earlier = checkpoint.restore_meta(directory)
     if earlier is not None and earlier.get("fingerprint") == fingerprint:

@@ -54,14 +54,42 @@ SMOKE = os.path.join(ROOT, "configs", "digits_smoke.py")
       "distributed.process_id=5"], "process_id=5"),
 ])
 def test_cli_refuses(sets, match, tmp_path, capsys):
+  _refused(SMOKE, sets, match, tmp_path, capsys)
+
+
+def _refused(config, sets, match, tmp_path, capsys):
   out = tmp_path / "out"
   args = [a for s in sets for a in ("--set", s)]
-  assert cli.main(["run", SMOKE, "--out", str(out), "--no-progress", *args]) == 2
+  assert cli.main(["run", config, "--out", str(out), "--no-progress", *args]) == 2
   err = capsys.readouterr().err
   assert err.count("\n") == 1 and err.startswith("lur-jax: error: "), err
   assert match in err, err
   assert not out.exists()
   assert not list(tmp_path.iterdir())
+
+
+DDPM_SMOKE = os.path.join(ROOT, "configs", "ddpm_digits_smoke.py")
+
+
+@pytest.mark.parametrize("sets, match", [
+    (["methods=retrain,ft"], "'ft' does not apply to a diffusion model; allowed: retrain, ga"),
+    (["forget.kind=random"], "forget.kind='random'; allowed: class"),
+    (["model.name=cnn"], "model.name='cnn'; allowed: unet"),
+    (["model.channels=(12, 32)"], "model.channels=(12, 32); allowed: ints >= 8, multiples of 8"),
+    (["model.channels=(8, 16, 16, 16, 16)"], "allowed: [H, W(, C)] with H and W divisible by 16"),
+    (["diffusion.sampler=euler"], "diffusion.sampler='euler'; allowed: ddim, ddpm"),
+    (["diffusion.p_uncond=1.5"], "diffusion.p_uncond=1.5; allowed: a number in [0, 1)"),
+    (["diffusion.sample_steps=0"], "diffusion.sample_steps=0; allowed: a number in [1, 100]"),
+    (["diffusion.steps=1"], "diffusion.steps=1; allowed: a number in [2, 100000)"),
+    (["diffusion.beta_start=0.5"], "beta_start=0.5 >= diffusion.beta_end=0.02"),
+    (["diffusion.guidance=-1"], "diffusion.guidance=-1.0; allowed: a number in [0, 100]"),
+    (["eval.forget_samples=0"], "eval.forget_samples=0; allowed: an int > 0"),
+    (["classifier.model=vit"], "classifier.model='vit'; allowed: mlp, cnn, resnet18"),
+    (["train.optimizer=rmsprop"], "train.optimizer='rmsprop'; allowed: sgd, adam"),
+    (["task=segmentation"], "task='segmentation'; allowed: classification, diffusion"),
+])
+def test_cli_refuses_bad_diffusion_settings(sets, match, tmp_path, capsys):
+  _refused(DDPM_SMOKE, sets, match, tmp_path, capsys)
 
 
 @pytest.mark.parametrize("out, match", [

@@ -1,0 +1,54 @@
+"""The diffusion study end to end on the smoke config: results, grids, reuse."""
+
+import json
+import os
+
+import pytest
+
+from lur_jax import config as config_lib, diffusion, experiment
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMOKE = os.path.join(ROOT, "configs", "ddpm_digits_smoke.py")
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+  out = tmp_path_factory.mktemp("ddpm")
+  results = experiment.run(config_lib.load(SMOKE), str(out), progress=False)
+  return out, results
+
+
+def test_results_layout(study):
+  out, results = study
+  assert json.loads((out / "results.json").read_text()) == json.loads(json.dumps(results))
+  assert results["config"]["task"] == "diffusion"
+  assert results["data"]["forgotten_classes"] == [0]
+  assert 0 <= results["classifier"]["test_accuracy"] <= 100
+  assert set(results["methods"]) == set(diffusion.METHODS)
+  for row in [results["original"], *results["methods"].values()]:
+    assert 0 <= row["UA"] <= 100 and 0 <= row["kept_accuracy"] <= 100
+    assert row["FD"] >= 0
+    assert sum(row["forgotten_as"].values()) == 20  # eval.forget_samples in the smoke config
+    assert set(row["kept_class_accuracy"]) == set(range(1, 10))
+  assert results["methods"]["retrain"]["FD_vs_retrain"] == 1.0
+  table = (out / "results.md").read_text()
+  assert table.startswith("| method | UA | kept acc | FD (kept) |")
+  assert all(f"| {name} |" in table for name in ["original", *diffusion.METHODS])
+
+
+def test_sample_grids_before_and_after(study):
+  out, _ = study
+  for name in ["original", *diffusion.METHODS]:
+    path = out / "samples" / f"{name}.png"
+    assert path.stat().st_size > 1000, path
+    assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_rerun_reuses_every_model(study):
+  out, first = study
+  again = experiment.run(config_lib.load(SMOKE), str(out), progress=False)
+  assert again["original"]["reused"]
+  for name, row in again["methods"].items():
+    assert row["params_checksum"] == first["methods"][name]["params_checksum"], name
+    assert row["reused"], name
+    assert row["UA"] == first["methods"][name]["UA"], name
