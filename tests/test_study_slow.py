@@ -31,3 +31,32 @@ def test_class_wise_lur_forgets_the_class_and_keeps_the_rest(tmp_path):
   assert lur["UA"] >= 99.0, lur
   assert abs(lur["TA"] - retrain["TA"]) <= 2.0, (lur, retrain)
   assert abs(lur["RA"] - retrain["RA"]) <= 2.0, (lur, retrain)
+
+
+@pytest.mark.slow
+def test_ddpm_digits_lur_forgets_the_class_and_keeps_quality(tmp_path):
+  """Issue target on digits: LUR UA >= 95 and kept-class FD within 10% of retrain's."""
+  out = tmp_path / "ddpm"
+  assert cli.main(["run", os.path.join(ROOT, "configs", "ddpm_digits.py"), "--out", str(out),
+                   "--no-progress", "--set", "methods=retrain,lur"]) == 0
+  methods = json.loads((out / "results.json").read_text())["methods"]
+  lur, retrain = methods["lur"], methods["retrain"]
+  assert lur["UA"] >= 95.0, lur
+  assert lur["FD"] <= 1.1 * retrain["FD"], (lur, retrain)
+  assert lur["kept_accuracy"] >= 95.0, lur
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isfile("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"),
+                    reason="needs Debian's dataset-fashion-mnist")
+def test_ddpm_fashion_mnist_runs_at_28x28(tmp_path):
+  """The 28×28 path of configs/ddpm_fashion_mnist.py, shrunk to a minute."""
+  out = tmp_path / "ddpm_fashion"
+  sets = ["data.train_limit=1000", "train.epochs=1", "model.channels=(8, 16, 16)",
+          "model.emb_dim=16", "classifier.epochs=1", "eval.forget_samples=8",
+          "eval.kept_samples=2", "diffusion.sample_steps=3", "methods=retrain,rl,lur"]
+  assert cli.main(["run", os.path.join(ROOT, "configs", "ddpm_fashion_mnist.py"), "--out",
+                   str(out), "--no-progress", *[a for s in sets for a in ("--set", s)]]) == 0
+  results = json.loads((out / "results.json").read_text())
+  assert set(results["methods"]) == {"retrain", "rl", "lur"}
+  assert (out / "samples" / "lur.png").stat().st_size > 1000
