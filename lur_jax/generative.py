@@ -123,10 +123,8 @@ def _classifier(exp, out_dir, log, progress) -> tuple[Judge, dict]:
         seed=experiment._method_seed(cfg.seed, "classifier-order"), desc="classifier",
         progress=progress)
     variables = {"params": result.state.params, "model_state": result.state.model_state}
-    judge = Judge(model, variables)
-    meta = {"test_accuracy": 100.0 * float(np.mean(judge.predict(splits.test.x)
-                                                   == splits.test.y)),
-            "seconds": result.seconds, "key": key}
+    accuracy = np.mean(Judge(model, variables).predict(splits.test.x) == splits.test.y)
+    meta = {"test_accuracy": 100.0 * float(accuracy), "seconds": result.seconds, "key": key}
     checkpoint.save_model(directory, variables, meta)
   log(f"evaluation classifier: {meta['test_accuracy']:.2f}% on the real test images")
   return Judge(model, variables), {"model": c.model, "test_accuracy": meta["test_accuracy"],
@@ -162,6 +160,7 @@ def make_measure(exp, judge: Judge, out_dir: str):
   os.makedirs(os.path.join(out_dir, "samples"), exist_ok=True)
 
   def measure(variables, name):
+    start = time.perf_counter()
     params = variables["params"]
     labels = np.concatenate([np.repeat(forgotten, cfg.eval.forget_samples),
                              np.repeat(kept, cfg.eval.kept_samples)])
@@ -175,7 +174,8 @@ def make_measure(exp, judge: Judge, out_dir: str):
            "forgotten_as": {int(c): int(n) for c, n in zip(*np.unique(
                predicted[is_forgotten], return_counts=True))},
            "kept_class_accuracy": {int(c): 100.0 * float(np.mean(predicted[labels == c] == c))
-                                   for c in kept}}
+                                   for c in kept},
+           "eval_seconds": time.perf_counter() - start}  # sampling and judging
     grid_labels = np.repeat(np.arange(splits.num_classes), GRID_PER_CLASS)
     if parallel.is_writer():
       save_grid(sample(params, grid_labels, jax.random.fold_in(key, 1)), splits.num_classes,
@@ -194,12 +194,10 @@ def execute(exp: experiment.Experiment, out_dir: str, *, progress: bool = True, 
   measure = make_measure(exp, judge, out_dir)
   original, original_fit, reused = experiment._from_scratch(
       exp, out_dir, "original", np.arange(len(exp.splits.train)), log, progress)
-  start = time.perf_counter()
   results = {**experiment.header(exp), "classifier": judge_info,
              "original": {**measure(original, "original"), "seconds": original_fit.seconds,
                           "reused": reused},
              "methods": {}}
-  results["original"]["eval_seconds"] = time.perf_counter() - start
   for name in exp.method_names:
     row, _ = experiment._method_row(exp, out_dir, name, original, measure, log, progress)
     results["methods"][name] = row
