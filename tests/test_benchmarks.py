@@ -12,7 +12,7 @@ import step_cost  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def test_step_cost_records_hold_every_key():
-  record = step_cost.measure("mlp", "exact", (16, 8), 2, True, 2)
+  record = step_cost.measure("mlp", "exact", (16, 8), 2, False, 2)
   for key in ("model", "mode", "inner_steps", "remat", "batch", "median_ms", "min_ms",
               "compile_s", "peak_bytes", "flops"):
     assert record[key] is not None, key
@@ -20,6 +20,9 @@ def test_step_cost_records_hold_every_key():
   assert record["flops"] > 0 and record["peak_bytes"] > 0
   graddiff = step_cost.measure("mlp", "graddiff", (16, 8), 1, False, 2)
   assert record["flops"] > graddiff["flops"]  # the lookahead costs more passes
+  # remat with K > 1 runs a loop, whose body XLA's cost analysis counts once: no FLOPs.
+  looped = step_cost.measure("mlp", "exact", (16, 8), 2, True, 2)
+  assert looped["flops"] is None and looped["peak_bytes"] > 0
 
 
 def test_step_cost_exact_and_hvp_agree():
