@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lur_jax import (checkpoint, diffusion, experiment, losses, methods, models, parallel,
-                     train)
+                     plots, train)
 
 GRID_PER_CLASS = 10
 
@@ -131,23 +131,6 @@ def _classifier(exp, out_dir, log, progress) -> tuple[Judge, dict]:
                                    "seconds": meta["seconds"]}
 
 
-def save_grid(images: np.ndarray, rows: int, path: str, title: str) -> None:
-  """One row per class (``images`` ordered class by class), written atomically."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  cols = len(images) // rows
-  fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.6, rows * 0.6 + 0.4))
-  for ax, image in zip(axes.ravel(), images):
-    ax.imshow(image if image.ndim == 2 else image.squeeze(), cmap="gray", vmin=0, vmax=1)
-    ax.set_axis_off()
-  fig.suptitle(title, fontsize=9)
-  tmp = path + ".tmp.png"
-  fig.savefig(tmp, dpi=100)
-  plt.close(fig)
-  os.replace(tmp, path)
-
-
 def make_measure(exp, judge: Judge, out_dir: str):
   """``measure(variables, name) -> row``: samples, judges and draws ``samples/<name>.png``."""
   cfg, splits, fs = exp.config, exp.splits, exp.forget
@@ -178,9 +161,10 @@ def make_measure(exp, judge: Judge, out_dir: str):
            "eval_seconds": time.perf_counter() - start}  # sampling and judging
     grid_labels = np.repeat(np.arange(splits.num_classes), GRID_PER_CLASS)
     if parallel.is_writer():
-      save_grid(sample(params, grid_labels, jax.random.fold_in(key, 1)), splits.num_classes,
-                os.path.join(out_dir, "samples", f"{name}.png"),
-                f"{name}: one row per class 0-{splits.num_classes - 1}, forgotten {forgotten}")
+      plots.save_grid(
+          sample(params, grid_labels, jax.random.fold_in(key, 1)), splits.num_classes,
+          os.path.join(out_dir, "samples", f"{name}.png"),
+          f"{name}: one row per class 0-{splits.num_classes - 1}, forgotten {forgotten}")
     return row
   return measure
 

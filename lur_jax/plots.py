@@ -50,10 +50,31 @@ def plot_diagnostics(diagnostics: dict, path: str, title: str = "") -> None:
   if title:
     fig.suptitle(title, fontsize=11)
   fig.tight_layout()
+  _save(fig, path, dpi=110)
+
+
+def save_grid(images: np.ndarray, rows: int, path: str, title: str) -> None:
+  """A grid of images in [0, 1], ``rows`` rows (``images`` ordered row by row), written
+  atomically; the diffusion study draws one row per class."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  cols = len(images) // rows
+  fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.6, rows * 0.6 + 0.4))
+  for ax, image in zip(axes.ravel(), images):
+    ax.imshow(image if image.ndim == 2 else image.squeeze(), cmap="gray", vmin=0, vmax=1)
+    ax.set_axis_off()
+  fig.suptitle(title, fontsize=9)
+  _save(fig, path, dpi=100)
+
+
+def _save(fig, path: str, dpi: int) -> None:
+  """``fig`` to the PNG ``path`` through a temporary file and a rename; closes it."""
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".png")
   os.close(fd)
   try:
-    fig.savefig(tmp, dpi=110)
+    fig.savefig(tmp, dpi=dpi)
     os.chmod(tmp, 0o644)
     os.replace(tmp, path)
   finally:

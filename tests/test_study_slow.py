@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from lur_jax import cli
+from lur_jax import cli, data
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -47,7 +47,8 @@ def test_ddpm_digits_lur_forgets_the_class_and_keeps_quality(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not os.path.isfile("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"),
+@pytest.mark.skipif(not os.path.isfile(os.path.join(data.FASHION_MNIST_DIR,
+                                                   "t10k-images-idx3-ubyte.gz")),
                     reason="needs Debian's dataset-fashion-mnist")
 def test_ddpm_fashion_mnist_runs_at_28x28(tmp_path):
   """The 28×28 path of configs/ddpm_fashion_mnist.py, shrunk to a minute."""
