@@ -123,12 +123,14 @@ def _classifier(exp, out_dir, log, progress) -> tuple[Judge, dict]:
         seed=experiment._method_seed(cfg.seed, "classifier-order"), desc="classifier",
         progress=progress)
     variables = {"params": result.state.params, "model_state": result.state.model_state}
-    accuracy = np.mean(Judge(model, variables).predict(splits.test.x) == splits.test.y)
+  judge = Judge(model, variables)  # one judge, compiled once
+  if restored is None:
+    accuracy = np.mean(judge.predict(splits.test.x) == splits.test.y)
     meta = {"test_accuracy": 100.0 * float(accuracy), "seconds": result.seconds, "key": key}
     checkpoint.save_model(directory, variables, meta)
   log(f"evaluation classifier: {meta['test_accuracy']:.2f}% on the real test images")
-  return Judge(model, variables), {"model": c.model, "test_accuracy": meta["test_accuracy"],
-                                   "seconds": meta["seconds"]}
+  return judge, {"model": c.model, "test_accuracy": meta["test_accuracy"],
+                 "seconds": meta["seconds"]}
 
 
 def make_measure(exp, judge: Judge, out_dir: str):
