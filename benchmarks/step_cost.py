@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from lur_jax import checkpoint, experiment, losses, lur, models, train  # pylint: disable=g-import-not-at-top
+from lur_jax import checkpoint, losses, lur, models, results, train  # pylint: disable=g-import-not-at-top
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = {  # name -> (input shape, model kwargs, [(retain, forget) batch sizes], timed steps)
@@ -164,14 +164,14 @@ def main():
       record["max_rel_diff"] = diffs[key]
     else:
       record["max_rel_diff"] = None
-    record["device"] = experiment.device_description()
+    record["device"] = results.device_description()
     records.append(record)
     print(f"{name} {mode} batch={batch} K={record['inner_steps']} remat={remat}: "
           f"{record['median_ms']:.2f} ms (min {record['min_ms']:.2f}), "
           f"compile {record['compile_s']:.1f} s", flush=True)
   base = os.path.join(args.out, f"step_cost-{tag}" + ("-quick" if args.quick else ""))
-  meta = {"device": experiment.device_description(), "quick": args.quick,
-          "versions": experiment._versions(), "cpu": platform.processor() or platform.machine(),
+  meta = {"device": results.device_description(), "quick": args.quick,
+          "versions": results.versions(), "cpu": platform.processor() or platform.machine(),
           "cores": os.cpu_count()}
   checkpoint.write_json(base + ".json", {**meta, "records": records})
   checkpoint.write_atomic(base + ".md", table(records, meta))

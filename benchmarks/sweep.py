@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from lur_jax import checkpoint, config as config_lib, experiment  # pylint: disable=g-import-not-at-top
+from lur_jax import checkpoint, config as config_lib, study  # pylint: disable=g-import-not-at-top
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SETTINGS = {"digits_random": "configs/digits.py", "digits_class": "configs/digits_class.py",
@@ -117,7 +117,7 @@ def main():
             overrides = [f"seed={seed}", "eval.split=val", f"methods=retrain,{method}"]
             overrides += [f"{k}={v}" for k, v in point.items()]
             config = config_lib.apply_overrides(base, overrides)
-            results = experiment.run(config, os.path.join(work, setting), progress=False,
+            results = study.run(config, os.path.join(work, setting), progress=False,
                                      log=lambda _: None)
             rows.append(results["methods"][method])
           record = {"setting": setting, "method": method, "point": point, "seeds": seeds}

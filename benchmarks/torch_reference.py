@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from lur_jax import checkpoint, experiment, losses, lur, models, train  # pylint: disable=g-import-not-at-top
+from lur_jax import checkpoint, losses, lur, models, results, train  # pylint: disable=g-import-not-at-top
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAPES = {"mlp": (8, 8), "cnn": (28, 28), "resnet18": (32, 32, 3)}
@@ -223,8 +223,8 @@ def main():
       parser.error(f"--models: unknown model {name!r}; allowed: {', '.join(FORWARD)}")
     records.append(compare(name, args.quick))
     print(records[-1], flush=True)
-  meta = {"device": experiment.device_description(), "torch": torch.__version__,
-          "torch_threads": torch.get_num_threads(), "versions": experiment._versions()}
+  meta = {"device": results.device_description(), "torch": torch.__version__,
+          "torch_threads": torch.get_num_threads(), "versions": results.versions()}
   lines = [f"Exact LUR step, JAX vs PyTorch eager on {meta['device']} (torch {meta['torch']}, "
            f"{meta['torch_threads']} threads), `python benchmarks/torch_reference.py`.", "",
            "| model | batch (r+f) | torch autograd ms | torch.func ms | lur_jax exact ms | "

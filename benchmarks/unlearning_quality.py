@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from lur_jax import checkpoint, config as config_lib, experiment  # pylint: disable=g-import-not-at-top
+from lur_jax import checkpoint, config as config_lib, study  # pylint: disable=g-import-not-at-top
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SETTINGS = {  # name -> (config, title)
@@ -52,7 +52,7 @@ def main():
         config = config_lib.apply_overrides(config_lib.load(os.path.join(ROOT, path)),
                                             [f"seed={seed}"])
         out = os.path.join(work, setting.split("_")[0])  # originals shared across settings
-        results = experiment.run(config, out, progress=False, log=lambda _: None)
+        results = study.run(config, out, progress=False, log=lambda _: None)
         per_seed.append(results)
         if seed == seeds[0] and os.path.exists(os.path.join(out, "diagnostics.png")):
           shutil.copy(os.path.join(out, "diagnostics.png"),

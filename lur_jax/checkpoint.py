@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import re
 import tempfile
 
 import jax
@@ -24,14 +26,58 @@ def params_checksum(params) -> str:
   return digest.hexdigest()
 
 
+class WriteError(Exception):
+  """A file could not be written: ``path`` and the operating system's ``reason``
+  (no space, quota, read-only, permission)."""
+
+  def __init__(self, path: str, reason: str):
+    super().__init__(f"cannot write {path}: {reason}")
+    self.path, self.reason = path, reason
+
+
+# TensorStore (under Orbax) reports an OS error as a ValueError ending in this.
+_TENSORSTORE_OS_ERROR = re.compile(r"\[os_error_code='(\d+)'\]")
+
+
+def _os_reason(error: BaseException) -> str | None:
+  """The OS's reason if ``error`` (or an error it came from) is an OSError."""
+  seen = set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    if isinstance(error, OSError):
+      return error.strerror or str(error)
+    code = _TENSORSTORE_OS_ERROR.search(str(error))
+    if code:
+      return os.strerror(int(code.group(1)))
+    error = error.__cause__ or error.__context__
+  return None
+
+
+@contextlib.contextmanager
+def writing(path: str):
+  """Turns an OS error raised while writing ``path`` into a :class:`WriteError`."""
+  try:
+    yield
+  except WriteError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    reason = _os_reason(e)
+    if reason is None:
+      raise
+    raise WriteError(path, reason) from e
+
+
 def save_model(directory: str, params, meta: dict, step: int = 0) -> None:
   """Saves ``params`` and JSON ``meta`` as step ``step`` of an Orbax manager.
 
   Orbax writes into a temporary folder and renames it when complete, so a
   killed run never leaves a checkpoint that looks finished.
+
+  Raises:
+    WriteError: when the file system refuses the write.
   """
-  with ocp.CheckpointManager(os.path.abspath(directory),
-                             options=ocp.CheckpointManagerOptions(max_to_keep=1)) as manager:
+  with writing(directory), ocp.CheckpointManager(
+      os.path.abspath(directory), options=ocp.CheckpointManagerOptions(max_to_keep=1)) as manager:
     manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(params),
                                                meta=ocp.args.JsonSave(meta)))
     manager.wait_until_finished()
@@ -74,13 +120,16 @@ class RunCheckpoints:
   def __init__(self, directory: str, keep: int = 3, warn=None):
     self.directory = os.path.abspath(directory)
     self._warn = warn or (lambda msg: None)
-    self._manager = ocp.CheckpointManager(self.directory, options=ocp.CheckpointManagerOptions(
-        max_to_keep=keep, enable_async_checkpointing=False, create=True))
+    with writing(self.directory):
+      self._manager = ocp.CheckpointManager(self.directory, options=ocp.CheckpointManagerOptions(
+          max_to_keep=keep, enable_async_checkpointing=False, create=True))
 
   def save(self, step: int, state, meta: dict) -> None:
-    self._manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(_storable(state)), meta=ocp.args.JsonSave(meta)))
-    self._manager.wait_until_finished()
+    """Saves one step (raises :class:`WriteError` when the file system refuses)."""
+    with writing(self.directory):
+      self._manager.save(step, args=ocp.args.Composite(
+          state=ocp.args.StandardSave(_storable(state)), meta=ocp.args.JsonSave(meta)))
+      self._manager.wait_until_finished()
 
   def restore(self, like):
     """``(state, meta)`` of the newest readable step, shaped like ``like``; or ``None``."""
@@ -120,18 +169,24 @@ def _unstorable(tree, like):
 
 
 def write_atomic(path: str, text: str) -> None:
-  """Writes ``text`` to ``path`` through a temporary file and a rename."""
+  """Writes ``text`` to ``path`` through a temporary file and a rename.
+
+  Raises:
+    WriteError: when the file system refuses the write (``path`` is left as it was).
+  """
   directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
-  try:
-    with os.fdopen(fd, "w") as f:
-      f.write(text)
-    os.chmod(tmp, 0o644)  # mkstemp makes it private; results are for sharing
-    os.replace(tmp, path)
-  except BaseException:
-    os.unlink(tmp)
-    raise
+  with writing(path):
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+      with os.fdopen(fd, "w") as f:
+        f.write(text)
+      os.chmod(tmp, 0o644)  # mkstemp makes it private; results are for sharing
+      os.replace(tmp, path)
+    except BaseException:
+      with contextlib.suppress(OSError):
+        os.unlink(tmp)
+      raise
 
 
 def write_json(path: str, obj) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from lur_jax import config as config_lib
@@ -25,18 +26,40 @@ def _parser() -> argparse.ArgumentParser:
   return parser
 
 
+def _error(message: str) -> None:
+  print(f"lur-jax: error: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
-  """Entry point of ``lur-jax`` and ``python -m lur_jax``; returns the exit code."""
+  """Entry point of ``lur-jax`` and ``python -m lur_jax``; returns the exit code.
+
+  Exit codes: 0 done; 2 bad input (nothing written); 1 a write failed (no
+  space, quota, read-only, permission): the output folder stays resumable.
+  """
   args = _parser().parse_args(argv)
   # Import after parsing so that --help and usage errors are instant.
-  from lur_jax import experiment  # pylint: disable=g-import-not-at-top
+  from lur_jax import checkpoint, compile_cache, study  # pylint: disable=g-import-not-at-top
   try:
     config = config_lib.apply_overrides(config_lib.load(args.config), args.set)
-    prepared = experiment.prepare(config)
-    experiment.check_out_dir(args.out)
+    prepared = study.prepare(config)
+    study.check_out_dir(args.out)
   except ValueError as e:
-    print(f"lur-jax: error: {e}", file=sys.stderr)
+    _error(str(e))
     return 2
-  results = experiment.execute(prepared, args.out, progress=not args.no_progress)
-  print(experiment.markdown_table(results), end="")
+  compile_cache.enable(warn=lambda msg: print(msg, file=sys.stderr))
+  quiet = logging.getLogger("absl")  # Orbax logs each failed write with a traceback
+  level = quiet.level
+  quiet.setLevel(logging.CRITICAL)
+  try:
+    results = study.execute(prepared, args.out, progress=not args.no_progress)
+  except checkpoint.WriteError as e:
+    _error(f"{e}; what was finished is kept, rerun the same command to resume")
+    return 1
+  except OSError as e:
+    _error(f"cannot write {e.filename or args.out}: {e.strerror or e}; what was finished "
+           "is kept, rerun the same command to resume")
+    return 1
+  finally:
+    quiet.setLevel(level)
+  print(study.markdown_table(results), end="")
   return 0

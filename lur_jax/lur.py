@@ -23,6 +23,7 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 from jax import lax
 
 Params = Any
@@ -76,7 +77,7 @@ def check_settings(lookahead: str, mode: str, inner_steps: int) -> None:
 
 
 def _sgd(params, grads, lr):
-  return jax.tree.map(lambda p, g: p - lr * g, params, grads)
+  return optax.tree.add_scale(params, -lr, grads)
 
 
 def lookahead_params(params: Params, loss_fn: LossFn, batch: Batch, *,
@@ -172,7 +173,7 @@ def _lur_hvp(params, r: _Roles, inner_lr, inner_steps, remat):
 
   def back(v, theta_j):  # v ← (I − α H_j) v
     _, hv = _hvp(r.look_fn, theta_j, r.look_batch, v)
-    return jax.tree.map(lambda a, b: a - inner_lr * b, v, hv), None
+    return optax.tree.add_scale(v, -inner_lr, hv), None
 
   theta, theta_0 = step(params, look_grad)
   if remat and inner_steps > 1:
@@ -259,13 +260,8 @@ def lur_value_and_grad(params: Params, retain_batch: Batch, forget_batch: Batch,
   return value, grad
 
 
-def tree_vdot(a: Params, b: Params) -> jax.Array:
-  """Inner product of two pytrees seen as flat vectors."""
-  return sum(jnp.vdot(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
-
-
 def tree_cosine(a: Params, b: Params) -> jax.Array:
   """Cosine similarity of two pytrees seen as flat vectors (0 if either is 0)."""
-  dot = tree_vdot(a, b)
-  denom = jnp.sqrt(tree_vdot(a, a)) * jnp.sqrt(tree_vdot(b, b))
+  dot = optax.tree.vdot(a, b)
+  denom = optax.tree.norm(a) * optax.tree.norm(b)
   return jnp.where(denom > 0, dot / jnp.where(denom > 0, denom, 1.0), 0.0)

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lur_jax import losses, lur, saliency, train
+from lur_jax import checks, losses, lur, saliency, train
 
 
 class Objectives(NamedTuple):
@@ -120,6 +120,26 @@ def _lur(ctx, settings, tx):
 
 
 
+def _check_lur(settings, params):
+  del params
+  checks.positive(settings.inner_lr, "lur.inner_lr")
+  try:
+    lur.check_settings(settings.lookahead, settings.mode, settings.inner_steps)
+  except ValueError as e:
+    raise ValueError(f"lur.{e}") from None
+  checks.one_of("lur.forget_objective", settings.forget_objective, losses.FORGET_OBJECTIVES)
+
+
+def _check_lur_snip(settings, params):
+  _check_lur(settings, params)
+  _check_trim(settings, params)
+
+
+def _check_l1(settings, params):
+  del params
+  checks.positive(settings.alpha, "l1_sparse.alpha")
+
+
 def _check_salun(settings, params):
   saliency.check_fraction(settings.gamma, "salun.gamma")
   saliency.select_layers(params, settings.layers)
@@ -158,10 +178,10 @@ def _shs_repair(ctx, settings, tx):
   weight = settings.forget_weight
 
   def project(grad, forget_grad):
-    dot = lur.tree_vdot(grad, forget_grad)
-    norm2 = lur.tree_vdot(forget_grad, forget_grad)
+    dot = optax.tree.vdot(grad, forget_grad)
+    norm2 = optax.tree.vdot(forget_grad, forget_grad)
     coef = jnp.where(dot < 0, dot / jnp.maximum(norm2, 1e-30), 0.0)
-    return jax.tree.map(lambda a, b: a - coef * b, grad, forget_grad)
+    return optax.tree.add_scale(grad, -coef, forget_grad)
 
   def value_and_grad(p, rb, fb):
     loss, grad = jax.value_and_grad(lambda q: ce(q, rb) - weight * ce(q, fb))(p)
@@ -183,11 +203,11 @@ METHODS: dict[str, Method] = {
     "ga": Method(_gradient_ascent, iterate="forget"),
     "rl": Method(_random_labels),
     "graddiff": Method(_graddiff),
-    "lur": Method(_lur),
-    "l1_sparse": Method(_finetune, wrap_tx=_l1_tx),
+    "lur": Method(_lur, check=_check_lur),
+    "l1_sparse": Method(_finetune, wrap_tx=_l1_tx, check=_check_l1),
     "salun": Method(_random_labels, prepare=_salun_mask, check=_check_salun),
     "shs": Method(_shs_repair, prepare=_trim, check=_check_trim),
-    "lur_snip": Method(_lur, prepare=_trim, check=_check_trim),
+    "lur_snip": Method(_lur, prepare=_trim, check=_check_lur_snip),
 }
 
 

@@ -13,9 +13,11 @@ layer. Running statistics live apart from params, in a *model state*
 
 from __future__ import annotations
 
+import inspect
 from typing import Callable, NamedTuple, Sequence
 
 import flax.linen as nn
+from flax import nnx
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -169,27 +171,42 @@ def build_model(name: str, num_classes: int, input_shape: Sequence[int], *,
     raise ValueError(f"model {name!r}: {e}") from None
   if axis_name is not None and hasattr(module, "axis_name"):
     module = module.clone(axis_name=axis_name)
-  input_shape = tuple(input_shape)
-  dummy = jnp.zeros((1, *input_shape), jnp.float32)
+  return wrap_linen(module, input_shape, name)
 
+
+def _checked_input(name: str, input_shape: tuple):
   def checked(x):
     if tuple(x.shape[1:]) != input_shape:
       raise ValueError(f"inputs of shape {tuple(x.shape)} for a {name} built for examples of "
                        f"shape {input_shape}; allowed: [batch, {', '.join(map(str, input_shape))}]")
     return x
+  return checked
+
+
+def wrap_linen(module: nn.Module, input_shape: Sequence[int], name: str = "model") -> Model:
+  """A Flax Linen module as a :class:`Model`.
+
+  ``__call__(x, train)`` gets ``train`` when it takes it; a ``batch_stats``
+  collection is the model state, refreshed from the ``batch_moments`` that
+  :class:`BatchNorm` sows in training.
+  """
+  input_shape = tuple(input_shape)
+  checked = _checked_input(name, input_shape)
+  dummy = jnp.zeros((1, *input_shape), jnp.float32)
+  takes_train = "train" in inspect.signature(type(module).__call__).parameters
+  train_kw, eval_kw = ({"train": True}, {"train": False}) if takes_train else ({}, {})
 
   def init_variables(rng):
-    return module.init(rng, dummy, train=False)
+    return module.init(rng, dummy, **eval_kw)
 
   def batch_moments(params, x):
-    _, out = module.apply({"params": params}, checked(x), train=True,
-                          mutable=["batch_moments"])
+    _, out = module.apply({"params": params}, checked(x), **train_kw, mutable=["batch_moments"])
     return jax.tree.map(lambda v: v[0], out.get("batch_moments", {}),
                         is_leaf=lambda v: isinstance(v, tuple))
 
   def eval_apply(params, state, x):
     return module.apply({"params": params, **({"batch_stats": state} if state else {})},
-                        checked(x), train=False)
+                        checked(x), **eval_kw)
 
   def features(params, state, x):
     captured = []
@@ -203,9 +220,35 @@ def build_model(name: str, num_classes: int, input_shape: Sequence[int], *,
 
   return Model(
       init=lambda rng: init_variables(rng)["params"],
-      apply=lambda params, x: module.apply({"params": params}, checked(x), train=True),
+      apply=lambda params, x: module.apply({"params": params}, checked(x), **train_kw),
       init_state=lambda rng: dict(init_variables(rng).get("batch_stats", {})),
       eval_apply=eval_apply, batch_moments=batch_moments, features=features)
+
+
+def wrap_nnx(make: Callable[[jax.Array], nnx.Module], name: str = "model") -> Model:
+  """A Flax NNX module as a :class:`Model`; ``make(key)`` builds it from an init key.
+
+  Its ``nnx.Param`` variables become a plain nested dict of arrays (the
+  params); other state (RNG counters, say) is kept constant. Running
+  statistics (``nnx.BatchStat``) are refused: their in-place update in
+  training does not fit a pure loss; use :class:`BatchNorm` in a Linen module.
+  """
+  graphdef, template, rest = nnx.split(make(jax.random.key(0)), nnx.Param, ...)
+  if jax.tree.leaves(nnx.state(nnx.merge(graphdef, template, rest), nnx.BatchStat)):
+    raise ValueError(f"model.name={name!r} holds nnx.BatchStat running statistics; allowed: "
+                     "NNX modules without BatchNorm (or a Linen module with lur_jax.BatchNorm)")
+
+  def init(rng):
+    return nnx.to_pure_dict(nnx.split(make(rng), nnx.Param, ...)[1])
+
+  def apply(params, x):
+    state = jax.tree.map(lambda a: a, template)  # a fresh State to fill
+    nnx.replace_by_pure_dict(state, params)
+    return nnx.merge(graphdef, state, rest)(x)
+
+  return Model(init=init, apply=apply, init_state=lambda rng: {},
+               eval_apply=lambda params, state, x: apply(params, x),
+               batch_moments=lambda params, x: {})
 
 
 def update_running_stats(state: dict, moments: dict, momentum: float = 0.9) -> dict:

@@ -7,6 +7,8 @@ import tempfile
 
 import numpy as np
 
+from lur_jax import checkpoint
+
 PANELS = (("grad_cosine", "cos(∇forget, ∇retain) at θ"),
           ("retain_loss", "retain loss (CE on D_r)"),
           ("forget_loss", "forget objective"))
@@ -71,13 +73,15 @@ def save_grid(images: np.ndarray, rows: int, path: str, title: str) -> None:
 def _save(fig, path: str, dpi: int) -> None:
   """``fig`` to the PNG ``path`` through a temporary file and a rename; closes it."""
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".png")
-  os.close(fd)
+  tmp = None
   try:
-    fig.savefig(tmp, dpi=dpi)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    with checkpoint.writing(path):
+      fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".png")
+      os.close(fd)
+      fig.savefig(tmp, dpi=dpi)
+      os.chmod(tmp, 0o644)
+      os.replace(tmp, path)
   finally:
     plt.close(fig)
-    if os.path.exists(tmp):
+    if tmp is not None and os.path.exists(tmp):
       os.unlink(tmp)

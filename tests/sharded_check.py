@@ -14,7 +14,8 @@ import sys
 import jax
 import numpy as np
 
-from lur_jax import config as config_lib, diffusion, generative, methods, models, parallel, train
+from lur_jax import config as config_lib, diffusion, methods, models, parallel, train
+from lur_jax.tasks import diffusion as diffusion_task
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GLOBAL_BATCH, FORGET_BATCH, STEPS = 32, 16, 3
@@ -41,7 +42,7 @@ def _model_and_data(name):
 
 def _objectives(model_name):
   if model_name == "unet":
-    return generative.objectives(diffusion.linear_schedule(100), p_uncond=0.1)
+    return diffusion_task.objectives(diffusion.linear_schedule(100), p_uncond=0.1)
   return methods.CLASSIFICATION
 
 

@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lur_jax import (cli, config as config_lib, data, experiment, losses, lur, models,
-                     parallel, saliency, train)
+from lur_jax import (cli, config as config_lib, data, loop, losses, lur, models, parallel,
+                     saliency, study, train)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMOKE = os.path.join(ROOT, "configs", "digits_smoke.py")
@@ -144,13 +144,13 @@ def test_api_mismatched_shapes_between_params_and_batches():
 
 def test_api_nan_in_data(tmp_path):
   config = config_lib.load(SMOKE)
-  exp = experiment.prepare(config)
+  exp = study.prepare(config)
   x = np.array(exp.splits.train.x)
   x[7, 2, 3] = np.nan
   model, params = _mlp()
   state = train.init_state(params, train.sgd(0.1), jax.random.key(1))
   with pytest.raises(ValueError, match="example 7 holds NaN or Inf"):
-    experiment.fit(lambda s, r, f: (s, {}), state, x, exp.splits.train.y, np.arange(10),
+    loop.fit(lambda s, r, f: (s, {}), state, x, exp.splits.train.y, np.arange(10),
                    np.arange(10, 20), mesh=exp.mesh, epochs=1, batch_size=4,
                    forget_batch_size=4, iterate="retain", seed=0, desc="x", progress=False)
   with pytest.raises(ValueError, match="holds NaN"):
@@ -169,7 +169,7 @@ def test_api_nan_in_data(tmp_path):
     (lambda: models.build_model("cnn", 10, (8, 8), kernels=3), "model 'cnn'"),
     (lambda: config_lib.apply_overrides(config_lib.load(SMOKE), ["lur.lr=1", "lur.lr=2"]),
      "given twice"),
-    (lambda: experiment.check_out_dir(""), "allowed: a folder path"),
+    (lambda: study.check_out_dir(""), "allowed: a folder path"),
 ])
 def test_api_raises_value_error(call, match):
   with pytest.raises(ValueError, match=match):

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import lur_jax
-from lur_jax import diffusion, generative
+from lur_jax import diffusion
+from lur_jax.tasks import diffusion as diffusion_task
 
 
 def _batch(n=16, shape=(8, 8), seed=0, key=1):
@@ -113,12 +114,12 @@ def test_samplers_recover_a_point_mass_exactly(sampler):
 def test_frechet_distance():
   rng = np.random.default_rng(0)
   a = rng.normal(size=(4000, 5))
-  assert generative.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-8)
+  assert diffusion_task.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-8)
   shift = np.array([1.0, 2.0, 0.0, 0.0, 0.0])
-  assert generative.frechet_distance(a, a + shift) == pytest.approx(5.0, rel=1e-6)
+  assert diffusion_task.frechet_distance(a, a + shift) == pytest.approx(5.0, rel=1e-6)
   # b = 3a: μ_b = 3μ_a, Σ_b = 9Σ_a, (Σ_a^½ Σ_b Σ_a^½)^½ = 3Σ_a, so FD = 4‖μ_a‖² + 4 Tr Σ_a.
   expected = 4.0 * np.sum(a.mean(0) ** 2) + 4.0 * np.trace(np.cov(a, rowvar=False))
-  assert generative.frechet_distance(a, 3.0 * a) == pytest.approx(expected, rel=1e-9)
+  assert diffusion_task.frechet_distance(a, 3.0 * a) == pytest.approx(expected, rel=1e-9)
 
 
 def test_lur_hvp_equals_exact_on_the_unet():

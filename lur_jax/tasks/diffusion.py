@@ -1,4 +1,4 @@
-"""The class-forgetting study for a conditional diffusion model.
+"""Diffusion: the class-forgetting study for a conditional DDPM.
 
 Train the DDPM on every class (the original), retrain it without the
 forgotten classes (the reference), unlearn with each method, and judge every
@@ -16,15 +16,15 @@ real images only) labels the samples.
 from __future__ import annotations
 
 import os
-import sys
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lur_jax import (checkpoint, diffusion, experiment, losses, methods, models, parallel,
-                     plots, train)
+from lur_jax import cache as cache_lib, checks, diffusion, loop, losses, methods, models, parallel, plots, results
+from lur_jax import train
+from lur_jax.tasks import base
 
 GRID_PER_CLASS = 10
 
@@ -56,7 +56,7 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
   return float(max(distance, 0.0))
 
 
-def make_sampler(exp: experiment.Experiment, chunk: int = 250):
+def make_sampler(exp, chunk: int = 250):
   """``sample(params, labels, key) -> images [N, ...] in [0, 1]`` on the host, in chunks."""
   cfg = exp.config
   d, schedule = cfg.diffusion, schedule_of(cfg)
@@ -98,36 +98,45 @@ class Judge:
     return self._map(self._features, x)
 
 
-def _classifier(exp, out_dir, log, progress) -> tuple[Judge, dict]:
+def _train_judge(exp, model, variables, init, progress) -> dict:
+  """Trains the evaluation classifier on the real training images."""
+  c, splits = exp.config.classifier, exp.splits
+  tx = train.sgd(c.lr, c.momentum, c.weight_decay)
+  ce = losses.ce_objective(model.apply, parallel.AXIS)  # the step runs under shard_map
+  step = train.objective_step(lambda p, rb, fb: ce(p, rb), tx)
+  every = np.arange(len(splits.train))
+  result = loop.fit(
+      step, train.init_state(variables["params"], tx, init, variables["model_state"]),
+      splits.train.x, splits.train.y, every, every[:1], mesh=exp.mesh, epochs=c.epochs,
+      batch_size=c.batch_size, forget_batch_size=c.batch_size, iterate="retain",
+      seed=loop.derive_seed(exp.config.seed, "classifier-order"), desc="classifier",
+      progress=progress)
+  return {"variables": {"params": result.state.params,
+                        "model_state": result.state.model_state},
+          "seconds": result.seconds}
+
+
+def _judge(exp, cache, log, progress) -> tuple[Judge, dict]:
   """Trains (or reuses) the evaluation classifier on the real training images."""
   cfg, c = exp.config, exp.config.classifier
   splits = exp.splits
   model = models.build_model(c.model, splits.num_classes, splits.train.x.shape[1:])
   key = {"seed": cfg.seed, "data": cfg.data.to_dict(), "classifier": c.to_dict()}
-  directory = os.path.join(out_dir, "models", f"classifier-{experiment._fingerprint(key)}")
-  init = jax.random.key(experiment._method_seed(cfg.seed, "classifier"))
+  init = jax.random.key(loop.derive_seed(cfg.seed, "classifier"))
   variables = {"params": model.init(init), "model_state": model.init_state(init)}
-  restored = checkpoint.restore_model(directory, jax.eval_shape(lambda: variables))
-  if restored is not None:
-    log(f"reusing the evaluation classifier from {directory}")
-    variables, meta = restored
+  fingerprint = cache_lib.fingerprint(key)
+  cached = cache.load("classifier", fingerprint, jax.eval_shape(lambda: variables))
+  if cached is not None:
+    log(f"reusing the evaluation classifier from {cache.model_dir('classifier')}")
+    variables, meta = cached
   else:
-    tx = train.sgd(c.lr, c.momentum, c.weight_decay)
-    ce = losses.ce_objective(model.apply, parallel.AXIS)  # the step runs under shard_map
-    step = train.objective_step(lambda p, rb, fb: ce(p, rb), tx)
-    every = np.arange(len(splits.train))
-    result = experiment.fit(
-        step, train.init_state(variables["params"], tx, init, variables["model_state"]),
-        splits.train.x, splits.train.y, every, every[:1], mesh=exp.mesh, epochs=c.epochs,
-        batch_size=c.batch_size, forget_batch_size=c.batch_size, iterate="retain",
-        seed=experiment._method_seed(cfg.seed, "classifier-order"), desc="classifier",
-        progress=progress)
-    variables = {"params": result.state.params, "model_state": result.state.model_state}
+    trained = _train_judge(exp, model, variables, init, progress)
+    variables = trained["variables"]
   judge = Judge(model, variables)  # one judge, compiled once
-  if restored is None:
+  if cached is None:
     accuracy = np.mean(judge.predict(splits.test.x) == splits.test.y)
-    meta = {"test_accuracy": 100.0 * float(accuracy), "seconds": result.seconds, "key": key}
-    checkpoint.save_model(directory, variables, meta)
+    meta = {"test_accuracy": 100.0 * float(accuracy), "seconds": trained["seconds"], "key": key}
+    cache.save("classifier", fingerprint, variables, meta)
   log(f"evaluation classifier: {meta['test_accuracy']:.2f}% on the real test images")
   return judge, {"model": c.model, "test_accuracy": meta["test_accuracy"],
                  "seconds": meta["seconds"]}
@@ -171,45 +180,56 @@ def make_measure(exp, judge: Judge, out_dir: str):
   return measure
 
 
-def execute(exp: experiment.Experiment, out_dir: str, *, progress: bool = True, log=None) -> dict:
-  """Runs the diffusion study (see :func:`lur_jax.experiment.run`)."""
-  log = log or (lambda msg: print(msg, file=sys.stderr))
-  cfg, fs = exp.config, exp.forget
-  os.makedirs(out_dir, exist_ok=True)
-  judge, judge_info = _classifier(exp, out_dir, log, progress)
-  measure = make_measure(exp, judge, out_dir)
-  original, original_fit, reused = experiment._from_scratch(
-      exp, out_dir, "original", np.arange(len(exp.splits.train)), log, progress)
-  results = {**experiment.header(exp), "classifier": judge_info,
-             "original": {**measure(original, "original"), "seconds": original_fit.seconds,
-                          "reused": reused},
-             "methods": {}}
-  for name in exp.method_names:
-    row, _ = experiment._method_row(exp, out_dir, name, original, measure, log, progress)
-    results["methods"][name] = row
-  reference = results["methods"].get("retrain")
-  for row in [*results["methods"].values(), results["original"]]:
-    ok = reference is not None and "FD" in row and "FD" in reference
-    row["FD_vs_retrain"] = row["FD"] / reference["FD"] if ok else None
-    row["seconds_vs_retrain"] = row["seconds"] / reference["seconds"] if reference else None
-  if parallel.is_writer():
-    checkpoint.write_atomic(os.path.join(out_dir, "results.md"), markdown_table(results))
-    checkpoint.write_json(os.path.join(out_dir, "results.json"), results)
-  return results
+def measurer(exp, cache, log, progress):
+  """The judge (trained once per data and seed), then :func:`make_measure`."""
+  judge, judge_info = _judge(exp, cache, log, progress)
+  return make_measure(exp, judge, cache.out_dir), {"classifier": judge_info}
 
 
-def markdown_table(results: dict) -> str:
-  """One row per model: UA, kept-class accuracy, FD, FD / retrain's, seconds."""
-  def cell(value, digits=2):
-    return "-" if value is None else f"{value:.{digits}f}"
-  lines = ["| method | UA | kept acc | FD (kept) | FD / retrain | seconds | × retrain |",
-           "|---|---|---|---|---|---|---|"]
-  for name, row in {"original": results["original"], **results["methods"]}.items():
-    if "UA" not in row:
-      lines.append(f"| {name} | diverged at step {row['diverged_at_step']} |||| "
-                   f"{cell(row['seconds'])} | {cell(row['seconds_vs_retrain'], 3)} |")
-      continue
-    lines.append(f"| {name} | {cell(row['UA'])} | {cell(row['kept_accuracy'])} | "
-                 f"{cell(row['FD'], 3)} | {cell(row['FD_vs_retrain'])} | "
-                 f"{cell(row['seconds'])} | {cell(row['seconds_vs_retrain'], 3)} |")
-  return "\n".join(lines) + "\n"
+def compare(row: dict, reference: dict | None) -> dict:
+  ok = reference is not None and "FD" in row and "FD" in reference
+  return {"FD_vs_retrain": row["FD"] / reference["FD"] if ok else None}
+
+
+def check(config, method_names, devices) -> None:
+  """The checks only a diffusion study needs (see configs/ddpm_digits.py)."""
+  checks.one_of("model.name", config.model.name, ("unet",))
+  for name in method_names:
+    if name not in diffusion.METHODS:
+      raise ValueError(f"methods: {name!r} does not apply to a diffusion model; allowed: "
+                       f"{', '.join(diffusion.METHODS)}")
+  checks.one_of("forget.kind", config.forget.kind, ("class",))
+  d = config.diffusion
+  checks.number_in("diffusion.steps", d.steps, 2, 100_000, kind=int)
+  for key in ("beta_start", "beta_end"):
+    checks.number_in(f"diffusion.{key}", d[key], 1e-8, 1)
+  if not d.beta_start < d.beta_end:
+    raise ValueError(f"diffusion.beta_start={d.beta_start!r} >= diffusion.beta_end="
+                     f"{d.beta_end!r}; allowed: beta_start < beta_end")
+  checks.number_in("diffusion.p_uncond", d.p_uncond, 0, 1)
+  checks.number_in("diffusion.guidance", d.guidance, 0, 100, closed_high=True)
+  checks.one_of("diffusion.sampler", d.sampler, diffusion.SAMPLERS)
+  checks.number_in("diffusion.sample_steps", d.sample_steps, 1, d.steps, kind=int,
+                   closed_high=True)
+  checks.number_in("diffusion.eta", d.eta, 0, 1, closed_high=True)
+  for key in ("eval.forget_samples", "eval.kept_samples", "classifier.epochs",
+              "classifier.batch_size"):
+    section, leaf = key.split(".")
+    checks.positive(config[section][leaf], key, int)
+  checks.positive(config.classifier.lr, "classifier.lr")
+  checks.one_of("classifier.model", config.classifier.model, tuple(models.MODELS))
+  parallel.check_divisible("classifier.batch_size", config.classifier.batch_size, devices)
+
+
+def build(config, splits) -> base.Built:
+  kw = {k: v for k, v in config.model.items() if k != "name"}
+  model = diffusion.build_unet(splits.num_classes, splits.train.x.shape[1:], **kw)
+  return base.Built(model, model, objectives(schedule_of(config), config.diffusion.p_uncond))
+
+
+TASK = base.Task(
+    check=check, build=build, measurer=measurer, compare=compare,
+    columns=(results.Column("UA", "UA"), results.Column("kept acc", "kept_accuracy"),
+             results.Column("FD (kept)", "FD", 3), results.Column("FD / retrain", "FD_vs_retrain")),
+    cache_key=lambda cfg: {"diffusion": cfg.diffusion.to_dict(),
+                           "classifier": cfg.classifier.to_dict()})

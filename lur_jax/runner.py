@@ -1,0 +1,189 @@
+"""One model's run in a study: a method's settings become an optimiser and a step,
+:func:`lur_jax.loop.fit` runs it, and the model cache keeps the outcome.
+
+- :func:`from_scratch` trains on a set from the shared init (the original
+  model on all of D, ``retrain`` on D_r).
+- :func:`method_row` runs a method from the original model and measures it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+import jax
+import numpy as np
+import optax
+
+from lur_jax import cache as cache_lib, checkpoint, config as config_lib, loop, methods, models
+from lur_jax import parallel, saliency, train
+
+
+def _variables(state: train.TrainState) -> dict:
+  return {"params": state.params, "model_state": state.model_state}
+
+
+def initial_variables(exp) -> dict:
+  """The init shared by the original model and retrain (they differ only in data):
+  ``{"params": ..., "model_state": ...}``."""
+  key = jax.random.fold_in(jax.random.key(exp.config.seed), 0)
+  return {"params": exp.model.init(key), "model_state": exp.model.init_state(key)}
+
+
+def _state_update(model: models.Model, model_state):
+  """Running statistics follow the retain batches; ``None`` without BatchNorm."""
+  if not jax.tree.leaves(model_state):
+    return None
+  return lambda params, state, batch: models.update_running_stats(
+      state, model.batch_moments(params, batch["x"]))
+
+
+def _prepare(method: methods.Method, ctx, settings, tx, params, forget_xy, seed):
+  """The method's one-off preparation (saliency, trimming), timed apart from its
+  compilation: ``(params, tx, seconds, compile_seconds)``."""
+  start = time.perf_counter()
+  with loop.compile_timer() as compile_seconds:
+    if method.prepare is not None:
+      params, mask = method.prepare(ctx, settings, params, forget_xy,
+                                    jax.random.fold_in(jax.random.key(seed), 1))
+      if mask is not None:
+        tx = optax.chain(tx, saliency.masked_updates(mask))
+      jax.block_until_ready(params)
+  return params, tx, time.perf_counter() - start - compile_seconds[0], compile_seconds[0]
+
+
+def run_method(exp, name: str, variables, retain_idx, forget_idx, *, desc, progress,
+               checkpoint_dir: str | None = None, log=None) -> loop.FitResult:
+  """Runs method ``name`` from ``variables``; resumes from ``checkpoint_dir``.
+
+  Saliency and trimming (a method's ``prepare``) count as unlearning time.
+  """
+  cfg = exp.config
+  settings = config_lib.method_settings(cfg, name)
+  forget_bs = settings.get("forget_batch_size", settings.batch_size)
+  method = methods.METHODS[name]
+  settings.total_steps = settings.epochs * loop.steps_per_epoch(
+      method.iterate, retain_idx, forget_idx, settings.batch_size, forget_bs)
+  tx = train.optimizer(settings)
+  if method.wrap_tx is not None:
+    tx = method.wrap_tx(settings, tx)
+  model_state = variables["model_state"]
+  ctx = methods.Context(exp.model.apply, exp.splits.num_classes, exp.model.init,
+                        objectives=exp.objectives)
+  seed = loop.derive_seed(cfg.seed, desc)
+  x, y = exp.splits.train.x, exp.splits.train.y
+  params, tx, prepare_seconds, prepare_compile = _prepare(
+      method, ctx, settings, tx, variables["params"], (x[forget_idx], y[forget_idx]), seed)
+  step_fn = method.make_step(ctx._replace(  # runs under shard_map
+      apply_fn=exp.step_model.apply, axis_name=parallel.AXIS,
+      state_update=_state_update(exp.step_model, model_state)), settings, tx)
+  state = train.init_state(params, tx, jax.random.key(seed), model_state)
+  options = config_lib.checkpoint_options(cfg)
+  checkpoints = None
+  if checkpoint_dir is not None:
+    checkpoints = checkpoint.RunCheckpoints(checkpoint_dir, options["keep"], warn=log)
+  try:
+    result = loop.fit(step_fn, state, x, y, retain_idx, forget_idx, mesh=exp.mesh,
+                      epochs=settings.epochs, batch_size=settings.batch_size,
+                      forget_batch_size=forget_bs, iterate=method.iterate, seed=seed,
+                      desc=desc, progress=progress, augment=cfg.data.get("augment", False),
+                      checkpoints=checkpoints, every=options["every"] if checkpoints else 0,
+                      log=log)
+  finally:
+    if checkpoints is not None:
+      checkpoints.close()
+  return result._replace(seconds=result.seconds + prepare_seconds,
+                         compile_seconds=result.compile_seconds + prepare_compile)
+
+
+def _common_key(cfg) -> dict:
+  return {"seed": cfg.seed, "data": cfg.data.to_dict(), "model": cfg.model.to_dict(),
+          "train": cfg.train.to_dict()}
+
+
+def from_scratch(exp, cache: cache_lib.ModelCache, desc: str, retain_idx, log, progress):
+  """Trains on ``retain_idx`` from the shared init with the ``train`` recipe, or
+  restores that model from the cache.
+
+  The fingerprint covers everything that determines the model (seed, data,
+  model, recipe, the task's own sections, the retained set).
+
+  Returns:
+    ``(variables, FitResult without state, reused)``.
+  """
+  cfg = exp.config
+  key = {**_common_key(cfg), **exp.task.cache_key(cfg),
+         "retain": hashlib.sha256(np.asarray(retain_idx).tobytes()).hexdigest()}
+  fingerprint = cache_lib.fingerprint(key)
+  cached = cache.load(desc, fingerprint, jax.eval_shape(lambda: initial_variables(exp)))
+  if cached is not None:
+    log(f"reusing the {desc} model from {cache.model_dir(desc)}")
+    meta = cached[1]
+    return cached[0], loop.FitResult(None, meta["seconds"], meta["compile_seconds"],
+                                     meta["steps"], {}, None), True
+  checkpoints = cache.checkpoint_dir(desc, fingerprint)
+  result = run_method(exp, "retrain", initial_variables(exp), np.asarray(retain_idx),
+                      np.asarray(retain_idx[:1]), desc=desc, progress=progress,
+                      checkpoint_dir=checkpoints, log=log)
+  variables = _variables(result.state)
+  if result.diverged_at is None:
+    cache.save(desc, fingerprint, variables, {
+        "seconds": result.seconds, "compile_seconds": result.compile_seconds,
+        "steps": result.steps, "key": key})
+    cache_lib.remove(checkpoints)
+  return variables, result._replace(state=None), False
+
+
+def _measured_row(result: loop.FitResult, variables, measure, name, log,
+                  reused: bool) -> tuple[dict, int | None]:
+  """The results row of a finished run; ``(row, diverged_at)``."""
+  row = {"seconds": result.seconds, "compile_seconds": result.compile_seconds,
+         "steps": result.steps, "reused": reused,
+         "params_checksum": checkpoint.params_checksum(variables)}
+  diverged_at = result.diverged_at
+  if diverged_at is None:
+    try:
+      measured = measure(variables, name)
+      row = {**measured, **row}
+      log(f"{name}: " + ", ".join(f"{k} {v:.2f}" for k, v in measured.items()
+                                  if isinstance(v, float)) + f", {result.seconds:.2f} s")
+    except FloatingPointError:  # finite params whose logits overflow
+      diverged_at = result.steps
+  if diverged_at is not None:
+    row.update(diverged=True, diverged_at_step=diverged_at)
+    log(f"{name}: diverged (non-finite loss or gradient) at step {diverged_at}; "
+        "stopped there, its last good checkpoint is kept, the other methods go on")
+  return row, diverged_at
+
+
+def method_row(exp, cache: cache_lib.ModelCache, name: str, original, measure, log,
+               progress) -> tuple[dict, dict]:
+  """Runs method ``name`` -> ``(results row, metric history)``.
+
+  A method that finished (or diverged) in an earlier run with the same
+  settings is not run again: its row comes from the cache. An interrupted
+  one resumes from its checkpoints.
+  """
+  cfg = exp.config
+  if methods.METHODS[name].from_scratch:
+    variables, result, reused = from_scratch(exp, cache, name, exp.forget.retain, log, progress)
+    return _measured_row(result, variables, measure, name, log, reused)[0], result.history
+  fingerprint = cache_lib.fingerprint({
+      **_common_key(cfg), "forget": cfg.forget.to_dict(), **exp.task.cache_key(cfg),
+      "eval": cfg.eval.to_dict(), "settings": config_lib.method_settings(cfg, name).to_dict()})
+  earlier = cache.load(name, fingerprint)
+  if earlier is not None:
+    log(f"{name}: finished in an earlier run with these settings; reusing its results")
+    return {**earlier[1]["row"], "reused": True}, earlier[1]["history"]
+  checkpoints = cache.checkpoint_dir(name, fingerprint)
+  result = run_method(exp, name, original, exp.forget.retain, exp.forget.forget, desc=name,
+                      progress=progress, checkpoint_dir=checkpoints, log=log)
+  variables = _variables(result.state)
+  row, diverged_at = _measured_row(result, variables, measure, name, log, reused=False)
+  cache.save(name, fingerprint, variables, {
+      "method": name, "params_checksum": row["params_checksum"], "seconds": result.seconds,
+      "compile_seconds": result.compile_seconds, "steps": result.steps, "row": row,
+      "history": result.history})
+  if diverged_at is None:
+    cache_lib.remove(checkpoints)
+  return row, result.history

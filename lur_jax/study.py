@@ -1,0 +1,163 @@
+"""The unlearning study: train the original model once, run every method,
+measure each against retraining, and write the results.
+
+:func:`prepare` validates a config and loads what the study needs;
+:func:`execute` runs it; :func:`run` does both. The study never names a
+concrete task: the config's task (:mod:`lur_jax.tasks`) builds the model and
+measures it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from typing import NamedTuple
+
+import jax
+import ml_collections
+import numpy as np
+
+from lur_jax import cache as cache_lib, checkpoint, config as config_lib, data, methods, models
+from lur_jax import parallel, plots, plugins, results as results_lib, runner, tasks
+
+
+class Experiment(NamedTuple):
+  """A validated config with its data, forget split, model and task."""
+
+  config: ml_collections.ConfigDict
+  method_names: list[str]
+  splits: data.Splits
+  forget: data.ForgetSplit
+  model: models.Model
+  step_model: models.Model  # the same model with BatchNorm synchronised over the mesh
+  mesh: jax.sharding.Mesh
+  objectives: methods.Objectives = methods.CLASSIFICATION  # the methods' losses
+  task: tasks.Task = tasks.TASKS["classification"]
+
+
+def _load_splits(config) -> data.Splits:
+  d = config.data
+  if plugins.is_import_path(d.name):
+    splits = plugins.user_splits(d.name, config.seed)
+  else:
+    directory = d.get("tfds_data_dir", "") if d.name.startswith("tfds:") else d.get("dir", "")
+    splits = data.load_dataset(d.name, config.seed, directory)
+  splits = data.subsample(splits, config.seed, train=d.get("train_limit", 0),
+                          test=d.get("test_limit", 0))
+  if config.eval.split == "val":  # for tuning: TA and MIA on the validation hold-out
+    splits = splits._replace(test=splits.val)
+  return splits
+
+
+def prepare(config: ml_collections.ConfigDict) -> Experiment:
+  """Validates ``config`` and loads what the run needs; no training happens.
+
+  Raises:
+    ValueError: naming the bad value and what is allowed.
+  """
+  parallel.distributed_init(**config.get("distributed", {}))
+  names = config_lib.validate(config)
+  task = tasks.of(config)
+  task.check(config, names, parallel.check_devices(config.get("devices", 0)))
+  mesh = parallel.make_mesh(config.get("devices", 0))
+  splits = _load_splits(config)
+  f = config.forget
+  forget = data.make_forget_split(splits, f.kind, seed=config.seed, fraction=f.fraction,
+                                  classes=f.classes, indices=f.indices)
+  built = task.build(config, splits)
+  abstract_params = jax.eval_shape(built.model.init, jax.random.key(0))
+  for name in names:
+    check = methods.METHODS[name].check
+    if check is not None:
+      check(config_lib.method_settings(config, name), abstract_params)
+  return Experiment(config, names, splits, forget, built.model, built.step_model, mesh,
+                    built.objectives, task)
+
+
+def check_out_dir(out_dir: str) -> None:
+  """Raises ValueError unless ``out_dir`` is, or can be made, a writable folder."""
+  if not out_dir:
+    raise ValueError("--out ''; allowed: a folder path")
+  if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+    raise ValueError(f"--out {out_dir!r} is a file; allowed: a folder (new or existing)")
+  probe = os.path.abspath(out_dir)
+  while not os.path.exists(probe):
+    probe = os.path.dirname(probe)
+  if not os.path.isdir(probe):
+    raise ValueError(f"--out {out_dir!r} lies under the file {probe!r}; allowed: a folder")
+  try:  # a real write: permissions, read-only file systems, root on /proc
+    with tempfile.TemporaryFile(dir=probe):
+      pass
+  except OSError as e:
+    raise ValueError(f"--out {out_dir!r} is not writable ({e.strerror})") from None
+
+
+def run(config: ml_collections.ConfigDict, out_dir: str, *, progress: bool = True,
+        log=None) -> dict:
+  """Runs the whole study and writes ``out_dir/results.json`` and ``results.md``.
+
+  Args:
+    config: the experiment config (see ``configs/digits.py``).
+    out_dir: output folder; created if missing. A rerun with the same folder
+      reuses the trained models and finished methods.
+    progress: show tqdm progress bars on stderr.
+    log: a one-argument callable for status lines (default: stderr).
+
+  Returns:
+    The results dict that was written to ``results.json``.
+
+  Raises:
+    ValueError: on a bad config or output folder, before any work.
+    lur_jax.checkpoint.WriteError: when a write under ``out_dir`` fails (no
+      space, quota, read-only, permission); the folder stays resumable.
+  """
+  exp = prepare(config)
+  check_out_dir(out_dir)
+  return execute(exp, out_dir, progress=progress, log=log)
+
+
+def execute(exp: Experiment, out_dir: str, *, progress: bool = True, log=None) -> dict:
+  """Runs a prepared :class:`Experiment` (see :func:`run`)."""
+  log = log or (lambda msg: print(msg, file=sys.stderr))
+  with checkpoint.writing(out_dir):
+    os.makedirs(out_dir, exist_ok=True)
+  cache = cache_lib.ModelCache(out_dir, log)
+  measure, task_header = exp.task.measurer(exp, cache, log, progress)
+  original, original_fit, reused = runner.from_scratch(
+      exp, cache, "original", np.arange(len(exp.splits.train)), log, progress)
+  results = {**results_lib.header(exp), **task_header,
+             "original": {**measure(original, "original"), "seconds": original_fit.seconds,
+                          "reused": reused},
+             "methods": {}}
+  diagnostics = {}
+  for name in exp.method_names:
+    row, history = runner.method_row(exp, cache, name, original, measure, log, progress)
+    results["methods"][name] = row
+    if "grad_cosine" in history:
+      diagnostics[name] = history
+  results_lib.add_comparisons(results, exp.task.compare)
+  if parallel.is_writer():  # process 0 writes the results
+    _write(exp, out_dir, results, diagnostics)
+  return results
+
+
+def markdown_table(results: dict) -> str:
+  """The results table of a results dict (its config names the task)."""
+  return results_lib.markdown_table(results, tasks.of(results["config"]).columns)
+
+
+def _write(exp: Experiment, out_dir: str, results: dict, diagnostics: dict) -> None:
+  """results.json, results.md, and the gradient-conflict diagnostics (JSON and PNG)."""
+  config = exp.config
+  checkpoint.write_json(os.path.join(out_dir, "diagnostics.json"), diagnostics)
+  if diagnostics:
+    f = config.forget
+    setting = (f"{f.fraction:.0%} random" if f.kind == "random" else
+               f"classes {f.classes}" if f.kind == "class" else "given indices")
+    plots.plot_diagnostics(diagnostics, os.path.join(out_dir, "diagnostics.png"),
+                           f"{config.data.name}, {config.model.name}, forgetting {setting}, "
+                           f"seed {config.seed}")
+  checkpoint.write_atomic(os.path.join(out_dir, "results.md"),
+                          results_lib.markdown_table(results, exp.task.columns))
+  checkpoint.write_json(os.path.join(out_dir, "results.json"), results)

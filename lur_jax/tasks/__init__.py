@@ -1,0 +1,19 @@
+"""Tasks, picked by ``config.task`` from ``TASKS`` (see :class:`Task`)."""
+
+from __future__ import annotations
+
+from lur_jax.tasks import classification, diffusion
+from lur_jax.tasks.base import Built, Task
+
+TASKS: dict[str, Task] = {"classification": classification.TASK, "diffusion": diffusion.TASK}
+
+
+def of(config) -> Task:
+  """The task ``config.task`` names ("classification" when the key is absent)."""
+  name = config.get("task", "classification")
+  if name not in TASKS:
+    raise ValueError(f"task={name!r}; allowed: {', '.join(TASKS)}")
+  return TASKS[name]
+
+
+__all__ = ["TASKS", "Built", "Task", "of"]
