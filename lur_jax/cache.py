@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import shutil
+from typing import Any, NamedTuple
 
 from lur_jax import checkpoint, parallel
 
@@ -45,6 +46,12 @@ def save_replacing(directory: str, variables, meta: dict) -> None:
   parallel.barrier(f"replace {directory}")
 
 
+class Cached(NamedTuple):
+  variables: Any  # None when only the meta was read
+  meta: dict
+  directory: str  # where it was read from
+
+
 class ModelCache:
   """``models/`` and ``checkpoints/`` of one output folder."""
 
@@ -58,11 +65,10 @@ class ModelCache:
   def checkpoint_dir(self, name: str, key: str) -> str:
     return os.path.join(self.out_dir, "checkpoints", f"{name}-{key}")
 
-  def load(self, name: str, key: str, abstract=None):
-    """``(variables, meta)`` of the model ``name`` with fingerprint ``key``, or ``None``.
+  def load(self, name: str, key: str, abstract=None) -> Cached | None:
+    """The model ``name`` with fingerprint ``key``, or ``None``.
 
-    Without ``abstract`` (the shapes to restore into) only the meta is read
-    and ``variables`` is ``None``.
+    Without ``abstract`` (the shapes to restore into) only the meta is read.
     """
     for directory, legacy in ((self.model_dir(name), False),
                               (self.model_dir(f"{name}-{key}"), True)):
@@ -71,9 +77,8 @@ class ModelCache:
         continue
       if legacy:
         self._log(f"{name}: reading {directory}, written by an earlier lur_jax")
-      if abstract is None:
-        return None, meta
-      return checkpoint.restore_model(directory, abstract)[0], meta
+      variables = None if abstract is None else checkpoint.restore_model(directory, abstract)[0]
+      return Cached(variables, meta, directory)
     return None
 
   def save(self, name: str, key: str, variables, meta: dict) -> None:

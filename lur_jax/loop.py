@@ -72,18 +72,31 @@ _COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration",
                    "/jax/core/compile/backend_compile_duration")
 
 
+_active_timers: list[list[float]] = []  # the accumulators of the open compile_timer()s
+
+
+def _on_duration(event, duration, **_):
+  if event in _COMPILE_EVENTS:
+    for total in _active_timers:
+      total[0] += duration
+
+
 @contextlib.contextmanager
 def compile_timer():
-  """Yields a one-element list that accumulates JAX's own compile durations."""
+  """Yields a one-element list that accumulates JAX's own compile durations.
+
+  One listener, registered at the first use, serves every timer (older JAX
+  releases cannot unregister a listener).
+  """
+  if not _active_timers and not getattr(_on_duration, "registered", False):
+    jax.monitoring.register_event_duration_secs_listener(_on_duration)
+    _on_duration.registered = True
   total = [0.0]
-  def listener(event, duration, **_):
-    if event in _COMPILE_EVENTS:
-      total[0] += duration
-  jax.monitoring.register_event_duration_secs_listener(listener)
+  _active_timers.append(total)
   try:
     yield total
   finally:
-    jax.monitoring.unregister_event_duration_listener(listener)
+    _active_timers.remove(total)
 
 
 def _indexed_step(step_fn, mesh, augment: bool):

@@ -49,7 +49,9 @@ def _prepare(method: methods.Method, ctx, settings, tx, params, forget_xy, seed)
       if mask is not None:
         tx = optax.chain(tx, saliency.masked_updates(mask))
       jax.block_until_ready(params)
-  return params, tx, time.perf_counter() - start - compile_seconds[0], compile_seconds[0]
+  # Older JAX releases report nested compile events twice; never a negative run time.
+  seconds = max(0.0, time.perf_counter() - start - compile_seconds[0])
+  return params, tx, seconds, compile_seconds[0]
 
 
 def run_method(exp, name: str, variables, retain_idx, forget_idx, *, desc, progress,
@@ -117,10 +119,10 @@ def from_scratch(exp, cache: cache_lib.ModelCache, desc: str, retain_idx, log, p
   fingerprint = cache_lib.fingerprint(key)
   cached = cache.load(desc, fingerprint, jax.eval_shape(lambda: initial_variables(exp)))
   if cached is not None:
-    log(f"reusing the {desc} model from {cache.model_dir(desc)}")
-    meta = cached[1]
-    return cached[0], loop.FitResult(None, meta["seconds"], meta["compile_seconds"],
-                                     meta["steps"], {}, None), True
+    log(f"reusing the {desc} model from {cached.directory}")
+    meta = cached.meta
+    return cached.variables, loop.FitResult(None, meta["seconds"], meta["compile_seconds"],
+                                            meta["steps"], {}, None), True
   checkpoints = cache.checkpoint_dir(desc, fingerprint)
   result = run_method(exp, "retrain", initial_variables(exp), np.asarray(retain_idx),
                       np.asarray(retain_idx[:1]), desc=desc, progress=progress,
@@ -174,7 +176,7 @@ def method_row(exp, cache: cache_lib.ModelCache, name: str, original, measure, l
   earlier = cache.load(name, fingerprint)
   if earlier is not None:
     log(f"{name}: finished in an earlier run with these settings; reusing its results")
-    return {**earlier[1]["row"], "reused": True}, earlier[1]["history"]
+    return {**earlier.meta["row"], "reused": True}, earlier.meta["history"]
   checkpoints = cache.checkpoint_dir(name, fingerprint)
   result = run_method(exp, name, original, exp.forget.retain, exp.forget.forget, desc=name,
                       progress=progress, checkpoint_dir=checkpoints, log=log)

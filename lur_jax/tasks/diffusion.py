@@ -127,8 +127,8 @@ def _judge(exp, cache, log, progress) -> tuple[Judge, dict]:
   fingerprint = cache_lib.fingerprint(key)
   cached = cache.load("classifier", fingerprint, jax.eval_shape(lambda: variables))
   if cached is not None:
-    log(f"reusing the evaluation classifier from {cache.model_dir('classifier')}")
-    variables, meta = cached
+    log(f"reusing the evaluation classifier from {cached.directory}")
+    variables, meta = cached.variables, cached.meta
   else:
     trained = _train_judge(exp, model, variables, init, progress)
     variables = trained["variables"]
