@@ -47,19 +47,25 @@ def main(argv: list[str] | None = None) -> int:
     _error(str(e))
     return 2
   compile_cache.enable(warn=lambda msg: print(msg, file=sys.stderr))
-  quiet = logging.getLogger("absl")  # Orbax logs each failed write with a traceback
-  level = quiet.level
-  quiet.setLevel(logging.CRITICAL)
+  restore = _quiet_failed_writes()
   try:
     results = study.execute(prepared, args.out, progress=not args.no_progress)
-  except checkpoint.WriteError as e:
+  except checkpoint.WriteError as e:  # stays quiet: writes in flight are still ending
     _error(f"{e}; what was finished is kept, rerun the same command to resume")
     return 1
   except OSError as e:
     _error(f"cannot write {e.filename or args.out}: {e.strerror or e}; what was finished "
            "is kept, rerun the same command to resume")
     return 1
-  finally:
-    quiet.setLevel(level)
+  restore()
   print(study.markdown_table(results), end="")
   return 0
+
+
+def _quiet_failed_writes():
+  """Keeps Orbax's log of a failed write (a traceback) off the terminal: the
+  one-line error says what matters. Returns the function that restores it."""
+  absl = logging.getLogger("absl")
+  level = absl.level
+  absl.setLevel(logging.CRITICAL)
+  return lambda: absl.setLevel(level)

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from lur_jax import config as config_lib, diffusion, study
+from lur_jax import config as config_lib, diffusion, study as study_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMOKE = os.path.join(ROOT, "configs", "ddpm_digits_smoke.py")
@@ -14,7 +14,7 @@ SMOKE = os.path.join(ROOT, "configs", "ddpm_digits_smoke.py")
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
   out = tmp_path_factory.mktemp("ddpm")
-  results = study.run(config_lib.load(SMOKE), str(out), progress=False)
+  results = study_lib.run(config_lib.load(SMOKE), str(out), progress=False)
   return out, results
 
 
@@ -46,7 +46,7 @@ def test_sample_grids_before_and_after(study):
 
 def test_rerun_reuses_every_model(study):
   out, first = study
-  again = study.run(config_lib.load(SMOKE), str(out), progress=False)
+  again = study_lib.run(config_lib.load(SMOKE), str(out), progress=False)
   assert again["original"]["reused"]
   for name, row in again["methods"].items():
     assert row["params_checksum"] == first["methods"][name]["params_checksum"], name
