@@ -13,7 +13,6 @@ Writes ``benchmarks/results/compile_cache-<device>.{json,md}``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
