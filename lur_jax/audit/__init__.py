@@ -1,0 +1,1 @@
+"""The unlearning audit: scores that tell unlearned models from retrained ones."""
