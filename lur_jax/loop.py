@@ -99,10 +99,9 @@ def compile_timer():
     _active_timers.remove(total)
 
 
-def _indexed_step(step_fn, mesh, augment: bool):
+def indexed(step_fn, augment: bool = False):
   """``(state, x, y, retain_order, forget_order, i)``: step ``i`` of an epoch,
-  gathering its batches on device; ``step_fn`` runs under ``shard_map``."""
-  sharded_step = parallel.shard_step(step_fn, mesh)
+  gathering its batches from the device-resident data, then ``step_fn``."""
 
   def train_step(state, x, y, r, f, i):
     ri, fi = r[i], f[i]
@@ -111,7 +110,7 @@ def _indexed_step(step_fn, mesh, augment: bool):
       key_r, key_f = jax.random.split(jax.random.fold_in(
           jax.random.fold_in(state.rng, state.step), 0x5EED))
       xr, xf = augment_lib.random_crop_flip(key_r, xr), augment_lib.random_crop_flip(key_f, xf)
-    return sharded_step(state, {"x": xr, "y": y[ri]}, {"x": xf, "y": y[fi]})
+    return step_fn(state, {"x": xr, "y": y[ri]}, {"x": xf, "y": y[fi]})
   return train_step
 
 
@@ -219,7 +218,8 @@ def fit(step_fn, state, x, y, retain_idx, forget_idx, *, mesh, epochs, batch_siz
   x, y, state = parallel.put((x, y, state), parallel.replicated(mesh))  # once
   r, f = put(order.next_epoch())
   with compile_timer() as compile_seconds:
-    compiled = jax.jit(_indexed_step(step_fn, mesh, augment), donate_argnums=0).lower(
+    compiled = jax.jit(indexed(parallel.shard_step(step_fn, mesh), augment),
+                       donate_argnums=0).lower(
         state, x, y, r, f, np.int32(0)).compile()
   with tqdm(total=total, initial=position, desc=desc, disable=not progress, file=sys.stderr,
             leave=False, unit="step") as bar:

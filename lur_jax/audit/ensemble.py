@@ -1,0 +1,175 @@
+"""Ensembles: M models trained or unlearned at once, one ``jax.vmap``-ped program
+over a leading model axis.
+
+Each member has its own seed (init key and data order) and its own retain
+and forget sets (of one size for all members); the step is any pure method
+step, vmapped. With several devices the model axis is sharded over the
+mesh: each device runs its members, no communication.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import NamedSharding, PartitionSpec as P
+from tqdm.auto import tqdm
+
+from lur_jax import config as config_lib, data, loop, methods, parallel, saliency, train
+
+
+class Members(NamedTuple):
+  """What makes each member its own."""
+
+  seeds: np.ndarray  # [M] ints: the init key and the data order
+  retain: np.ndarray  # [M, R] indices into the training set
+  forget: np.ndarray  # [M, F]
+
+
+class EnsembleResult(NamedTuple):
+  states: train.TrainState  # leaves with a leading model axis (host copies)
+  seconds: float
+  compile_seconds: float
+  steps: int
+  history: dict  # metric -> [steps, M]
+  diverged_at: np.ndarray  # [M]: the first non-finite step, -1 for none
+
+
+def stack(trees):
+  """A list of same-structure trees -> one tree with a leading model axis."""
+  return jax.tree.map(lambda *leaves: np.stack([np.asarray(v) for v in leaves]), *trees)
+
+
+def member(tree, m: int):
+  """Member ``m`` of a stacked tree."""
+  return jax.tree.map(lambda a: a[m], tree)
+
+
+def _stack_keys(keys):
+  return jax.random.wrap_key_data(jnp.stack([jax.random.key_data(k) for k in keys]))
+
+
+def _check(members: Members, mesh) -> None:
+  if len(members.seeds) < 2:
+    raise ValueError(f"an ensemble of {len(members.seeds)} models; allowed: at least 2")
+  if len(members.seeds) % mesh.size:
+    raise ValueError(f"{len(members.seeds)} models do not divide over {mesh.size} devices; "
+                     f"allowed: a multiple of {mesh.size}")
+
+
+def fit(step_fn, states, x, y, members: Members, *, mesh, epochs: int, batch_size: int,
+        forget_batch_size: int, iterate: str, desc: str = "ensemble", progress: bool = True,
+        augment: bool = False) -> EnsembleResult:
+  """Runs ``epochs`` epochs of ``step_fn`` for every member at once.
+
+  Like :func:`lur_jax.loop.fit`, one compiled call per step; member ``m``
+  walks its own sets in the order drawn from ``members.seeds[m]``, exactly as
+  a run of that member alone would. ``step_fn(state, retain_batch,
+  forget_batch)`` is one member's step (objectives built without an
+  ``axis_name``); it may also take the member's extra argument, see
+  :func:`unlearn`.
+
+  Returns:
+    An :class:`EnsembleResult`; seconds exclude compilation.
+  """
+  _check(members, mesh)
+  data.check_finite(x)
+  steps = loop.steps_per_epoch(iterate, members.retain[0], members.forget[0], batch_size,
+                               forget_batch_size)
+  orders = [loop.DataOrder(int(s), r, f, batch_size, forget_batch_size, steps)
+            for s, r, f in zip(members.seeds, members.retain, members.forget)]
+  by_member = NamedSharding(mesh, P(parallel.AXIS))
+
+  def next_epoch():
+    r, f = zip(*(o.next_epoch() for o in orders))
+    return parallel.put((np.stack(r), np.stack(f)), by_member)
+
+  one = loop.indexed(step_fn, augment)
+  vmapped = jax.vmap(one, in_axes=(0, None, None, 0, 0, None))
+  x, y = parallel.put((x, y), parallel.replicated(mesh))
+  states = parallel.put(states, by_member)
+  r, f = next_epoch()
+  with loop.compile_timer() as compile_seconds:
+    compiled = jax.jit(vmapped, donate_argnums=0).lower(states, x, y, r, f,
+                                                        np.int32(0)).compile()
+  history, pending, total = {}, [], epochs * steps
+  start = time.perf_counter()
+  for t in tqdm(range(total), desc=desc, disable=not progress, file=sys.stderr, leave=False,
+                unit="step"):
+    if t % steps == 0 and t:
+      r, f = next_epoch()
+    states, metrics = compiled(states, x, y, r, f, np.int32(t % steps))
+    pending.append(metrics)
+  jax.block_until_ready(states)
+  seconds = time.perf_counter() - start
+  for m in jax.device_get(pending):
+    for key, value in m.items():
+      history.setdefault(key, []).append(np.asarray(value))
+  history = {k: np.stack(v) for k, v in history.items()}
+  bad = np.zeros((total, len(members.seeds)), bool)
+  for v in history.values():
+    bad |= ~np.isfinite(v)
+  diverged = np.where(bad.any(0), bad.argmax(0), -1)
+  return EnsembleResult(jax.device_get(states), seconds, compile_seconds[0], total, history,
+                        diverged)
+
+
+def unlearn(exp, name: str, variables, members: Members, *, progress: bool = True,
+            desc: str | None = None) -> EnsembleResult:
+  """Runs method ``name`` of a prepared study for every member at once.
+
+  Args:
+    exp: a prepared :class:`lur_jax.Experiment` (its config gives the method's settings).
+    name: a key of :data:`lur_jax.METHODS`.
+    variables: ``{"params", "model_state"}`` with a leading model axis: where
+      each member starts (the originals; a fresh init for ``retrain``).
+    members: each member's seed and sets.
+
+  Returns:
+    An :class:`EnsembleResult`.
+  """
+  settings = config_lib.method_settings(exp.config, name)
+  method = methods.METHODS[name]
+  forget_bs = settings.get("forget_batch_size", settings.batch_size)
+  settings.total_steps = settings.epochs * loop.steps_per_epoch(
+      method.iterate, members.retain[0], members.forget[0], settings.batch_size, forget_bs)
+  if jax.tree.leaves(variables["model_state"]):
+    raise ValueError(f"{name}: ensembles of models with BatchNorm statistics are not "
+                     "supported yet; allowed: models without BatchNorm")
+  tx = train.optimizer(settings)
+  if method.wrap_tx is not None:
+    tx = method.wrap_tx(settings, tx)
+  ctx = methods.Context(exp.model.apply, exp.splits.num_classes, exp.model.init,
+                        objectives=exp.objectives)
+  keys = [jax.random.key(int(s)) for s in members.seeds]
+  params, mask = variables["params"], None
+  if method.prepare is not None:
+    x, y = exp.splits.train.x, exp.splits.train.y
+    params, mask = jax.vmap(lambda p, fx, fy, k: method.prepare(ctx, settings, p, (fx, fy), k))(
+        params, jnp.asarray(x[members.forget]), jnp.asarray(y[members.forget]),
+        jax.vmap(lambda k: jax.random.fold_in(k, 1))(_stack_keys(keys)))
+  member_tx = lambda m: tx if m is None else optax.chain(tx, saliency.masked_updates(m))
+  states = stack([train.init_state(member(params, i),
+                                   member_tx(None if mask is None else member(mask, i)), k)
+                  ._replace(rng=jax.random.key_data(k), model_state={})
+                  for i, k in enumerate(keys)])
+  states = states._replace(rng=jax.random.wrap_key_data(states.rng))
+  if mask is None:
+    step = method.make_step(ctx, settings, tx)
+  else:  # each member's update mask rides along in its optimiser state
+    states = states._replace(opt_state=(states.opt_state, mask))
+
+    def step(state, retain_batch, forget_batch):
+      inner, m = state.opt_state
+      new, metrics = method.make_step(ctx, settings, member_tx(m))(
+          state._replace(opt_state=inner), retain_batch, forget_batch)
+      return new._replace(opt_state=(new.opt_state, m)), metrics
+  return fit(step, states, exp.splits.train.x, exp.splits.train.y, members, mesh=exp.mesh,
+             epochs=settings.epochs, batch_size=settings.batch_size, forget_batch_size=forget_bs,
+             iterate=method.iterate, desc=desc or name, progress=progress,
+             augment=exp.config.data.get("augment", False))
