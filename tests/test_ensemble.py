@@ -1,7 +1,10 @@
 """Vmapped ensembles: each member ends where the same member run alone ends
 (the study's own path, :func:`lur_jax.runner.run_method`)."""
 
+import json
 import os
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -21,7 +24,7 @@ def exp():
   return study.prepare(config)
 
 
-def _members(exp, m=2):
+def draw_members(exp, m=2):
   rng = np.random.default_rng(0)
   n, f = len(exp.splits.train), len(exp.forget.forget)
   forgets = np.stack([np.sort(rng.choice(n, f, replace=False)) for _ in range(m)])
@@ -32,7 +35,7 @@ def _members(exp, m=2):
 
 @pytest.mark.parametrize("name", ["graddiff", "lur", "salun", "lur_snip"])
 def test_each_member_matches_the_member_run_alone(exp, name):
-  members = _members(exp)
+  members = draw_members(exp)
   starts = [runner.initial_variables(exp._replace(config=_seeded(exp.config, i)))
             for i in range(len(members.seeds))]
   together = ensemble.unlearn(exp, name, ensemble.stack(starts), members, progress=False)
@@ -52,7 +55,21 @@ def _seeded(config, i):
 
 
 def test_an_ensemble_needs_two_members(exp):
-  members = _members(exp, 1)
+  members = draw_members(exp, 1)
   with pytest.raises(ValueError, match="an ensemble of 1 models; allowed: at least 2"):
     ensemble.fit(None, None, exp.splits.train.x, exp.splits.train.y, members, mesh=exp.mesh,
                  epochs=1, batch_size=8, forget_batch_size=8, iterate="retain")
+
+
+def test_eight_devices_give_the_same_members_as_one():
+  """The model axis sharded over 8 simulated devices, one member each."""
+  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+         "PYTHONPATH": ROOT}
+  proc = subprocess.run([sys.executable, os.path.join("tests", "ensemble_sharded_check.py")],
+                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
+                        check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  rows = [json.loads(line) for line in proc.stdout.splitlines()]
+  assert {r["method"] for r in rows} == {"lur", "salun"}
+  for row in rows:
+    assert row["devices"] == 8 and row["relative"] <= 1e-6, row

@@ -57,6 +57,11 @@ def _stack_keys(keys):
 def _check(members: Members, mesh) -> None:
   if len(members.seeds) < 2:
     raise ValueError(f"an ensemble of {len(members.seeds)} models; allowed: at least 2")
+  m = len(members.seeds)
+  if np.shape(members.retain)[0] != m or np.shape(members.forget)[0] != m or (
+      np.ndim(members.retain) != 2 or np.ndim(members.forget) != 2):
+    raise ValueError(f"members: {m} seeds, retain {np.shape(members.retain)}, forget "
+                     f"{np.shape(members.forget)}; allowed: [M] seeds and [M, size] index sets")
   if len(members.seeds) % mesh.size:
     raise ValueError(f"{len(members.seeds)} models do not divide over {mesh.size} devices; "
                      f"allowed: a multiple of {mesh.size}")
