@@ -48,9 +48,12 @@ def main() -> None:
   parser.add_argument("--config", default="configs/digits.py")
   parser.add_argument("--models", type=int, default=32)
   parser.add_argument("--methods", default="retrain,graddiff,lur")
+  parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                      help="config overrides, as on the command line")
   parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results"))
   args = parser.parse_args()
-  exp = study.prepare(config_lib.load(os.path.join(ROOT, args.config)))
+  exp = study.prepare(config_lib.apply_overrides(
+      config_lib.load(os.path.join(ROOT, args.config)), args.set))
   members = _members(exp, args.models)
   every = np.tile(np.arange(len(exp.splits.train)), (args.models, 1))
   starts = [runner.initial_variables(exp._replace(config=config_lib.apply_overrides(
@@ -73,11 +76,12 @@ def main() -> None:
     print(rows[-1], flush=True)
   name = os.path.splitext(os.path.basename(args.config))[0]
   device = results.device_description(exp.mesh)
-  record = {"config": args.config, "models": args.models, "device": device,
+  record = {"config": args.config, "overrides": args.set, "models": args.models, "device": device,
             "versions": results.versions(), "rows": rows}
   stem = f"ensemble_throughput-{name}-{device.split(' ')[0].replace(':', '-')}"
   checkpoint.write_json(os.path.join(args.out, stem + ".json"), record)
-  lines = [f"{args.models} models of `{args.config}` on {device}, one after another (the "
+  lines = [f"{args.models} models of `{args.config}` {' '.join(args.set)} on {device}, one "
+           "after another (the "
            "study's `run_method`) against one vmapped ensemble. Wall clock includes "
            "compilation; run excludes it.", "",
            "| method | steps | loop wall (s) | vmap wall (s) | × | loop run (s) | vmap run (s) | × |",
