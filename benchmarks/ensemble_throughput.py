@@ -24,17 +24,8 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from lur_jax import checkpoint, config as config_lib, loop, results, runner, study  # pylint: disable=g-import-not-at-top,wrong-import-position
+from lur_jax import checkpoint, config as config_lib, results, runner, study  # pylint: disable=g-import-not-at-top,wrong-import-position
 from lur_jax.audit import ensemble  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-
-def _members(exp, models: int) -> ensemble.Members:
-  rng = np.random.default_rng(0)
-  n, f = len(exp.splits.train), len(exp.forget.forget)
-  forgets = np.stack([np.sort(rng.choice(n, f, replace=False)) for _ in range(models)])
-  retains = np.stack([np.setdiff1d(np.arange(n), fs) for fs in forgets])
-  seeds = np.array([loop.derive_seed(exp.config.seed, f"member{i}") for i in range(models)])
-  return ensemble.Members(seeds, retains, forgets)
 
 
 def _timed(fn):
@@ -54,7 +45,7 @@ def main() -> None:
   args = parser.parse_args()
   exp = study.prepare(config_lib.apply_overrides(
       config_lib.load(os.path.join(ROOT, args.config)), args.set))
-  members = _members(exp, args.models)
+  members = ensemble.random_members(exp, args.models)
   every = np.tile(np.arange(len(exp.splits.train)), (args.models, 1))
   starts = [runner.initial_variables(exp._replace(config=config_lib.apply_overrides(
       exp.config, [f"seed={i + 1}"]))) for i in range(args.models)]

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from lur_jax import config as config_lib, loop, runner, study
+from lur_jax import config as config_lib, runner, study
 from lur_jax.audit import ensemble
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -25,12 +25,7 @@ def exp():
 
 
 def draw_members(exp, m=2):
-  rng = np.random.default_rng(0)
-  n, f = len(exp.splits.train), len(exp.forget.forget)
-  forgets = np.stack([np.sort(rng.choice(n, f, replace=False)) for _ in range(m)])
-  retains = np.stack([np.setdiff1d(np.arange(n), fs) for fs in forgets])
-  seeds = np.array([loop.derive_seed(exp.config.seed, f"member{i}") for i in range(m)])
-  return ensemble.Members(seeds, retains, forgets)
+  return ensemble.random_members(exp, m)
 
 
 @pytest.mark.parametrize("name", ["graddiff", "lur", "salun", "lur_snip"])

@@ -40,6 +40,17 @@ class EnsembleResult(NamedTuple):
   diverged_at: np.ndarray  # [M]: the first non-finite step, -1 for none
 
 
+def random_members(exp, models: int, name: str = "member") -> Members:
+  """``models`` members, each forgetting its own random draw of the study's
+  forget-set size; seeds derived from the config's seed and ``name``."""
+  rng = np.random.default_rng(loop.derive_seed(exp.config.seed, f"{name}-sets"))
+  n, f = len(exp.splits.train), len(exp.forget.forget)
+  forgets = np.stack([np.sort(rng.choice(n, f, replace=False)) for _ in range(models)])
+  retains = np.stack([np.setdiff1d(np.arange(n), fs) for fs in forgets])
+  seeds = np.array([loop.derive_seed(exp.config.seed, f"{name}{i}") for i in range(models)])
+  return Members(seeds, retains, forgets)
+
+
 def stack(trees):
   """A list of same-structure trees -> one tree with a leading model axis."""
   return jax.tree.map(lambda *leaves: np.stack([np.asarray(v) for v in leaves]), *trees)
