@@ -65,7 +65,7 @@ def main() -> None:
       ours = forgetting_score.epsilons(unlearned, retrained)
       ref_score = reference.compute_forget_score_from_confs(unlearned, retrained)
       ref_eps = reference._get_epsilons(  # pylint: disable=protected-access
-          *_sides(unlearned, retrained), reference.DELTA)
+          *forgetting_score.sides(unlearned, retrained), reference.DELTA)
       rows.append({"shift_sd": shift, "models": models, "examples": args.examples,
                    "ours": float(forgetting_score.bucket_points(ours, models).mean()),
                    "reference": float(ref_score),
@@ -80,12 +80,6 @@ def main() -> None:
             f"{r['max_eps_difference']:.2e} |" for r in rows]
   checkpoint.write_atomic(os.path.join(args.out, "neurips_scorer.md"), "\n".join(lines) + "\n")
   print("\n".join(lines))
-
-
-def _sides(unlearned, retrained):
-  retrain_positive = np.median(retrained, axis=0) > np.median(unlearned, axis=0)
-  return (np.where(retrain_positive, retrained, unlearned),
-          np.where(retrain_positive, unlearned, retrained))
 
 
 if __name__ == "__main__":

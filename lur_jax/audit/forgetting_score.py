@@ -113,15 +113,20 @@ def example_epsilon(pos: np.ndarray, neg: np.ndarray) -> float:
   return float(min(np.max(kept), EPSILON_CAP))
 
 
+def sides(unlearned: np.ndarray, retrained: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """``(positive, negative)`` per example: positive is the kind with the larger median."""
+  retrain_positive = np.median(retrained, axis=0) > np.median(unlearned, axis=0)
+  return (np.where(retrain_positive, retrained, unlearned),
+          np.where(retrain_positive, unlearned, retrained))
+
+
 def epsilons(unlearned: np.ndarray, retrained: np.ndarray) -> np.ndarray:
   """Per-example ε from confidences ``[models, examples]`` of both kinds."""
   unlearned, retrained = np.asarray(unlearned, np.float64), np.asarray(retrained, np.float64)
   if unlearned.ndim != 2 or unlearned.shape != retrained.shape or unlearned.shape[0] < 2:
     raise ValueError(f"confidences {unlearned.shape} and {retrained.shape}; allowed: two "
                      "[models >= 2, examples] arrays of one shape")
-  retrain_positive = np.median(retrained, axis=0) > np.median(unlearned, axis=0)
-  pos = np.where(retrain_positive, retrained, unlearned)
-  neg = np.where(retrain_positive, unlearned, retrained)
+  pos, neg = sides(unlearned, retrained)
   return np.array([example_epsilon(pos[:, i], neg[:, i]) for i in range(pos.shape[1])])
 
 
