@@ -8,7 +8,8 @@ Training is ``retrain`` on all of D from a fresh init (the originals), then
 each method unlearns from them.
 
     python benchmarks/ensemble_throughput.py                      # digits MLP, M = 32
-    python benchmarks/ensemble_throughput.py --config configs/fashion_mnist.py --models 8
+    python benchmarks/ensemble_throughput.py --config configs/fashion_mnist.py --models 8 \\
+        --set train.epochs=1 --chunks 0,1,2
 
 Writes ``benchmarks/results/ensemble_throughput-<config>-<device>.{json,md}``.
 """
@@ -39,6 +40,8 @@ def main() -> None:
   parser.add_argument("--config", default="configs/digits.py")
   parser.add_argument("--models", type=int, default=32)
   parser.add_argument("--methods", default="retrain,graddiff,lur")
+  parser.add_argument("--chunks", default="0",
+                      help="comma-separated members per call to measure (0 = all at once)")
   parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                       help="config overrides, as on the command line")
   parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results"))
@@ -49,37 +52,48 @@ def main() -> None:
   every = np.tile(np.arange(len(exp.splits.train)), (args.models, 1))
   starts = [runner.initial_variables(exp._replace(config=config_lib.apply_overrides(
       exp.config, [f"seed={i + 1}"]))) for i in range(args.models)]
+  chunks = [int(c) for c in args.chunks.split(",")]
   rows = []
   for name in args.methods.split(","):
     # retrain stands for training the originals: all of D, from a fresh init.
     sets = members._replace(retain=every) if name == "retrain" else members
-    together, wall_together = _timed(lambda: ensemble.unlearn(
-        exp, name, ensemble.stack(starts), sets, progress=False))
+    row = {"method": name}
+    for chunk in chunks:
+      together, wall = _timed(lambda: ensemble.unlearn(  # pylint: disable=cell-var-from-loop
+          exp, name, ensemble.stack(starts), sets, progress=False, chunk=chunk))
+      row.update({"steps": together.steps, f"chunk{chunk}_seconds": wall,
+                  f"chunk{chunk}_run_seconds": together.seconds})
     alone, wall_alone = _timed(lambda: [runner.run_method(
         exp, name, starts[i], sets.retain[i], sets.forget[i], desc=f"member{i}",
         progress=False) for i in range(args.models)])
-    run_alone = sum(r.seconds for r in alone)
-    rows.append({"method": name, "steps": together.steps,
-                 "loop_seconds": wall_alone, "loop_run_seconds": run_alone,
-                 "vmap_seconds": wall_together, "vmap_run_seconds": together.seconds,
-                 "speedup": wall_alone / wall_together,
-                 "speedup_excluding_compilation": run_alone / together.seconds})
-    print(rows[-1], flush=True)
+    row.update({"loop_seconds": wall_alone,
+                "loop_run_seconds": sum(r.seconds for r in alone)})
+    for chunk in chunks:
+      row[f"chunk{chunk}_speedup"] = row["loop_seconds"] / row[f"chunk{chunk}_seconds"]
+      row[f"chunk{chunk}_speedup_excluding_compilation"] = (
+          row["loop_run_seconds"] / row[f"chunk{chunk}_run_seconds"])
+    rows.append(row)
+    print(row, flush=True)
   name = os.path.splitext(os.path.basename(args.config))[0]
   device = results.device_description(exp.mesh)
   record = {"config": args.config, "overrides": args.set, "models": args.models, "device": device,
-            "versions": results.versions(), "rows": rows}
+            "chunks": chunks, "versions": results.versions(), "rows": rows}
   stem = f"ensemble_throughput-{name}-{device.split(' ')[0].replace(':', '-')}"
   checkpoint.write_json(os.path.join(args.out, stem + ".json"), record)
-  lines = [f"{args.models} models of `{args.config}` {' '.join(args.set)} on {device}, one "
-           "after another (the "
-           "study's `run_method`) against one vmapped ensemble. Wall clock includes "
-           "compilation; run excludes it.", "",
-           "| method | steps | loop wall (s) | vmap wall (s) | × | loop run (s) | vmap run (s) | × |",
-           "|---|---|---|---|---|---|---|---|"]
-  lines += [f"| {r['method']} | {r['steps']} | {r['loop_seconds']:.1f} | {r['vmap_seconds']:.1f} "
-            f"| {r['speedup']:.2f} | {r['loop_run_seconds']:.1f} | {r['vmap_run_seconds']:.1f} "
-            f"| {r['speedup_excluding_compilation']:.2f} |" for r in rows]
+  label = lambda c: "all vmapped" if c == 0 else f"chunk {c}"
+  lines = [f"{args.models} models of `{args.config}` {' '.join(args.set)} on {device}: one "
+           "after another (the study's `run_method`) against one ensemble "
+           "(`lur_jax.audit.ensemble.unlearn`; *chunk c*: c members vmapped per call, the "
+           "groups in turn). Seconds of running, compilation excluded; × = loop / ensemble; "
+           "wall clock with compilation in brackets.", "",
+           "| method | steps | loop (s) | " + " | ".join(f"{label(c)} (s) | ×" for c in chunks)
+           + " |", "|---|---|---|" + "---|---|" * len(chunks)]
+  for r in rows:
+    cells = [f"{r[f'chunk{c}_run_seconds']:.1f} ({r[f'chunk{c}_seconds']:.1f}) | "
+             f"{r[f'chunk{c}_speedup_excluding_compilation']:.2f} "
+             f"({r[f'chunk{c}_speedup']:.2f})" for c in chunks]
+    lines.append(f"| {r['method']} | {r['steps']} | {r['loop_run_seconds']:.1f} "
+                 f"({r['loop_seconds']:.1f}) | " + " | ".join(cells) + " |")
   checkpoint.write_atomic(os.path.join(args.out, stem + ".md"), "\n".join(lines) + "\n")
   print("\n".join(lines))
 

@@ -47,6 +47,17 @@ def get_config() -> ml_collections.ConfigDict:
   # TA and MIA are measured on the test split; tuning sweeps use "val".
   c.eval = ml_collections.ConfigDict({"split": "test"})
 
+  # `lur-jax audit`: M shadow runs (M originals; 2M retrains and 2M unlearned models
+  # per method: M that forget random halves of a pool twice the forget set, for the
+  # per-example attack, and M that forget the study's forget set, for the NeurIPS-2023
+  # score and the metrics with intervals). methods "" = the methods above.
+  c.audit = ml_collections.ConfigDict({
+      "models": 32, "methods": "",
+      "examples": 0,  # pool examples the per-example attack scores (0 = the whole pool)
+      "chunk": 0,  # models vmapped per call (0 = all at once)
+      "bootstrap": 1000,  # resamples for the 95% intervals
+  })
+
   # Defaults every unlearning method inherits; a method's own section
   # overrides them (None = inherit).
   c.unlearn = ml_collections.ConfigDict({

@@ -1,5 +1,6 @@
 """lur_jax: machine unlearning with LUR (Learning to Unlearn while Retaining) in JAX."""
 
+from lur_jax.audit import run as run_audit
 from lur_jax.augment import random_crop_flip
 from lur_jax.checkpoint import RunCheckpoints, WriteError, params_checksum
 from lur_jax.compile_cache import enable as enable_compilation_cache
@@ -41,6 +42,7 @@ __all__ = [
     "lur_value_and_grad_with_terms", "make_forget_split", "make_mesh", "masked_updates",
     "mia_efficacy", "noise_objective", "objective_step", "optimizer", "params_checksum",
     "plot_diagnostics", "prepare", "random_crop_flip", "random_wrong_labels", "run",
+    "run_audit",
     "select_layers", "sgd", "shard_step", "top_fraction_mask", "tree_cosine", "trim",
     "true_class_confidence", "update_running_stats", "wrap_linen", "wrap_nnx",
 ]

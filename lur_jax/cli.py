@@ -1,4 +1,4 @@
-"""Command line: ``lur-jax run CONFIG_FILE --out DIR [--set KEY=VALUE ...]``."""
+"""Command line: ``lur-jax run|audit CONFIG_FILE --out DIR [--set KEY=VALUE ...]``."""
 
 from __future__ import annotations
 
@@ -17,12 +17,15 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
   parser = _Parser(prog="lur-jax", description="Machine unlearning with LUR in JAX.")
   commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-  run = commands.add_parser("run", help="run an unlearning study from a config file")
-  run.add_argument("config", help="Python config file with get_config()")
-  run.add_argument("--out", required=True, help="output folder")
-  run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value by dotted path (repeatable)")
-  run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+  for name, text in (("run", "run an unlearning study from a config file"),
+                     ("audit", "audit unlearning with model ensembles: per-example attack "
+                               "(U-LiRA), NeurIPS-2023 score, metrics with intervals")):
+    command = commands.add_parser(name, help=text)
+    command.add_argument("config", help="Python config file with get_config()")
+    command.add_argument("--out", required=True, help="output folder")
+    command.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                         help="override a config value by dotted path (repeatable)")
+    command.add_argument("--no-progress", action="store_true", help="hide progress bars")
   return parser
 
 
@@ -39,9 +42,11 @@ def main(argv: list[str] | None = None) -> int:
   args = _parser().parse_args(argv)
   # Import after parsing so that --help and usage errors are instant.
   from lur_jax import checkpoint, compile_cache, study  # pylint: disable=g-import-not-at-top
+  from lur_jax.audit import study as audit  # pylint: disable=g-import-not-at-top
+  kind = audit if args.command == "audit" else study
   try:
     config = config_lib.apply_overrides(config_lib.load(args.config), args.set)
-    prepared = study.prepare(config)
+    prepared = kind.prepare(config)
     study.check_out_dir(args.out)
   except ValueError as e:
     _error(str(e))
@@ -49,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
   compile_cache.enable(warn=lambda msg: print(msg, file=sys.stderr))
   restore = _quiet_failed_writes()
   try:
-    results = study.execute(prepared, args.out, progress=not args.no_progress)
+    results = kind.execute(prepared, args.out, progress=not args.no_progress)
   except checkpoint.WriteError as e:  # stays quiet: writes in flight are still ending
     _error(f"{e}; what was finished is kept, rerun the same command to resume")
     return 1
@@ -58,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
            "is kept, rerun the same command to resume")
     return 1
   restore()
-  print(study.markdown_table(results), end="")
+  print(kind.markdown_table(results), end="")
   return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import tempfile
 
@@ -68,6 +69,34 @@ def save_grid(images: np.ndarray, rows: int, path: str, title: str) -> None:
     ax.set_axis_off()
   fig.suptitle(title, fontsize=9)
   _save(fig, path, dpi=100)
+
+
+def plot_audit(rows: dict, path: str, title: str = "") -> None:
+  """Writes one PNG of an audit: per model, U-LiRA's balanced accuracy with its
+  95% interval (50% = indistinguishable from retraining), and the spread of
+  the per-example accuracies."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  names = [n for n, r in rows.items() if "ulira" in r]
+  fig, (left, right) = plt.subplots(1, 2, figsize=(11, 0.45 * len(names) + 1.6), sharey=True)
+  y = np.arange(len(names))[::-1]
+  acc = [rows[n]["ulira"]["balanced_accuracy"] for n in names]
+  left.errorbar([100 * a["value"] for a in acc], y, fmt="o", color="C0", capsize=3,
+                xerr=[[100 * (a["value"] - a["low"]) for a in acc],
+                      [100 * (a["high"] - a["value"]) for a in acc]])
+  left.axvline(50, color="gray", ls="--", lw=1)
+  left.set(yticks=y, yticklabels=names, xlabel="U-LiRA balanced accuracy (%), 95% interval")
+  per_example = [[100 * v for v in rows[n]["ulira"]["per_example_accuracy"] if v is not None]
+                 for n in names]
+  sideways = ({"orientation": "horizontal"} if "orientation" in  # matplotlib >= 3.10
+              inspect.signature(right.violinplot).parameters else {"vert": False})
+  right.violinplot(per_example, positions=y, showmedians=True, widths=0.8, **sideways)
+  right.axvline(50, color="gray", ls="--", lw=1)
+  right.set(xlabel="per-example attack accuracy (%)")
+  fig.suptitle(title, fontsize=9)
+  fig.tight_layout()
+  _save(fig, path, dpi=110)
 
 
 def _save(fig, path: str, dpi: int) -> None:

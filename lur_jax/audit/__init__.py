@@ -1,1 +1,11 @@
-"""The unlearning audit: scores that tell unlearned models from retrained ones."""
+"""The unlearning audit: scores that tell unlearned models from retrained ones.
+
+``lur_jax.audit.run(config, out_dir)`` is ``lur-jax audit``; the parts are
+:mod:`~lur_jax.audit.ensemble` (vmapped ensembles), :mod:`~lur_jax.audit.ulira`
+(the per-example attack), :mod:`~lur_jax.audit.forgetting_score` (the
+NeurIPS-2023 score), :mod:`~lur_jax.audit.plan` and :mod:`~lur_jax.audit.scores`.
+"""
+
+from lur_jax.audit.study import Audit, execute, markdown_table, prepare, run
+
+__all__ = ["Audit", "execute", "markdown_table", "prepare", "run"]

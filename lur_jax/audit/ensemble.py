@@ -78,9 +78,18 @@ def _check(members: Members, mesh) -> None:
                      f"allowed: a multiple of {mesh.size}")
 
 
+def _groups(models: int, chunk: int, devices: int) -> list[slice]:
+  """The members one compiled call runs at once: all (``chunk`` 0) or ``chunk``."""
+  size = chunk or models
+  if size % devices or models % size:
+    raise ValueError(f"chunk={chunk} with {models} models on {devices} devices; allowed: 0 "
+                     f"(all at once) or a divisor of {models} that is a multiple of {devices}")
+  return [slice(s, s + size) for s in range(0, models, size)]
+
+
 def fit(step_fn, states, x, y, members: Members, *, mesh, epochs: int, batch_size: int,
         forget_batch_size: int, iterate: str, desc: str = "ensemble", progress: bool = True,
-        augment: bool = False) -> EnsembleResult:
+        augment: bool = False, chunk: int = 0) -> EnsembleResult:
   """Runs ``epochs`` epochs of ``step_fn`` for every member at once.
 
   Like :func:`lur_jax.loop.fit`, one compiled call per step; member ``m``
@@ -90,10 +99,16 @@ def fit(step_fn, states, x, y, members: Members, *, mesh, epochs: int, batch_siz
   ``axis_name``); it may also take the member's extra argument, see
   :func:`unlearn`.
 
+  ``chunk`` members are vmapped in one call (0: all of them); the groups of
+  a step run one after another through the same compiled program. Small
+  chunks suit XLA:CPU with convolutions, whose vmapped (grouped) form is
+  slower than one model at a time (``benchmarks/ensemble_throughput.py``).
+
   Returns:
     An :class:`EnsembleResult`; seconds exclude compilation.
   """
   _check(members, mesh)
+  groups = _groups(len(members.seeds), chunk, mesh.size)
   data.check_finite(x)
   steps = loop.steps_per_epoch(iterate, members.retain[0], members.forget[0], batch_size,
                                forget_batch_size)
@@ -102,41 +117,45 @@ def fit(step_fn, states, x, y, members: Members, *, mesh, epochs: int, batch_siz
   by_member = NamedSharding(mesh, P(parallel.AXIS))
 
   def next_epoch():
-    r, f = zip(*(o.next_epoch() for o in orders))
-    return parallel.put((np.stack(r), np.stack(f)), by_member)
+    r, f = (np.stack(sets) for sets in zip(*(o.next_epoch() for o in orders)))
+    return [parallel.put((r[g], f[g]), by_member) for g in groups]
 
   one = loop.indexed(step_fn, augment)
   vmapped = jax.vmap(one, in_axes=(0, None, None, 0, 0, None))
   x, y = parallel.put((x, y), parallel.replicated(mesh))
-  states = parallel.put(states, by_member)
-  r, f = next_epoch()
+  states = [parallel.put(member(states, g), by_member) for g in groups]
+  batches = next_epoch()
   with loop.compile_timer() as compile_seconds:
-    compiled = jax.jit(vmapped, donate_argnums=0).lower(states, x, y, r, f,
+    compiled = jax.jit(vmapped, donate_argnums=0).lower(states[0], x, y, *batches[0],
                                                         np.int32(0)).compile()
-  history, pending, total = {}, [], epochs * steps
+  pending, total = [], epochs * steps
   start = time.perf_counter()
   for t in tqdm(range(total), desc=desc, disable=not progress, file=sys.stderr, leave=False,
                 unit="step"):
     if t % steps == 0 and t:
-      r, f = next_epoch()
-    states, metrics = compiled(states, x, y, r, f, np.int32(t % steps))
-    pending.append(metrics)
+      batches = next_epoch()
+    i = np.int32(t % steps)
+    outs = [compiled(s, x, y, r, f, i) for s, (r, f) in zip(states, batches)]
+    states = [s for s, _ in outs]
+    pending.append([m for _, m in outs])
   jax.block_until_ready(states)
   seconds = time.perf_counter() - start
-  for m in jax.device_get(pending):
-    for key, value in m.items():
-      history.setdefault(key, []).append(np.asarray(value))
+  history = {}
+  for step_metrics in jax.device_get(pending):
+    for key in step_metrics[0]:
+      history.setdefault(key, []).append(np.concatenate([m[key] for m in step_metrics]))
   history = {k: np.stack(v) for k, v in history.items()}
   bad = np.zeros((total, len(members.seeds)), bool)
   for v in history.values():
     bad |= ~np.isfinite(v)
   diverged = np.where(bad.any(0), bad.argmax(0), -1)
-  return EnsembleResult(jax.device_get(states), seconds, compile_seconds[0], total, history,
-                        diverged)
+  states = jax.tree.map(lambda *parts: jnp.concatenate(parts) if parallel.is_key(parts[0])
+                        else np.concatenate(parts), *jax.device_get(states))
+  return EnsembleResult(states, seconds, compile_seconds[0], total, history, diverged)
 
 
 def unlearn(exp, name: str, variables, members: Members, *, progress: bool = True,
-            desc: str | None = None) -> EnsembleResult:
+            desc: str | None = None, chunk: int = 0) -> EnsembleResult:
   """Runs method ``name`` of a prepared study for every member at once.
 
   Args:
@@ -145,6 +164,7 @@ def unlearn(exp, name: str, variables, members: Members, *, progress: bool = Tru
     variables: ``{"params", "model_state"}`` with a leading model axis: where
       each member starts (the originals; a fresh init for ``retrain``).
     members: each member's seed and sets.
+    chunk: members vmapped per call (0: all), see :func:`fit`.
 
   Returns:
     An :class:`EnsembleResult`.
@@ -188,4 +208,4 @@ def unlearn(exp, name: str, variables, members: Members, *, progress: bool = Tru
   return fit(step, states, exp.splits.train.x, exp.splits.train.y, members, mesh=exp.mesh,
              epochs=settings.epochs, batch_size=settings.batch_size, forget_batch_size=forget_bs,
              iterate=method.iterate, desc=desc or name, progress=progress,
-             augment=exp.config.data.get("augment", False))
+             augment=exp.config.data.get("augment", False), chunk=chunk)

@@ -15,6 +15,7 @@ can show; note that two identical distributions score about 0.18, not 1).
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 
@@ -96,7 +97,8 @@ def example_epsilon(pos: np.ndarray, neg: np.ndarray) -> float:
   pos, neg = np.asarray(pos, np.float64), np.asarray(neg, np.float64)
   pos_range, neg_range = np.ptp(pos), np.ptp(neg)
   largest, smallest = max(pos_range, neg_range), min(pos_range, neg_range)
-  with np.errstate(invalid="ignore", divide="ignore"):
+  with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+    warnings.simplefilter("ignore", RuntimeWarning)  # rules with no finite ε: dropped below
     if smallest / largest < 0.01:  # one side collapsed: as bad as it gets
       return EPSILON_CAP
     d, s = _double_threshold(pos, neg), _single_threshold(pos, neg)

@@ -1,0 +1,114 @@
+"""An audited ensemble's outputs, and its scores against the reference retrains:
+U-LiRA on the shadow runs, the NeurIPS-2023 score and the summary metrics on
+the fixed runs (see :mod:`lur_jax.audit.plan`)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import numpy as np
+
+from lur_jax import metrics
+from lur_jax.audit import forgetting_score, ulira
+
+_EXAMPLES_PER_CALL = 1024
+
+
+class Outputs(NamedTuple):
+  """Every member's view of the training and test sets (``[members, examples]``)."""
+
+  confidence: np.ndarray  # logit-scaled confidence log p_y − log(1 − p_y), training set
+  p_true: np.ndarray  # p_y on the training set (the SVC attack's feature)
+  correct: np.ndarray
+  test_p_true: np.ndarray
+  test_correct: np.ndarray
+
+  def twice(self) -> Outputs:
+    """M members as 2M (the originals stand in for both halves of a role)."""
+    return Outputs(*(np.concatenate([a, a]) for a in self))
+
+
+def outputs(eval_apply, variables, train, test, chunk: int = 0) -> Outputs:
+  """Evaluates stacked ``variables`` (leading model axis), ``chunk`` members per call.
+
+  Raises:
+    FloatingPointError: when a member's outputs are not finite.
+  """
+  apply = jax.jit(jax.vmap(lambda v, x: eval_apply(v["params"], v["model_state"], x),
+                           in_axes=(0, None)))
+  models = len(jax.tree.leaves(variables["params"])[0])
+  size = chunk or models
+
+  def logits(x):
+    return np.concatenate([
+        np.concatenate([np.asarray(apply(jax.tree.map(lambda a: a[g:g + size], variables),
+                                         x[s:s + _EXAMPLES_PER_CALL]), np.float64)
+                        for s in range(0, len(x), _EXAMPLES_PER_CALL)], axis=1)
+        for g in range(0, models, size)])
+
+  def views(dataset):
+    z = logits(dataset.x)
+    if not np.isfinite(z).all():
+      raise FloatingPointError("non-finite model outputs")
+    z -= z.max(-1, keepdims=True)
+    p = np.take_along_axis(np.exp(z), dataset.y[None, :, None], -1)[..., 0] / np.exp(z).sum(-1)
+    return z, p, z.argmax(-1) == dataset.y
+  z, p, correct = views(train)
+  _, test_p, test_correct = views(test)
+  return Outputs(forgetting_score.logit_scaled_confidence(z, train.y), p, correct, test_p,
+                 test_correct)
+
+
+def summary(out: Outputs, forget: np.ndarray, retain: np.ndarray, seed: int) -> np.ndarray:
+  """``[members, 4]``: UA, RA, TA and MIA-efficacy (percent) of each member."""
+  rows = []
+  for m in range(len(out.correct)):
+    rows.append([100.0 - 100.0 * out.correct[m, forget].mean(),
+                 100.0 * out.correct[m, retain].mean(), 100.0 * out.test_correct[m].mean(),
+                 metrics.mia_efficacy(out.p_true[m, retain], out.test_p_true[m],
+                                      out.p_true[m, forget], seed)])
+  return np.array(rows)
+
+
+def _interval(values, seed, bootstrap) -> dict:
+  return ulira.mean_interval(values, seed=seed, bootstrap=bootstrap)._asdict()
+
+
+def forgetting(unlearned: np.ndarray, retrained: np.ndarray, utility: float, *, seed: int,
+               bootstrap: int) -> dict:
+  """The NeurIPS-2023 score: F (bootstrap interval over the forget examples) times
+  the utility ratio, and F alone."""
+  models = len(unlearned)
+  points = forgetting_score.bucket_points(forgetting_score.epsilons(unlearned, retrained), models)
+  quality = _interval(points, seed, bootstrap)
+  return {"score": {k: v * utility for k, v in quality.items()}, "quality": quality,
+          "utility": utility}
+
+
+def score(out: Outputs, reference: Outputs, reference_summary: np.ndarray, plan, *,
+          seed: int, bootstrap: int) -> dict:
+  """One row of the audit: ``out`` (2M members) against the reference retrains."""
+  m = plan.models
+  shadow = ulira.attack(out.confidence[:m][:, plan.audited],
+                        reference.confidence[:m][:, plan.audited], plan.in_forget, seed=seed,
+                        bootstrap=bootstrap)
+  forget, retain = plan.forget[m], plan.retain[m]
+  fixed = Outputs(*(a[m:] for a in out))
+  table = summary(fixed, forget, retain, seed)
+  ref_mean = reference_summary.mean(0)
+  gaps = np.abs(table - ref_mean).mean(1)
+  utility = float(table[:, 1].mean() / ref_mean[1] * table[:, 2].mean() / ref_mean[2])
+  per_example = shadow.per_example_accuracy
+  row = {name: _interval(table[:, k], seed, bootstrap)
+         for k, name in enumerate(metrics.METRICS)}
+  return {
+      **row, "avg_gap": _interval(gaps, seed, bootstrap),
+      "ulira": {"balanced_accuracy": shadow.balanced_accuracy._asdict(),
+                "auc": shadow.auc._asdict(), "observations": shadow.observations,
+                "exposed": float(np.nanmean(per_example >= 0.75)),
+                "per_example_accuracy": [None if np.isnan(a) else float(a) for a in per_example]},
+      "neurips": forgetting(fixed.confidence[:, forget],
+                            reference.confidence[m:][:, forget], utility, seed=seed,
+                            bootstrap=bootstrap),
+  }
