@@ -24,6 +24,9 @@ def get_config():
       "name": "cnn", "channels": (8, 16), "hidden": 256})
   c.train.update({"epochs": 40, "lr": 0.05, "batch_size": 128})
   c.unlearn.update({"epochs": 2, "lr": 0.01, "batch_size": 128, "forget_batch_size": 64})
+  # One model per call: XLA:CPU runs the vmapped (grouped) convolutions 2.4x slower
+  # than one model at a time (benchmarks/ensemble_throughput.py); use chunk 0 on a GPU.
+  c.audit.update({"models": 16, "chunk": 1})
   # Chosen by benchmarks/sweep.py (six settings per method, seeds 0-1, validation split).
   c.ft.update({"lr": 0.1, "epochs": 5})
   c.ga.update({"lr": 1e-3, "epochs": 1})

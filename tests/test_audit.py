@@ -138,3 +138,26 @@ def test_bad_audit_settings_exit_2_and_write_nothing(tmp_path, capsys, sets, mat
   err = capsys.readouterr().err.strip()
   assert err.count("\n") == 0 and match in err, err
   assert not out.exists()
+
+
+def test_an_interrupted_ensemble_resumes_bit_identically(tmp_path):
+  """A finished run leaves its last checkpoint (step 20 of 24) behind; a second
+  run from it ends exactly where the uninterrupted one did."""
+  from lur_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  exp = study.prepare(config_lib.apply_overrides(config_lib.load(
+      os.path.join(ROOT, "configs", "digits_smoke.py")), ["unlearn.epochs=2"]))
+  members = ensemble.random_members(exp, 2)
+  starts = ensemble.stack([{"params": exp.model.init(jax.random.key(i)), "model_state": {}}
+                           for i in range(2)])
+  lines, results = [], []
+  for _ in range(2):
+    saver = checkpoint.RunCheckpoints(str(tmp_path / "ckpt"), 2)
+    results.append(ensemble.unlearn(exp, "lur", starts, members, progress=False,
+                                    checkpoints=saver, every=5, log=lines.append))
+    saver.close()
+  whole, resumed = results
+  position = (whole.steps - 1) // 5 * 5
+  assert lines == [f"lur: resuming at step {position} of {whole.steps}"]
+  assert resumed.history["loss"].shape[0] == whole.steps - position
+  for a, b in zip(jax.tree.leaves(whole.states.params), jax.tree.leaves(resumed.states.params)):
+    np.testing.assert_array_equal(a, b)

@@ -87,25 +87,45 @@ def _groups(models: int, chunk: int, devices: int) -> list[slice]:
   return [slice(s, s + size) for s in range(0, models, size)]
 
 
+def _first_bad(history: dict, steps: int, models: int) -> np.ndarray:
+  """``[models]``: each member's first step with a non-finite metric, -1 for none."""
+  bad = np.zeros((steps, models), bool)
+  for v in history.values():
+    bad |= ~np.isfinite(v)
+  return np.where(bad.any(0), bad.argmax(0), -1)
+
+
+def _joined(groups):
+  """The groups' states (device arrays) as one host tree with the model axis."""
+  return jax.tree.map(lambda *parts: jnp.concatenate(parts) if parallel.is_key(parts[0])
+                      else np.concatenate(parts), *jax.device_get(groups))
+
+
 def fit(step_fn, states, x, y, members: Members, *, mesh, epochs: int, batch_size: int,
         forget_batch_size: int, iterate: str, desc: str = "ensemble", progress: bool = True,
-        augment: bool = False, chunk: int = 0) -> EnsembleResult:
+        augment: bool = False, chunk: int = 0, checkpoints=None, every: int = 0,
+        log=None) -> EnsembleResult:
   """Runs ``epochs`` epochs of ``step_fn`` for every member at once.
 
   Like :func:`lur_jax.loop.fit`, one compiled call per step; member ``m``
   walks its own sets in the order drawn from ``members.seeds[m]``, exactly as
   a run of that member alone would. ``step_fn(state, retain_batch,
   forget_batch)`` is one member's step (objectives built without an
-  ``axis_name``); it may also take the member's extra argument, see
-  :func:`unlearn`.
+  ``axis_name``).
 
   ``chunk`` members are vmapped in one call (0: all of them); the groups of
   a step run one after another through the same compiled program. Small
-  chunks suit XLA:CPU with convolutions, whose vmapped (grouped) form is
-  slower than one model at a time (``benchmarks/ensemble_throughput.py``).
+  chunks suit XLA:CPU with convolutions: vmapped, a convolution with one
+  kernel per member becomes a grouped convolution, which it runs slower than
+  one model at a time (``benchmarks/ensemble_throughput.py``).
+
+  With ``checkpoints`` (a :class:`lur_jax.RunCheckpoints`) every member's
+  state is saved every ``every`` steps and the run continues from the newest
+  checkpoint, bit-identical to an uninterrupted one.
 
   Returns:
-    An :class:`EnsembleResult`; seconds exclude compilation.
+    An :class:`EnsembleResult` (history and divergence of the steps run in
+    this call); seconds exclude compilation and checkpoint writes.
   """
   _check(members, mesh)
   groups = _groups(len(members.seeds), chunk, mesh.size)
@@ -115,47 +135,61 @@ def fit(step_fn, states, x, y, members: Members, *, mesh, epochs: int, batch_siz
   orders = [loop.DataOrder(int(s), r, f, batch_size, forget_batch_size, steps)
             for s, r, f in zip(members.seeds, members.retain, members.forget)]
   by_member = NamedSharding(mesh, P(parallel.AXIS))
+  total, position, seconds = epochs * steps, 0, 0.0
+  restored = checkpoints.restore(states) if checkpoints is not None else None
+  if restored is not None:
+    states, meta = restored
+    position, seconds = meta["position"], meta["seconds"]
+    if log is not None:
+      log(f"{desc}: resuming at step {position} of {total}")
+  for o in orders:
+    o.skip(position // steps)
 
   def next_epoch():
     r, f = (np.stack(sets) for sets in zip(*(o.next_epoch() for o in orders)))
     return [parallel.put((r[g], f[g]), by_member) for g in groups]
 
   one = loop.indexed(step_fn, augment)
-  vmapped = jax.vmap(one, in_axes=(0, None, None, 0, 0, None))
+  if groups[0].stop - groups[0].start == 1:  # one member per call: no vmap, no batch axis
+
+    def vmapped(state, x, y, r, f, i):
+      new, metrics = one(member(state, 0), x, y, r[0], f[0], i)
+      return jax.tree.map(lambda a: a[None], (new, metrics))
+  else:
+    vmapped = jax.vmap(one, in_axes=(0, None, None, 0, 0, None))
   x, y = parallel.put((x, y), parallel.replicated(mesh))
   states = [parallel.put(member(states, g), by_member) for g in groups]
   batches = next_epoch()
   with loop.compile_timer() as compile_seconds:
     compiled = jax.jit(vmapped, donate_argnums=0).lower(states[0], x, y, *batches[0],
                                                         np.int32(0)).compile()
-  pending, total = [], epochs * steps
-  start = time.perf_counter()
-  for t in tqdm(range(total), desc=desc, disable=not progress, file=sys.stderr, leave=False,
-                unit="step"):
-    if t % steps == 0 and t:
+  pending, start = [], time.perf_counter()
+  for t in tqdm(range(position, total), desc=desc, disable=not progress, file=sys.stderr,
+                leave=False, unit="step", initial=position, total=total):
+    if t % steps == 0 and t > position:
       batches = next_epoch()
-    i = np.int32(t % steps)
-    outs = [compiled(s, x, y, r, f, i) for s, (r, f) in zip(states, batches)]
+    outs = [compiled(s, x, y, r, f, np.int32(t % steps)) for s, (r, f) in zip(states, batches)]
     states = [s for s, _ in outs]
     pending.append([m for _, m in outs])
+    if checkpoints is not None and every and (t + 1) % every == 0 and t + 1 < total:
+      seconds += time.perf_counter() - start
+      checkpoints.save(t + 1, _joined(states), {"position": t + 1, "seconds": seconds})
+      start = time.perf_counter()
   jax.block_until_ready(states)
-  seconds = time.perf_counter() - start
+  seconds += time.perf_counter() - start
   history = {}
   for step_metrics in jax.device_get(pending):
     for key in step_metrics[0]:
       history.setdefault(key, []).append(np.concatenate([m[key] for m in step_metrics]))
   history = {k: np.stack(v) for k, v in history.items()}
-  bad = np.zeros((total, len(members.seeds)), bool)
-  for v in history.values():
-    bad |= ~np.isfinite(v)
-  diverged = np.where(bad.any(0), bad.argmax(0), -1)
-  states = jax.tree.map(lambda *parts: jnp.concatenate(parts) if parallel.is_key(parts[0])
-                        else np.concatenate(parts), *jax.device_get(states))
-  return EnsembleResult(states, seconds, compile_seconds[0], total, history, diverged)
+  diverged = _first_bad(history, total - position, len(members.seeds))
+  return EnsembleResult(_joined(states), seconds, compile_seconds[0], total, history,
+                        np.where(diverged >= 0, diverged + position, -1))
 
 
 def unlearn(exp, name: str, variables, members: Members, *, progress: bool = True,
-            desc: str | None = None, chunk: int = 0) -> EnsembleResult:
+            desc: str | None = None, chunk: int = 0, checkpoints=None, every: int = 0,
+            log=None) -> EnsembleResult:
   """Runs method ``name`` of a prepared study for every member at once.
 
   Args:
@@ -165,6 +199,7 @@ def unlearn(exp, name: str, variables, members: Members, *, progress: bool = Tru
       each member starts (the originals; a fresh init for ``retrain``).
     members: each member's seed and sets.
     chunk: members vmapped per call (0: all), see :func:`fit`.
+    checkpoints, every, log: resumable state, see :func:`fit`.
 
   Returns:
     An :class:`EnsembleResult`.
@@ -208,4 +243,5 @@ def unlearn(exp, name: str, variables, members: Members, *, progress: bool = Tru
   return fit(step, states, exp.splits.train.x, exp.splits.train.y, members, mesh=exp.mesh,
              epochs=settings.epochs, batch_size=settings.batch_size, forget_batch_size=forget_bs,
              iterate=method.iterate, desc=desc or name, progress=progress,
-             augment=exp.config.data.get("augment", False), chunk=chunk)
+             augment=exp.config.data.get("augment", False), chunk=chunk,
+             checkpoints=checkpoints, every=every, log=log)

@@ -147,13 +147,21 @@ class _Trainer(NamedTuple):
     if cached is not None:
       self.log(f"audit: reusing the {role} ensemble from {cached.directory}")
       return cached.variables, cached.meta
-    result = ensemble.unlearn(exp, method, starts(), members, progress=self.progress,
-                              desc=f"{role} ×{k}", chunk=self.audit.settings.chunk)
+    directory = self.cache.checkpoint_dir(f"audit-{role}", fp)
+    options = config_lib.checkpoint_options(cfg)
+    checkpoints = checkpoint.RunCheckpoints(directory, options["keep"], warn=self.log)
+    try:
+      result = ensemble.unlearn(exp, method, starts(), members, progress=self.progress,
+                                desc=f"{role} ×{k}", chunk=self.audit.settings.chunk,
+                                checkpoints=checkpoints, every=options["every"], log=self.log)
+    finally:
+      checkpoints.close()
     variables = {"params": result.states.params, "model_state": {}}
     meta = {"seconds": result.seconds, "compile_seconds": result.compile_seconds,
             "steps": result.steps, "diverged": int((result.diverged_at >= 0).sum()),
             "fingerprint_parent": parent}
     self.cache.save(f"audit-{role}", fp, variables, meta)
+    cache_lib.remove(directory)
     self.log(f"audit: {role}: {k} models, {result.steps} steps, {result.seconds:.1f} s "
              f"(+{result.compile_seconds:.1f} s compiling)")
     return variables, {**meta, "fingerprint": fp}
@@ -230,7 +238,7 @@ def markdown_table(results: dict) -> str:
     return (f"{d['value'] * scale:.{digits}f} [{d['low'] * scale:.{digits}f}, "
             f"{d['high'] * scale:.{digits}f}]")
   lines = ["| model | U-LiRA acc. % | U-LiRA AUC | exposed % | NeurIPS score | Avg Gap | "
-           "UA | RA | TA | MIA (SVC) | seconds |", "|---" * 11 + "|"]
+           "UA | RA | TA | MIA (SVC) | ensemble s |", "|---" * 11 + "|"]
   for name, r in results["rows"].items():
     if r.get("diverged"):
       lines.append(f"| {name} | {r['diverged']} models diverged | | | | | | | | | "
