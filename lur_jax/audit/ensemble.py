@@ -152,16 +152,16 @@ def fit(step_fn, states, x, y, members: Members, *, mesh, epochs: int, batch_siz
   one = loop.indexed(step_fn, augment)
   if groups[0].stop - groups[0].start == 1:  # one member per call: no vmap, no batch axis
 
-    def vmapped(state, x, y, r, f, i):
+    def group_step(state, x, y, r, f, i):
       new, metrics = one(member(state, 0), x, y, r[0], f[0], i)
       return jax.tree.map(lambda a: a[None], (new, metrics))
   else:
-    vmapped = jax.vmap(one, in_axes=(0, None, None, 0, 0, None))
+    group_step = jax.vmap(one, in_axes=(0, None, None, 0, 0, None))
   x, y = parallel.put((x, y), parallel.replicated(mesh))
   states = [parallel.put(member(states, g), by_member) for g in groups]
   batches = next_epoch()
   with loop.compile_timer() as compile_seconds:
-    compiled = jax.jit(vmapped, donate_argnums=0).lower(states[0], x, y, *batches[0],
+    compiled = jax.jit(group_step, donate_argnums=0).lower(states[0], x, y, *batches[0],
                                                         np.int32(0)).compile()
   pending, start = [], time.perf_counter()
   for t in tqdm(range(position, total), desc=desc, disable=not progress, file=sys.stderr,
