@@ -34,4 +34,7 @@ def get_config():
   c.lur.update({"lr": 5e-3, "epochs": 10, "forget_objective": "ga", "inner_lr": 0.01,
                 "forget_weight": 0.05, "mode": "hvp"})
   c.lur_snip.update({"sparsity": 0.97, "layers": "layer3,layer4,fc"})
+  # Class-wise forgetting (configs/cifar10_resnet18_class.py): LUR with the rl objective.
+  c.settings_for = digits.ml_collections.ConfigDict({
+      "class": {"lur": {"forget_objective": "rl"}}})
   return c

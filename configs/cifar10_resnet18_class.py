@@ -6,10 +6,11 @@
 
 import cifar10_resnet18
 
+from lur_jax import config as config_lib
+
 
 def get_config():
   c = cifar10_resnet18.get_config()
   c.forget.kind = "class"
   c.forget.classes = "0"
-  c.lur.forget_objective = "rl"
-  return c
+  return config_lib.for_kind(c)  # settings_for["class"] in cifar10_resnet18.py

@@ -13,7 +13,8 @@ from lur_jax import checks, data, methods, parallel, plugins, train
 
 
 def load(path: str) -> ml_collections.ConfigDict:
-  """Imports ``path`` and returns its ``get_config()``."""
+  """Imports ``path`` and returns its ``get_config()``, with the settings for
+  its forget kind laid over it (:func:`for_kind`)."""
   if not os.path.isfile(path):
     raise ValueError(f"config file {path!r} does not exist")
   name = "lur_jax_config_" + os.path.splitext(os.path.basename(path))[0]
@@ -27,7 +28,51 @@ def load(path: str) -> ml_collections.ConfigDict:
     sys.path.pop(0)
   if not hasattr(module, "get_config"):
     raise ValueError(f"config file {path!r} has no get_config()")
-  return module.get_config()
+  return for_kind(module.get_config())
+
+
+def tuned_kinds(config: ml_collections.ConfigDict) -> list[str]:
+  """The forget kinds a config holds tuned settings for (none without ``settings_for``)."""
+  if config.get("settings_for") is None:
+    return []
+  return [config.settings_kind, *(k for k in config.settings_for if k != config.settings_kind)]
+
+
+def for_kind(config: ml_collections.ConfigDict, kind: str | None = None):
+  """The config with the settings tuned for forget kind ``kind`` (default: its
+  ``forget.kind``) laid over its sections.
+
+  A config may say which kind its sections are tuned for (``settings_kind``)
+  and hold, in ``settings_for``, per other kind the keys that differ. The
+  values a switch replaces are kept under the old kind, so switching back
+  restores them. A kind without tuned settings leaves the config as it is
+  (:func:`kind_warning` says so).
+  """
+  kind = config.forget.kind if kind is None else kind
+  if kind not in tuned_kinds(config) or kind == config.settings_kind:
+    return config
+  config = ml_collections.ConfigDict(config.to_dict())
+  new = config.settings_for[kind]
+  config.settings_for[config.settings_kind] = {
+      section: {key: config[section][key] for key in values} for section, values in new.items()}
+  for section, values in new.items():
+    config[section].update(values.to_dict())
+  config.settings_kind = kind
+  return config
+
+
+def kind_warning(config: ml_collections.ConfigDict) -> str | None:
+  """One line when the methods run with settings tuned for another forget kind."""
+  kinds, kind = tuned_kinds(config), config.forget.kind
+  if not kinds or kind == config.settings_kind:
+    return None
+  if kind not in kinds:
+    return (f"warning: no settings were tuned for forget.kind={kind!r} in this config "
+            f"(tuned: {', '.join(kinds)}); the methods run with those for "
+            f"{config.settings_kind!r}")
+  return (f"warning: forget.kind={kind!r} but the method settings are those for "
+          f"{config.settings_kind!r}; lur_jax.config.for_kind(config) lays the ones for "
+          f"{kind!r} over them")
 
 
 def _cast(key: str, raw: str, current):
@@ -64,6 +109,10 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides) -> ml_collecti
   """
   config = ml_collections.ConfigDict(config.to_dict())
   given = {}
+  for item in overrides or ():  # a new forget kind brings its settings, then the overrides
+    key, _, raw = item.partition("=")
+    if key == "forget.kind":
+      config = for_kind(config, raw)
   for item in overrides or ():
     key, sep, raw = item.partition("=")
     if not sep or not key:

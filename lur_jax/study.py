@@ -120,6 +120,9 @@ def run(config: ml_collections.ConfigDict, out_dir: str, *, progress: bool = Tru
 def execute(exp: Experiment, out_dir: str, *, progress: bool = True, log=None) -> dict:
   """Runs a prepared :class:`Experiment` (see :func:`run`)."""
   log = log or (lambda msg: print(msg, file=sys.stderr))
+  warning = config_lib.kind_warning(exp.config)
+  if warning:
+    log(warning)
   with checkpoint.writing(out_dir):
     os.makedirs(out_dir, exist_ok=True)
   cache = cache_lib.ModelCache(out_dir, log)

@@ -176,6 +176,9 @@ def execute(audit: Audit, out_dir: str, *, progress: bool = True, log=None) -> d
   """Runs a prepared :class:`Audit` (see :func:`run`)."""
   log = log or (lambda msg: print(msg, file=sys.stderr))
   exp, p, s = audit.exp, audit.plan, audit.settings
+  warning = config_lib.kind_warning(exp.config)
+  if warning:
+    log(warning)
   with checkpoint.writing(out_dir):
     os.makedirs(out_dir, exist_ok=True)
   trainer = _Trainer(audit, cache_lib.ModelCache(out_dir, log), log, progress)
