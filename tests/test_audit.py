@@ -89,6 +89,27 @@ def test_a_rerun_reuses_every_ensemble_and_adds_only_new_methods(audited):
     assert again["rows"][name]["ulira"] == results["rows"][name]["ulira"]
 
 
+def test_a_method_whose_outputs_overflow_is_reported_not_scored(audited, monkeypatch):
+  out, _, _ = audited
+  real = audit_lib.scores.outputs
+
+  def overflowing(eval_apply, variables, *args, **kw):
+    result = real(eval_apply, variables, *args, **kw)
+    if overflowing.calls == 3:  # the reference, original, retrain-again, then ga
+      raise FloatingPointError("non-finite model outputs")
+    overflowing.calls += 1
+    return result
+  overflowing.calls = 0
+  monkeypatch.setattr(audit_lib.scores, "outputs", overflowing)
+  lines = []
+  results = audit_lib.run(_config(SMALL), out, progress=False, log=lines.append)
+  assert results["rows"]["ga"] == {**{k: results["rows"]["ga"][k] for k in
+                                      ("seconds", "compile_seconds", "steps")},
+                                   "diverged": "some"}
+  assert "ulira" in results["rows"]["retrain"]
+  assert "audit: ga: some models diverged; not scored" in lines
+
+
 def test_the_plan_puts_every_pool_example_in_half_of_the_shadow_runs():
   forget = np.arange(10, 40)
   p = plan_lib.make(0, 200, forget, models=8, examples=0)

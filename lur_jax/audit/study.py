@@ -214,10 +214,13 @@ def execute(audit: Audit, out_dir: str, *, progress: bool = True, log=None) -> d
     name = "retrain" if role == AGAIN else role
     rows[name] = {"seconds": meta["seconds"], "compile_seconds": meta["compile_seconds"],
                   "steps": meta["steps"], "diverged": meta.get("diverged", 0)}
-    if rows[name]["diverged"]:
+    try:  # finite parameters can still overflow in the logits
+      out = None if rows[name]["diverged"] else outputs(variables)
+    except FloatingPointError:
+      out, rows[name]["diverged"] = None, "some"
+    if out is None:
       log(f"audit: {name}: {rows[name]['diverged']} models diverged; not scored")
       continue
-    out = outputs(variables)
     rows[name].update(scores.score(out.twice() if role == "original" else out, reference_out,
                                    reference_summary, p, seed=seed, bootstrap=s.bootstrap))
     log(f"audit: {name}: U-LiRA {100 * rows[name]['ulira']['balanced_accuracy']['value']:.1f}%"
