@@ -93,8 +93,8 @@ def test_a_method_whose_outputs_overflow_is_reported_not_scored(audited, monkeyp
   out, _, _ = audited
   real = audit_lib.scores.outputs
 
-  def overflowing(eval_apply, variables, *args, **kw):
-    result = real(eval_apply, variables, *args, **kw)
+  def overflowing(apply, variables, *args, **kw):
+    result = real(apply, variables, *args, **kw)
     if overflowing.calls == 3:  # the reference, original, retrain-again, then ga
       raise FloatingPointError("non-finite model outputs")
     overflowing.calls += 1

@@ -33,14 +33,20 @@ class Outputs(NamedTuple):
     return Outputs(*(np.concatenate([a, a]) for a in self))
 
 
-def outputs(eval_apply, variables, train, test, chunk: int = 0) -> Outputs:
-  """Evaluates stacked ``variables`` (leading model axis), ``chunk`` members per call.
+def evaluator(eval_apply):
+  """The jitted logits of stacked variables on a batch; build it once per audit,
+  so that every ensemble of the same size reuses one compiled program."""
+  return jax.jit(jax.vmap(lambda v, x: eval_apply(v["params"], v["model_state"], x),
+                          in_axes=(0, None)))
+
+
+def outputs(apply, variables, train, test, chunk: int = 0) -> Outputs:
+  """Evaluates stacked ``variables`` (leading model axis) with ``apply`` (see
+  :func:`evaluator`), ``chunk`` members per call.
 
   Raises:
     FloatingPointError: when a member's outputs are not finite.
   """
-  apply = jax.jit(jax.vmap(lambda v, x: eval_apply(v["params"], v["model_state"], x),
-                           in_axes=(0, None)))
   models = len(jax.tree.leaves(variables["params"])[0])
   size = chunk or models
 
@@ -56,7 +62,8 @@ def outputs(eval_apply, variables, train, test, chunk: int = 0) -> Outputs:
     if not np.isfinite(z).all():
       raise FloatingPointError("non-finite model outputs")
     z -= z.max(-1, keepdims=True)
-    p = np.take_along_axis(np.exp(z), dataset.y[None, :, None], -1)[..., 0] / np.exp(z).sum(-1)
+    e = np.exp(z)
+    p = np.take_along_axis(e, dataset.y[None, :, None], -1)[..., 0] / e.sum(-1)
     return z, p, z.argmax(-1) == dataset.y
   z, p, correct = views(train)
   _, test_p, test_correct = views(test)

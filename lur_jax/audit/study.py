@@ -194,8 +194,10 @@ def execute(audit: Audit, out_dir: str, *, progress: bool = True, log=None) -> d
     return trainer.ensemble(role, method, members, lambda: jax.tree.map(
         lambda a: np.concatenate([a, a]), original), parent=original_meta["fingerprint"])
 
+  apply = scores.evaluator(exp.model.eval_apply)
+
   def outputs(variables):
-    return scores.outputs(exp.model.eval_apply, variables, exp.splits.train, exp.forget.test,
+    return scores.outputs(apply, variables, exp.splits.train, exp.forget.test,
                           s.chunk)
 
   reference, reference_meta = ensemble_of(REFERENCE, "retrain")
