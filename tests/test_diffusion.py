@@ -122,6 +122,7 @@ def test_frechet_distance():
   assert diffusion_task.frechet_distance(a, 3.0 * a) == pytest.approx(expected, rel=1e-9)
 
 
+@pytest.mark.slow  # ~60 s; hvp = exact is checked on the MLP and CNN in test_lur.py
 def test_lur_hvp_equals_exact_on_the_unet():
   """lur_value_and_grad runs unchanged on the diffusion objectives."""
   model = diffusion.build_unet(10, (8, 8), channels=(16, 32), emb_dim=32)
