@@ -83,7 +83,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.ft = ml_collections.ConfigDict({"lr": 0.1, "epochs": 5})
   c.ga = ml_collections.ConfigDict({"lr": 1e-3, "epochs": 10})
   c.rl = ml_collections.ConfigDict({"lr": 1e-4, "epochs": 5})
-  c.graddiff = ml_collections.ConfigDict({"lr": 0.01, "epochs": None, "forget_weight": 0.3})
+  c.graddiff = ml_collections.ConfigDict({
+      "lr": 0.01, "epochs": None, "forget_weight": 0.3, "forget_objective": "ga"})
   c.l1_sparse = ml_collections.ConfigDict({"lr": 0.1, "epochs": None, "alpha": 1e-3})
   c.salun = ml_collections.ConfigDict({
       "lr": 1e-4, "epochs": None, "gamma": 0.5, "layers": "all"})

@@ -104,9 +104,13 @@ def _random_labels(ctx, settings, tx):
 
 
 def _graddiff(ctx, settings, tx):
+  """CE_r + λ·L_u: LUR without the lookahead (α = 0), ``ga`` (−CE_f) by default."""
   ce = ctx.ce()
+  objective = settings.get("forget_objective", "ga")
+  unlearn = ctx.forget(objective)
   weight = settings.forget_weight
-  return _diagnosed(ctx, lambda p, rb, fb: ce(p, rb) - weight * ce(p, fb), tx)
+  return _diagnosed(ctx, lambda p, rb, fb: ce(p, rb) + weight * unlearn(p, fb), tx,
+                    forget=objective)
 
 
 def _lur(ctx, settings, tx):
@@ -128,6 +132,12 @@ def _check_lur(settings, params):
   except ValueError as e:
     raise ValueError(f"lur.{e}") from None
   checks.one_of("lur.forget_objective", settings.forget_objective, losses.FORGET_OBJECTIVES)
+
+
+def _check_graddiff(settings, params):
+  del params
+  checks.one_of("graddiff.forget_objective", settings.get("forget_objective", "ga"),
+                losses.FORGET_OBJECTIVES)
 
 
 def _check_lur_snip(settings, params):
@@ -202,7 +212,7 @@ METHODS: dict[str, Method] = {
     "ft": Method(_finetune),
     "ga": Method(_gradient_ascent, iterate="forget"),
     "rl": Method(_random_labels),
-    "graddiff": Method(_graddiff),
+    "graddiff": Method(_graddiff, check=_check_graddiff),
     "lur": Method(_lur, check=_check_lur),
     "l1_sparse": Method(_finetune, wrap_tx=_l1_tx, check=_check_l1),
     "salun": Method(_random_labels, prepare=_salun_mask, check=_check_salun),

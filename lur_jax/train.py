@@ -30,7 +30,7 @@ StateUpdate = Callable[[Any, Any, dict], Any]  # (params, model_state, retain_ba
 
 def sgd(lr: float, momentum: float = 0.9, weight_decay: float = 5e-4) -> optax.GradientTransformation:
   """SGD with momentum and (coupled) weight decay, as in the SalUn code."""
-  if not lr > 0:
+  if isinstance(lr, (int, float)) and not lr > 0:  # a traced lr (a sweep) is checked upstream
     raise ValueError(f"learning rate {lr!r}; allowed: a number > 0")
   return optax.chain(optax.add_decayed_weights(weight_decay),
                      optax.sgd(lr, momentum=momentum or None))
@@ -70,7 +70,7 @@ def check_batches(retain_batch: dict, forget_batch: dict) -> None:
                      f"examples of shape {tuple(forget_batch['x'].shape[1:])}; allowed: the same")
 
 
-def _with_keys(state: TrainState, retain_batch: dict, forget_batch: dict) -> tuple[dict, dict]:
+def with_keys(state: TrainState, retain_batch: dict, forget_batch: dict) -> tuple[dict, dict]:
   """Adds the per-step keys that random objectives read (``rl``'s labels, the
   diffusion noise), one for each batch."""
   key = jax.random.fold_in(state.rng, state.step)
@@ -99,6 +99,28 @@ def conflict_metrics(params, retain_batch, forget_batch, retain_loss_fn, forget_
           "grad_cosine": lur.tree_cosine(forget_grad, retain_grad)}
 
 
+def lookahead_alignment(params, retain_batch, forget_batch, retain_loss_fn, forget_loss_fn, *,
+                        inner_lr, inner_steps: int = 1) -> dict:
+  """Where LUR's second-order term acts, for any method's parameters θ.
+
+  θ_K is :func:`lur_jax.lookahead_params` on the retain loss (step α, K steps).
+  To first order in α, L_u(θ_1) = L_u(θ) − α⟨∇L_u(θ), ∇L_r(θ)⟩, so descending the
+  unlearning loss after the lookahead raises the alignment of the two gradients.
+
+  Returns:
+    ``lookahead_dot`` ⟨∇L_u(θ_K), ∇L_r(θ)⟩, its cosine ``lookahead_cosine``, and
+    ``grad_cosine``, the cosine of ∇L_u(θ) and ∇L_r(θ) at θ itself.
+  """
+  retain_grad = jax.grad(retain_loss_fn)(params, retain_batch)
+  theta_k = lur.lookahead_params(params, retain_loss_fn, retain_batch, inner_lr=inner_lr,
+                                 inner_steps=inner_steps)
+  forget_grad_k = jax.grad(forget_loss_fn)(theta_k, forget_batch)
+  forget_grad = jax.grad(forget_loss_fn)(params, forget_batch)
+  return {"grad_cosine": lur.tree_cosine(forget_grad, retain_grad),
+          "lookahead_dot": optax.tree.vdot(forget_grad_k, retain_grad),
+          "lookahead_cosine": lur.tree_cosine(forget_grad_k, retain_grad)}
+
+
 def gradient_step(value_and_grad_fn: Callable, tx: optax.GradientTransformation, *,
                   retain_loss_fn: Callable | None = None,
                   forget_loss_fn: Callable | None = None,
@@ -119,7 +141,7 @@ def gradient_step(value_and_grad_fn: Callable, tx: optax.GradientTransformation,
   """
   def step(state, retain_batch, forget_batch):
     check_batches(retain_batch, forget_batch)
-    retain_batch, forget_batch = _with_keys(state, retain_batch, forget_batch)
+    retain_batch, forget_batch = with_keys(state, retain_batch, forget_batch)
     loss, grads = value_and_grad_fn(state.params, retain_batch, forget_batch)
     metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads)}
     if retain_loss_fn is not None and forget_loss_fn is not None:
@@ -177,7 +199,7 @@ def lur_step(tx: optax.GradientTransformation, *, retain_loss_fn, forget_loss_fn
 
   def step(state, retain_batch, forget_batch):
     check_batches(retain_batch, forget_batch)
-    retain_batch, forget_batch = _with_keys(state, retain_batch, forget_batch)
+    retain_batch, forget_batch = with_keys(state, retain_batch, forget_batch)
     value, grads, terms = lur.lur_value_and_grad_with_terms(
         state.params, retain_batch, forget_batch, **lur_kw)
     metrics = {"loss": value, "grad_norm": optax.tree.norm(grads),

@@ -187,9 +187,25 @@ def fit(step_fn, states, x, y, members: Members, *, mesh, epochs: int, batch_siz
                         np.where(diverged >= 0, diverged + position, -1))
 
 
-def unlearn(exp, name: str, variables, members: Members, *, progress: bool = True,
-            desc: str | None = None, chunk: int = 0, checkpoints=None, every: int = 0,
-            log=None) -> EnsembleResult:
+class _Settings(dict):
+  """A method's settings as attributes, where values may be traced (a sweep's
+  per-member hyperparameters)."""
+
+  def __getattr__(self, key):
+    try:
+      return self[key]
+    except KeyError:
+      raise AttributeError(key) from None
+
+
+def _method_tx(method, settings):
+  tx = train.optimizer(settings)
+  return tx if method.wrap_tx is None else method.wrap_tx(settings, tx)
+
+
+def unlearn(exp, name: str, variables, members: Members, *, hparams=None, wrap=None,
+            progress: bool = True, desc: str | None = None, chunk: int = 0,
+            checkpoints=None, every: int = 0, log=None) -> EnsembleResult:
   """Runs method ``name`` of a prepared study for every member at once.
 
   Args:
@@ -198,6 +214,13 @@ def unlearn(exp, name: str, variables, members: Members, *, progress: bool = Tru
     variables: ``{"params", "model_state"}`` with a leading model axis: where
       each member starts (the originals; a fresh init for ``retrain``).
     members: each member's seed and sets.
+    hparams: optional ``{key: [M] numbers}``, each member's own value of
+      continuous settings (``lr``, ``forget_weight``, ``inner_lr``, ``alpha``,
+      ...) laid over the config's; they ride in the members' state, so one
+      compiled program runs every setting of a sweep. Settings that change
+      shapes or the program (epochs, ``inner_steps``, sparsity) cannot vary.
+    wrap: optional ``(step, ctx, settings) -> step`` around each member's step
+      (to record more metrics, say).
     chunk: members vmapped per call (0: all), see :func:`fit`.
     checkpoints, every, log: resumable state, see :func:`fit`.
 
@@ -212,9 +235,12 @@ def unlearn(exp, name: str, variables, members: Members, *, progress: bool = Tru
   if jax.tree.leaves(variables["model_state"]):
     raise ValueError(f"{name}: ensembles of models with BatchNorm statistics are not "
                      "supported yet; allowed: models without BatchNorm")
-  tx = train.optimizer(settings)
-  if method.wrap_tx is not None:
-    tx = method.wrap_tx(settings, tx)
+  hparams = {k: np.asarray(v, np.float32) for k, v in (hparams or {}).items()}
+  for key, values in hparams.items():
+    if values.shape != members.seeds.shape or not np.all(np.isfinite(values)):
+      raise ValueError(f"hparams[{key!r}]: shape {values.shape}; allowed: {len(members.seeds)}"
+                       " finite numbers, one per member")
+  tx = _method_tx(method, settings)
   ctx = methods.Context(exp.model.apply, exp.splits.num_classes, exp.model.init,
                         objectives=exp.objectives)
   keys = [jax.random.key(int(s)) for s in members.seeds]
@@ -230,18 +256,33 @@ def unlearn(exp, name: str, variables, members: Members, *, progress: bool = Tru
                   ._replace(rng=jax.random.key_data(k), model_state={})
                   for i, k in enumerate(keys)])
   states = states._replace(rng=jax.random.wrap_key_data(states.rng))
-  if mask is None:
-    step = method.make_step(ctx, settings, tx)
-  else:  # each member's update mask rides along in its optimiser state
-    states = states._replace(opt_state=(states.opt_state, mask))
-
-    def step(state, retain_batch, forget_batch):
-      inner, m = state.opt_state
-      new, metrics = method.make_step(ctx, settings, member_tx(m))(
-          state._replace(opt_state=inner), retain_batch, forget_batch)
-      return new._replace(opt_state=(new.opt_state, m)), metrics
+  step = _member_step(method, ctx, settings, mask is not None, hparams, wrap)
+  if mask is not None or hparams:  # each member's own values ride in its optimiser state
+    extra = {"mask": mask} if mask is not None else {}
+    states = states._replace(opt_state=(states.opt_state, {**extra, "hparams": hparams}))
   return fit(step, states, exp.splits.train.x, exp.splits.train.y, members, mesh=exp.mesh,
              epochs=settings.epochs, batch_size=settings.batch_size, forget_batch_size=forget_bs,
              iterate=method.iterate, desc=desc or name, progress=progress,
              augment=exp.config.data.get("augment", False), chunk=chunk,
              checkpoints=checkpoints, every=every, log=log)
+
+
+def _member_step(method, ctx, settings, masked: bool, hparams: dict, wrap):
+  """One member's step; its update mask and hyperparameters (if any) are read
+  from the second half of its optimiser state."""
+  def build(extra):
+    s = _Settings({**settings.to_dict(), **extra.get("hparams", {})})
+    tx = _method_tx(method, s)
+    if "mask" in extra:
+      tx = optax.chain(tx, saliency.masked_updates(extra["mask"]))
+    step = method.make_step(ctx, s, tx)
+    return step if wrap is None else wrap(step, ctx, s)
+
+  if not masked and not hparams:
+    return build({})
+
+  def step(state, retain_batch, forget_batch):
+    inner, extra = state.opt_state
+    new, metrics = build(extra)(state._replace(opt_state=inner), retain_batch, forget_batch)
+    return new._replace(opt_state=(new.opt_state, extra)), metrics
+  return step

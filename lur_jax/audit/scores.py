@@ -40,12 +40,14 @@ def evaluator(eval_apply):
                           in_axes=(0, None)))
 
 
-def outputs(apply, variables, train, test, chunk: int = 0) -> Outputs:
+def outputs(apply, variables, train, test, chunk: int = 0, strict: bool = True) -> Outputs:
   """Evaluates stacked ``variables`` (leading model axis) with ``apply`` (see
   :func:`evaluator`), ``chunk`` members per call.
 
   Raises:
-    FloatingPointError: when a member's outputs are not finite.
+    FloatingPointError: when a member's outputs are not finite (with
+      ``strict``; otherwise that member's values are NaN and its predictions
+      wrong).
   """
   models = len(jax.tree.leaves(variables["params"])[0])
   size = chunk or models
@@ -59,12 +61,12 @@ def outputs(apply, variables, train, test, chunk: int = 0) -> Outputs:
 
   def views(dataset):
     z = logits(dataset.x)
-    if not np.isfinite(z).all():
+    if strict and not np.isfinite(z).all():
       raise FloatingPointError("non-finite model outputs")
     z -= z.max(-1, keepdims=True)
     e = np.exp(z)
     p = np.take_along_axis(e, dataset.y[None, :, None], -1)[..., 0] / e.sum(-1)
-    return z, p, z.argmax(-1) == dataset.y
+    return z, p, (z.argmax(-1) == dataset.y) & np.isfinite(z).all(-1)
   z, p, correct = views(train)
   _, test_p, test_correct = views(test)
   return Outputs(forgetting_score.logit_scaled_confidence(z, train.y), p, correct, test_p,

@@ -1,0 +1,109 @@
+"""What the verdict tunes: the arms (a method with fixed settings) and the
+ranges their settings are drawn from, the same number of draws for every arm.
+
+A range is :class:`LogUniform` (continuous: each draw becomes a per-member
+value of one vmapped ensemble) or a tuple of choices (discrete: each choice
+is its own compiled program). Ranges span a factor of 30 to 100 around the
+settings hand-tuned earlier, so that no method is tuned on its good side only.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from lur_jax import loop
+
+
+class LogUniform(NamedTuple):
+  low: float
+  high: float
+
+
+class Arm(NamedTuple):
+  """One tuned candidate: registry ``method`` with ``fixed`` settings, drawn from ``space``."""
+
+  method: str
+  fixed: dict
+  space: dict
+  family: str  # "baseline", "graddiff", "lur" (exact LUR), "ablation" (first order),
+  # or "hybrid" (lur_snip: trim, then LUR; not a baseline of the paper)
+
+
+EPOCHS = (2, 5, 10, 20)
+_LR = LogUniform(1e-3, 0.3)
+_SMALL_LR = LogUniform(1e-4, 3e-2)  # for methods whose forget loss is unbounded or relabels
+_WEIGHT = LogUniform(0.01, 3.0)  # λ of graddiff and the LUR variants, both objectives
+_INNER_LR = LogUniform(0.01, 1.0)  # LUR's α
+_SPARSITY = (0.9, 0.97, 0.99)
+
+BASELINES = {
+    "ft": {"lr": _LR, "epochs": EPOCHS},
+    "ga": {"lr": _SMALL_LR, "epochs": EPOCHS},
+    "rl": {"lr": _SMALL_LR, "epochs": EPOCHS},
+    "l1_sparse": {"lr": _LR, "alpha": LogUniform(1e-5, 1e-2), "epochs": EPOCHS},
+    "salun": {"lr": _SMALL_LR, "gamma": (0.1, 0.3, 0.5), "epochs": EPOCHS},
+    "shs": {"lr": _LR, "forget_weight": _WEIGHT, "sparsity": _SPARSITY, "epochs": EPOCHS},
+    "lur_snip": {"lr": _LR, "forget_weight": _WEIGHT, "inner_lr": _INNER_LR,
+                 "sparsity": _SPARSITY, "epochs": EPOCHS},
+}
+
+# The ablation ladder, each rung with both forget objectives: GradDiff is LUR with
+# α = 0; first_order keeps the lookahead's displacement but drops the Hessian term;
+# exact (K = 1) and hvp (K = 2, 4) are LUR's exact gradient.
+LADDER = {
+    "graddiff": ("graddiff", {}),
+    "lur_first_order": ("lur", {"mode": "first_order", "lookahead": "retain", "inner_steps": 1}),
+    "lur": ("lur", {"mode": "exact", "lookahead": "retain", "inner_steps": 1}),
+    "lur_forget": ("lur", {"mode": "exact", "lookahead": "forget", "inner_steps": 1}),
+    "lur_k2": ("lur", {"mode": "hvp", "lookahead": "retain", "inner_steps": 2}),
+    "lur_k4": ("lur", {"mode": "hvp", "lookahead": "retain", "inner_steps": 4}),
+}
+OBJECTIVES = ("ga", "rl")
+
+
+def arms() -> dict[str, Arm]:
+  """Every arm by name: the baselines, then each ladder rung with ``-ga`` and ``-rl``."""
+  out = {name: Arm(name, {}, space, "hybrid" if name == "lur_snip" else "baseline")
+         for name, space in BASELINES.items()}
+  for rung, (method, fixed) in LADDER.items():
+    space = {"lr": _LR, "forget_weight": _WEIGHT, "epochs": EPOCHS}
+    if method == "lur":
+      space["inner_lr"] = _INNER_LR
+    family = {"graddiff": "graddiff", "lur_first_order": "ablation"}.get(rung, "lur")
+    for objective in OBJECTIVES:
+      out[f"{rung}-{objective}"] = Arm(method, {**fixed, "forget_objective": objective}, space,
+                                       family)
+  return out
+
+
+def draw(space: dict, count: int, seed: int, name: str) -> list[dict]:
+  """``count`` settings: log-uniform draws of each range, uniform picks of each
+  choice, seeded by ``seed`` and the arm's ``name``."""
+  rng = np.random.default_rng(loop.derive_seed(seed, f"verdict-{name}"))
+  settings = []
+  for _ in range(count):
+    s = {}
+    for key, r in sorted(space.items()):
+      if isinstance(r, LogUniform):
+        s[key] = float(np.exp(rng.uniform(np.log(r.low), np.log(r.high))))
+      else:
+        s[key] = r[int(rng.integers(len(r)))]
+    settings.append(s)
+  return settings
+
+
+def continuous_keys(space: dict) -> list[str]:
+  return sorted(k for k, r in space.items() if isinstance(r, LogUniform))
+
+
+def describe(space: dict) -> str:
+  """``lr ∈ [0.001, 0.3] (log), epochs ∈ {2, 5, 10, 20}`` for the docs and results."""
+  parts = []
+  for key, r in sorted(space.items()):
+    if isinstance(r, LogUniform):
+      parts.append(f"{key} ∈ [{r.low:g}, {r.high:g}] (log)")
+    else:
+      parts.append(f"{key} ∈ {{{', '.join(map(str, r))}}}")
+  return ", ".join(parts)

@@ -1,0 +1,187 @@
+"""The verdict of one forgetting setting: every arm tuned with the same budget
+on the validation split, the winners measured on the test split over many
+seeds, LUR's paired differences, the mechanism, and (for random forgetting)
+the audit of the headline methods.
+
+Each arm's row is saved as soon as it is done (``arms/<name>.json`` with a
+fingerprint of what determined it), so an interrupted setting resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import ml_collections
+import numpy as np
+
+from lur_jax import cache as cache_lib, checkpoint, results as results_lib, study
+from lur_jax.audit import scores, study as audit_study
+from lur_jax.verdict import report, space as space_lib, stats, tune
+
+DEFAULTS = {"settings": 24, "tune_seeds": 3, "final_seeds": 16, "mechanism_seeds": 4,
+            "audit_models": 16, "arms": ""}
+
+
+def settings_of(overrides: dict | None) -> ml_collections.ConfigDict:
+  s = ml_collections.ConfigDict({**DEFAULTS, **(overrides or {})})
+  unknown = sorted(set(s) - set(DEFAULTS))
+  if unknown:
+    raise ValueError(f"verdict.{unknown[0]}: unknown key; allowed: {', '.join(DEFAULTS)}")
+  for key, low in (("settings", 1), ("tune_seeds", 1), ("final_seeds", 2),
+                   ("mechanism_seeds", 0), ("audit_models", 0)):
+    if isinstance(s[key], bool) or not isinstance(s[key], int) or s[key] < low:
+      raise ValueError(f"verdict.{key}={s[key]!r}; allowed: an int >= {low}")
+  return s
+
+
+def selected_arms(spec: str) -> dict[str, space_lib.Arm]:
+  every = space_lib.arms()
+  names = [n.strip() for n in spec.split(",") if n.strip()] or list(every)
+  for n in names:
+    if n not in every:
+      raise ValueError(f"verdict.arms: unknown arm {n!r}; allowed: {', '.join(every)}")
+  if not any(every[n].family == "graddiff" for n in names):
+    raise ValueError(f"verdict.arms={spec!r}; allowed: a list with a graddiff arm (the "
+                     "reference of every paired difference)")
+  return {n: every[n] for n in names}
+
+
+def _split(config, split: str) -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict(config.to_dict())
+  config.eval.split = split
+  return config
+
+
+def run(config, out_dir: str, verdict: dict | None = None, *, progress: bool = True,
+        log=None) -> dict:
+  """Runs the verdict of ``config``'s forgetting setting into ``out_dir``.
+
+  Args:
+    config: a classification config (its method sections are the starting
+      point only: every arm's settings are drawn anew).
+    out_dir: output folder (``verdict.json``, ``verdict.md``, ``verdict.png``).
+    verdict: budget overrides of :data:`DEFAULTS`: ``settings`` per arm,
+      ``tune_seeds``, ``final_seeds``, ``mechanism_seeds``, ``audit_models``
+      (0: no audit) and ``arms`` (comma-separated, default all).
+
+  Raises:
+    ValueError: on bad settings, before any work.
+  """
+  log = log or (lambda msg: print(msg, file=sys.stderr))
+  s = settings_of(verdict)
+  arms = selected_arms(s.arms)
+  exp_val, exp_test = study.prepare(_split(config, "val")), study.prepare(_split(config, "test"))
+  study.check_out_dir(out_dir)
+  with checkpoint.writing(out_dir):
+    os.makedirs(os.path.join(out_dir, "arms"), exist_ok=True)
+  evaluate = scores.evaluator(exp_val.model.eval_apply)
+  groups = {"tune": tune.seeds_group(exp_val, s.tune_seeds, "verdict-tune", evaluate,
+                                     progress=progress, log=log),
+            "final": tune.seeds_group(exp_test, s.final_seeds, "verdict-final", evaluate,
+                                      progress=progress, log=log)}
+  rows = {name: _arm_row(exp_val, exp_test, name, arm, s, groups, evaluate, out_dir, progress,
+                         log) for name, arm in arms.items()}
+  results = {**results_lib.header(exp_test), "verdict": s.to_dict(),
+             "spaces": {n: space_lib.describe(a.space) for n, a in arms.items()},
+             "reference": {"final": _metric_intervals(groups["final"].reference)},
+             "arms": rows}
+  results["compare"] = report.compare(rows)
+  if s.mechanism_seeds:
+    results["mechanism"] = _mechanism(exp_test, arms, rows, results["compare"], groups, s,
+                                      evaluate, progress)
+  if s.audit_models and config.forget.kind == "random" and config.forget.fraction <= 0.5:
+    results["audit"] = _audit(config, arms, rows, results["compare"], s, out_dir, progress, log)
+  report.write(out_dir, results)
+  return results
+
+
+def _metric_intervals(values: np.ndarray) -> dict:
+  return {k: stats.interval(values[:, i]) for i, k in enumerate(("UA", "RA", "TA", "MIA"))}
+
+
+def _arm_row(exp_val, exp_test, name, arm, s, groups, evaluate, out_dir, progress, log) -> dict:
+  key = cache_lib.fingerprint({"config": exp_test.config.to_dict(), "arm": arm._asdict(),
+                               "budget": [s.settings, s.tune_seeds, s.final_seeds]})
+  path = os.path.join(out_dir, "arms", f"{name}.json")
+  if os.path.exists(path):
+    with open(path) as f:
+      row = json.load(f)
+    if row.get("fingerprint") == key:
+      log(f"verdict: {name}: reusing {path}")
+      return row
+  tuning = tune.tune(exp_val, arm, name, s.settings, groups["tune"], evaluate, progress=progress)
+  row = {"family": arm.family, "method": arm.method, "fixed": arm.fixed, "tuning": tuning,
+         "fingerprint": key}
+  if tuning["chosen"] is None:
+    log(f"verdict: {name}: every one of {s.settings} settings diverged")
+    row["final"] = None
+  else:
+    values, info = tune.run_settings(exp_test, arm, [tuning["chosen"]], groups["final"],
+                                     evaluate, progress=progress, desc=f"final {name}")
+    gap = tune.gaps(values[0], groups["final"].reference)
+    row["settings"] = tune.method_settings(exp_test.config, arm, tuning["chosen"])
+    row["final"] = {"metrics": values[0].tolist(), "gap": gap.tolist(),
+                    "avg_gap": stats.interval(gap), **_metric_intervals(values[0]),
+                    "diverged": int(np.isnan(gap).sum()), "seconds": info["seconds"]}
+    log(f"verdict: {name}: val Avg Gap {tuning['chosen_val_gap']:.2f} "
+        f"({tuning['working']}/{s.settings} settings worked), test {np.nanmean(gap):.2f}")
+  checkpoint.write_json(path, row)
+  return row
+
+
+def _mechanism(exp, arms, rows, compare, groups, s, evaluate, progress) -> dict | None:
+  """The alignment LUR optimises, per step, for the headline LUR arm and the
+  GradDiff arm with its forget objective, on the same seeds and batches."""
+  lur_name = compare.get("lur")
+  if lur_name is None:
+    return None
+  objective = arms[lur_name].fixed["forget_objective"]
+  graddiff_name = f"graddiff-{objective}"
+  if rows.get(graddiff_name, {}).get("final") is None:
+    return None
+  chosen = rows[lur_name]["tuning"]["chosen"]
+  alpha, k = chosen["inner_lr"], arms[lur_name].fixed["inner_steps"]
+  wrap = tune.alignment_wrap(objective, alpha, k)
+  g = groups["final"]
+  few = tune.Seeds(type(g.members)(*(a[:s.mechanism_seeds] for a in g.members)),
+                   {key: _head(v, s.mechanism_seeds) for key, v in g.originals.items()},
+                   g.reference[:s.mechanism_seeds])
+  curves = {"inner_lr": alpha, "inner_steps": k, "objective": objective}
+  for name in (lur_name, graddiff_name):
+    _, info = tune.run_settings(exp, arms[name], [rows[name]["tuning"]["chosen"]], few,
+                                evaluate, wrap=wrap, progress=progress, desc=f"mechanism {name}")
+    curves[name] = {key[len("align_"):]: np.nanmean(v, 1).tolist()
+                    for key, v in info["history"].items() if key.startswith("align_")}
+  return curves
+
+
+def _head(tree, n):
+  import jax  # pylint: disable=g-import-not-at-top
+  return jax.tree.map(lambda a: a[:n], tree)
+
+
+def _audit(config, arms, rows, compare, s, out_dir, progress, log) -> dict | None:
+  """The audit (U-LiRA, NeurIPS score) of the headline LUR arm, GradDiff and the
+  best baseline, each with its chosen settings."""
+  picks = [compare.get(k) for k in ("lur", "graddiff", "best_baseline")]
+  picks = list(dict.fromkeys(p for p in picks if p is not None))
+  if len({arms[p].method for p in picks}) < len(picks):
+    return None
+  config = ml_collections.ConfigDict(config.to_dict())
+  for p in picks:
+    config = tune.with_settings(config, arms[p], rows[p]["tuning"]["chosen"])
+  config.audit.models, config.audit.methods = s.audit_models, ",".join(arms[p].method
+                                                                        for p in picks)
+  found = audit_study.run(config, os.path.join(out_dir, "audit"), progress=progress, log=log)
+  by_arm = {p: found["rows"][arms[p].method] for p in picks}
+  out = {"models": s.audit_models, "rows": {**{p: report.audit_cells(r) for p, r in
+                                                by_arm.items()},
+                                             "retrain": report.audit_cells(found["rows"]["retrain"]),
+                                             "original": report.audit_cells(found["rows"]["original"])}}
+  if compare.get("lur") in by_arm and compare.get("graddiff") in by_arm:
+    acc = [np.array(by_arm[compare[k]]["ulira"]["per_example_accuracy"], float)
+           for k in ("lur", "graddiff")]
+    out["lur_minus_graddiff"] = stats.paired_bootstrap(*acc, seed=config.seed)
+  return out

@@ -1,0 +1,181 @@
+"""Equal-budget tuning and the final runs, as vmapped ensembles.
+
+Every arm's S drawn settings run on the same T tuning seeds in one ensemble
+per discrete choice (S·T members, the continuous settings per member); each
+setting is scored by its mean Avg Gap to the retrain of the same seed, on the
+validation split, and the lowest wins. The winners then run on F final seeds
+(other forget sets, other originals) and are measured on the test split.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import ml_collections
+import numpy as np
+
+from lur_jax import config as config_lib, loop, metrics, train
+from lur_jax.audit import ensemble, scores
+from lur_jax.verdict import space as space_lib
+
+
+class Seeds(NamedTuple):
+  """One group of seeds: its members, its originals and retrains, and the
+  retrains' metrics (``[count, 4]``: UA, RA, TA, MIA)."""
+
+  members: ensemble.Members
+  originals: dict
+  reference: np.ndarray
+
+
+def members_for(exp, count: int, name: str) -> ensemble.Members:
+  """``count`` seeds; random forgetting draws each its own forget set (of the
+  config's size), other kinds forget the config's set every time."""
+  if exp.config.forget.kind == "random":
+    return ensemble.random_members(exp, count, name)
+  seeds = np.array([loop.derive_seed(exp.config.seed, f"{name}{i}") for i in range(count)])
+  return ensemble.Members(seeds, np.tile(exp.forget.retain, (count, 1)),
+                          np.tile(exp.forget.forget, (count, 1)))
+
+
+def _fresh(exp, seeds):
+  return ensemble.stack([{"params": exp.model.init(jax.random.fold_in(jax.random.key(int(s)), 0)),
+                          "model_state": {}} for s in seeds])
+
+
+def _chunk(exp, models: int) -> int:
+  chunk = exp.config.get("audit", {}).get("chunk", 0)
+  return chunk if chunk and models % chunk == 0 else 0
+
+
+def member_metrics(exp, variables, members: ensemble.Members, evaluate) -> np.ndarray:
+  """``[M, 4]`` UA, RA, TA, MIA (percent) of each member on its own sets; NaN
+  rows for members whose outputs are not finite."""
+  out = scores.outputs(evaluate, variables, exp.splits.train, exp.forget.test,
+                       _chunk(exp, len(members.seeds)), strict=False)
+  rows = []
+  for m, (forget, retain) in enumerate(zip(members.forget, members.retain)):
+    if not (np.isfinite(out.p_true[m]).all() and np.isfinite(out.test_p_true[m]).all()):
+      rows.append([np.nan] * 4)
+      continue
+    seed = int(members.seeds[m])
+    svc = np.random.default_rng(seed).permutation(retain)[:scores.SVC_EXAMPLES]
+    rows.append([100.0 - 100.0 * out.correct[m, forget].mean(),
+                 100.0 * out.correct[m, retain].mean(), 100.0 * out.test_correct[m].mean(),
+                 metrics.mia_efficacy(out.p_true[m, svc], out.test_p_true[m],
+                                      out.p_true[m, forget], seed)])
+  return np.array(rows)
+
+
+def seeds_group(exp, count: int, name: str, evaluate, *, progress=True, log=print) -> Seeds:
+  """Trains ``count`` originals (on all of D) and their retrains (on each D_r)."""
+  members = members_for(exp, count, name)
+  n = len(exp.splits.train)
+  every = np.tile(np.arange(n), (count, 1))
+  on_all = ensemble.Members(members.seeds, every, every[:, :1])
+  run = lambda m, desc: ensemble.unlearn(exp, "retrain", _fresh(exp, m.seeds), m,
+                                         progress=progress, desc=desc,
+                                         chunk=_chunk(exp, count))
+  original = run(on_all, f"{name} originals ×{count}")
+  retrain = run(members, f"{name} retrains ×{count}")
+  if (retrain.diverged_at >= 0).any() or (original.diverged_at >= 0).any():
+    raise FloatingPointError("an original or retrained model diverged; the train recipe "
+                             "(train.lr) does not train this model")
+  log(f"verdict: {name}: {count} originals {original.seconds:.1f} s, retrains "
+      f"{retrain.seconds:.1f} s")
+  reference = member_metrics(exp, {"params": retrain.states.params, "model_state": {}},
+                             members, evaluate)
+  return Seeds(members, {"params": original.states.params, "model_state": {}}, reference)
+
+
+def with_settings(config, arm: space_lib.Arm, values: dict) -> ml_collections.ConfigDict:
+  """``config`` with the arm's fixed settings and ``values`` in its method's section."""
+  config = ml_collections.ConfigDict(config.to_dict())
+  for key, value in {**arm.fixed, **values}.items():
+    config[arm.method][key] = value
+  return config
+
+
+def run_settings(exp, arm: space_lib.Arm, settings: list[dict], group: Seeds, evaluate, *,
+                 wrap=None, progress=True, desc="") -> tuple[np.ndarray, dict]:
+  """Runs every setting on every seed of ``group``.
+
+  Returns:
+    ``([settings, seeds, 4] metrics, {"seconds", "compile_seconds", "history"})``;
+    a member that diverged has NaN metrics. ``history`` holds the per-step
+    metrics of the last program run (``[steps, members]`` each).
+  """
+  keys = space_lib.continuous_keys(arm.space)
+  count = len(group.members.seeds)
+  out = np.full((len(settings), count, 4), np.nan)
+  info = {"seconds": 0.0, "compile_seconds": 0.0, "history": {}}
+  programs = {}
+  for i, s in enumerate(settings):
+    programs.setdefault(tuple((k, v) for k, v in sorted(s.items()) if k not in keys), []).append(i)
+  for fixed, chosen in programs.items():
+    per = lambda a: np.concatenate([a] * len(chosen))  # member j of setting i: seed j % count
+    members = ensemble.Members(*(per(a) for a in group.members))
+    hparams = {k: np.repeat([settings[i][k] for i in chosen], count) for k in keys}
+    cfg = with_settings(exp.config, arm, dict(fixed))
+    starts = jax.tree.map(per, group.originals)
+    result = ensemble.unlearn(exp._replace(config=cfg), arm.method, starts, members,
+                              hparams=hparams, wrap=wrap, progress=progress,
+                              desc=f"{desc} {dict(fixed)} ×{len(members.seeds)}",
+                              chunk=_chunk(exp, len(members.seeds)))
+    variables = {"params": result.states.params, "model_state": {}}
+    values = member_metrics(exp, variables, members, evaluate)
+    values[result.diverged_at >= 0] = np.nan
+    out[chosen] = values.reshape(len(chosen), count, 4)
+    info["seconds"] += result.seconds
+    info["compile_seconds"] += result.compile_seconds
+    info["history"] = result.history
+  return out, info
+
+
+def gaps(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
+  """Avg Gap of each member to the retrain of its own seed (NaN when diverged)."""
+  return np.abs(values - reference).mean(-1)
+
+
+def tune(exp, arm: space_lib.Arm, name: str, count: int, group: Seeds, evaluate, *,
+         progress=True) -> dict:
+  """Draws ``count`` settings of ``arm``, runs them on ``group`` (on the
+  validation split) and picks the lowest mean Avg Gap; a setting with a
+  diverged seed is never picked."""
+  settings = space_lib.draw(arm.space, count, exp.config.seed, name)
+  values, info = run_settings(exp, arm, settings, group, evaluate, progress=progress,
+                              desc=f"tune {name}")
+  score = gaps(values, group.reference).mean(1)
+  score = np.where(np.isfinite(score), score, np.inf)
+  best = int(np.argmin(score))
+  return {"settings": settings, "val_gap": [None if not np.isfinite(v) else float(v)
+                                            for v in score],
+          "working": int(np.isfinite(score).sum()),
+          "chosen": settings[best] if np.isfinite(score[best]) else None,
+          "chosen_val_gap": float(score[best]) if np.isfinite(score[best]) else None,
+          "seconds": info["seconds"], "compile_seconds": info["compile_seconds"]}
+
+
+def alignment_wrap(objective: str, inner_lr: float, inner_steps: int):
+  """A ``wrap`` for :func:`lur_jax.audit.ensemble.unlearn` that records
+  :func:`lur_jax.train.lookahead_alignment` (prefixed ``align_``) at every
+  step's parameters, before the update, on the step's own batches."""
+  def wrap(step, ctx, settings):
+    del settings
+    retain, unlearn = ctx.ce(), ctx.forget(objective)
+
+    def measured(state, retain_batch, forget_batch):
+      r, f = train.with_keys(state, retain_batch, forget_batch)
+      found = train.lookahead_alignment(state.params, r, f, retain, unlearn,
+                                        inner_lr=inner_lr, inner_steps=inner_steps)
+      new, step_metrics = step(state, retain_batch, forget_batch)
+      return new, {**step_metrics, **{f"align_{k}": v for k, v in found.items()}}
+    return measured
+  return wrap
+
+
+def method_settings(config, arm: space_lib.Arm, values: dict) -> dict:
+  """The settings a run of ``arm`` with ``values`` uses (for the results)."""
+  resolved = config_lib.method_settings(with_settings(config, arm, values), arm.method)
+  return {k: v for k, v in resolved.to_dict().items() if k != "name"}
