@@ -14,7 +14,7 @@ import digits
 
 
 def get_config():
-  c = digits.get_config()
+  c = digits.base_config()
   c.methods = "retrain,ft,ga,rl,graddiff,l1_sparse,salun,shs,lur,lur_snip"
   c.data.update({"name": "tfds:cifar10", "augment": True})
   c.model = digits.ml_collections.ConfigDict({"name": "resnet18", "width": 64})

@@ -9,5 +9,10 @@ import digits
 def get_config():
   c = digits.get_config()
   c.train.epochs = 3
+  for name in ("ft", "ga", "rl", "graddiff", "l1_sparse", "salun", "shs", "lur", "lur_snip"):
+    c[name].epochs = None  # every method one epoch, whatever its tuned count
+    for kind in c.settings_for.values():
+      if name in kind and "epochs" in kind[name]:
+        del kind[name]["epochs"]
   c.unlearn.epochs = 1
   return c

@@ -15,7 +15,7 @@ import digits
 
 
 def get_config():
-  c = digits.get_config()
+  c = digits.base_config()
   c.methods = "retrain,ft,ga,rl,graddiff,l1_sparse,salun,shs,lur,lur_snip"
   c.data.name = "fashion_mnist"
   c.data.dir = "/usr/share/datasets/fashion-mnist"

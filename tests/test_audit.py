@@ -148,6 +148,8 @@ def test_chunks_give_the_same_members_as_one_vmapped_call():
     (["audit.bootstrap=0"], "audit.bootstrap=0; allowed: an int >= 1"),
     (["forget.kind=class"], "forget.kind='class'; allowed for an audit: random"),
     (["forget.fraction=0.7"], "forget.fraction=0.7; allowed for an audit: (0, 0.5]"),
+    (["forget.fraction=0.5"], "forget.fraction=0.5 forgets 648 of 1295 examples; allowed for "
+     "an audit: at most 647"),
     (["model.name=resnet18"], "model.name='resnet18' keeps BatchNorm statistics"),
     (["ga.lr=-1"], "ga.lr=-1.0; allowed: a number > 0"),
 ])

@@ -96,6 +96,10 @@ def prepare(config: ml_collections.ConfigDict) -> Audit:
     raise ValueError(f"model.name={config.model.name!r} keeps BatchNorm statistics; allowed "
                      "for an audit: models without BatchNorm (mlp, cnn)")
   n, size = len(exp.splits.train), len(exp.forget.forget)
+  if 2 * size > n:
+    raise ValueError(f"forget.fraction={config.forget.fraction!r} forgets {size} of {n} "
+                     f"examples; allowed for an audit: at most {n // 2} (the pool holds "
+                     "twice the forget set)")
   if s.examples > 2 * size:
     raise ValueError(f"audit.examples={s.examples}; allowed: 0 (all) or 1..{2 * size}, the "
                      f"audit pool (twice the forget set of {size}; the training set has {n})")

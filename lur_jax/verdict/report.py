@@ -41,6 +41,18 @@ def compare(rows: dict) -> dict:
   return out
 
 
+def config_sections(rows: dict, picks: dict) -> dict:
+  """What to write into a config's method sections: each registry method's
+  chosen arm (the headline arm for ``lur`` and ``graddiff``) and its settings."""
+  chosen = {n: r for n, r in rows.items()
+            if r["family"] in ("baseline", "hybrid") and r.get("final") is not None}
+  for key in ("graddiff", "lur"):
+    if picks.get(key) is not None:
+      chosen[picks[key]] = rows[picks[key]]
+  return {r["method"]: {"arm": n, **r["fixed"], **r["tuning"]["chosen"]}
+          for n, r in chosen.items()}
+
+
 def audit_cells(row: dict) -> dict:
   """What the verdict keeps of an audit row: U-LiRA and the NeurIPS score."""
   if "ulira" not in row:
@@ -69,29 +81,41 @@ def markdown(results: dict) -> str:
   lines = [f"{v['settings']} settings per arm tuned on {v['tune_seeds']} seeds (validation "
            f"split); the chosen setting on {v['final_seeds']} other seeds (test split). "
            "Means with 95% t-intervals over seeds.", "",
-           "| arm | family | working settings | val Avg Gap | test Avg Gap | UA | RA | TA | MIA "
-           "| chosen |", "|---" * 10 + "|"]
+           "| arm | family | working settings | val Avg Gap | test Avg Gap | diverged | UA | RA | TA "
+           "| MIA | chosen |", "|---" * 11 + "|"]
   ref = results["reference"]["final"]
-  lines.append(f"| retrain (reference) | | | | 0 | {_cell(ref['UA'])} | {_cell(ref['RA'])} | "
+  lines.append(f"| retrain (reference) | | | | 0 | | {_cell(ref['UA'])} | {_cell(ref['RA'])} | "
                f"{_cell(ref['TA'])} | {_cell(ref['MIA'])} | |")
   for name, r in rows.items():
     t, f = r["tuning"], r.get("final")
     if f is None:
-      lines.append(f"| {name} | {r['family']} | 0/{len(t['settings'])} | – | – | | | | | |")
+      lines.append(f"| {name} | {r['family']} | 0/{len(t['settings'])} | – | – | | | | | | |")
       continue
     lines.append(" | ".join([
         f"| {name}", r["family"], f"{t['working']}/{len(t['settings'])}",
-        f"{t['chosen_val_gap']:.2f}", _cell(f["avg_gap"]),
+        f"{t['chosen_val_gap']:.2f}", _cell(f["avg_gap"]), f"{f['diverged']}/{len(f['gap'])}",
         *(_cell(f[k], 1) for k in ("UA", "RA", "TA", "MIA")),
         f"{_settings_text(t['chosen'])} |"]))
   lines += ["", "| comparison (test Avg Gap, paired by seed) | difference | verdict |",
             "|---|---|---|"]
-  for key, label in (("lur_minus_graddiff", "graddiff"), ("lur_minus_best_baseline",
-                                                         "best_baseline")):
+  for key, label, role in (("lur_minus_graddiff", "graddiff", "GradDiff"),
+                           ("lur_minus_best_baseline", "best_baseline", "best baseline")):
     if key in c:
-      lines.append(f"| {c['lur']} − {c[label]} | {_cell(c[key])} | {c[key]['verdict']} |")
+      lines.append(f"| LUR ({c['lur']}) − {role} ({c[label]}) | {_cell(c[key])} | "
+                   f"{c[key]['verdict']} |")
   for name, d in c["ladder"].items():
-    lines.append(f"| {name} − {d['reference']} | {_cell(d)} | {d['verdict']} |")
+    lines.append(f"| ladder: {name} − {d['reference']} | {_cell(d)} | {d['verdict']} |")
+  mech = results.get("mechanism")
+  if mech:
+    lines += ["", f"Mechanism (α = {mech['inner_lr']:.3g}, K = {mech['inner_steps']}, "
+              f"{mech['objective']} objective; mean over each run's steps, interval over "
+              "seeds):", "", "| arm | cos(∇L_u(θ_K), ∇L_r(θ)) | ⟨∇L_u(θ_K), ∇L_r(θ)⟩ | "
+              "cos(∇L_u(θ), ∇L_r(θ)) |", "|---|---|---|---|"]
+    for name, m in mech.items():
+      if isinstance(m, dict):
+        o = m["over_run"]
+        lines.append(f"| {name} | {_cell(o['lookahead_cosine'], 3)} | "
+                     f"{_cell(o['lookahead_dot'], 4)} | {_cell(o['grad_cosine'], 3)} |")
   if results.get("audit"):
     a = results["audit"]
     lines += ["", f"Audit of the chosen settings ({a['models']} runs): U-LiRA balanced "
@@ -125,15 +149,24 @@ def plot(results: dict, path: str) -> None:
   for yi, g, r in zip(y, gaps, rows.values()):
     axes[0].errorbar(g["value"], yi, xerr=[[g["value"] - g["low"]], [g["high"] - g["value"]]],
                      fmt="o", color=colors.get(r["family"], "C7"), capsize=3)
+  values = np.array([g["value"] for g in gaps])
+  right = min(max(g["high"] for g in gaps), 4 * float(np.median(values)))
+  for yi, g in zip(y, gaps):  # intervals past the edge are cut; the JSON has them
+    if g["high"] > right:
+      axes[0].annotate(f"→ {g['value']:.1f} [{g['low']:.1f}, {g['high']:.1f}]", (right, yi),
+                       ha="right", va="bottom", fontsize=7)
+  axes[0].set_xlim(min(0, min(g["low"] for g in gaps)), right)
   axes[0].set_yticks(y, list(rows))
   axes[0].set_xlabel("test Avg Gap to retrain (95% interval)")
   if mech:
     for ax, key, label in ((axes[1], "lookahead_cosine", "cos(∇L_u(θ_K), ∇L_r(θ))"),
                            (axes[2], "grad_cosine", "cos(∇L_u(θ), ∇L_r(θ))")):
       for name in (n for n in mech if isinstance(mech[n], dict)):
-        ax.plot(mech[name][key], label=name)
+        curve = np.asarray(mech[name][key])
+        width = max(1, len(curve) // 25)  # a moving average over 4% of the run
+        ax.plot(np.convolve(curve, np.ones(width) / width, mode="valid"), label=name)
       ax.axhline(0, color="k", lw=0.5)
-      ax.set_xlabel("step")
+      ax.set_xlabel("step (moving average)")
       ax.set_title(label, fontsize=10)
       ax.legend(fontsize=8)
   fig.suptitle(results.get("title", ""), fontsize=10)

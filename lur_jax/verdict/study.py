@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 
 import ml_collections
 import numpy as np
@@ -29,7 +30,7 @@ def settings_of(overrides: dict | None) -> ml_collections.ConfigDict:
   unknown = sorted(set(s) - set(DEFAULTS))
   if unknown:
     raise ValueError(f"verdict.{unknown[0]}: unknown key; allowed: {', '.join(DEFAULTS)}")
-  for key, low in (("settings", 1), ("tune_seeds", 1), ("final_seeds", 2),
+  for key, low in (("settings", 1), ("tune_seeds", 2), ("final_seeds", 2),
                    ("mechanism_seeds", 0), ("audit_models", 0)):
     if isinstance(s[key], bool) or not isinstance(s[key], int) or s[key] < low:
       raise ValueError(f"verdict.{key}={s[key]!r}; allowed: an int >= {low}")
@@ -88,10 +89,12 @@ def run(config, out_dir: str, verdict: dict | None = None, *, progress: bool = T
              "reference": {"final": _metric_intervals(groups["final"].reference)},
              "arms": rows}
   results["compare"] = report.compare(rows)
+  results["config_sections"] = report.config_sections(rows, results["compare"])
   if s.mechanism_seeds:
     results["mechanism"] = _mechanism(exp_test, arms, rows, results["compare"], groups, s,
                                       evaluate, progress)
-  if s.audit_models and config.forget.kind == "random" and config.forget.fraction <= 0.5:
+  if s.audit_models and config.forget.kind == "random" and (
+      2 * len(exp_test.forget.forget) <= len(exp_test.splits.train)):  # the audit's pool fits
     results["audit"] = _audit(config, arms, rows, results["compare"], s, out_dir, progress, log)
   report.write(out_dir, results)
   return results
@@ -110,8 +113,10 @@ def _arm_row(exp_val, exp_test, name, arm, s, groups, evaluate, out_dir, progres
       row = json.load(f)
     if row.get("fingerprint") == key:
       log(f"verdict: {name}: reusing {path}")
-      return row
+      return {**row, "reused": True}
+  start = time.perf_counter()
   tuning = tune.tune(exp_val, arm, name, s.settings, groups["tune"], evaluate, progress=progress)
+  tuning["wall_seconds"] = time.perf_counter() - start
   row = {"family": arm.family, "method": arm.method, "fixed": arm.fixed, "tuning": tuning,
          "fingerprint": key}
   if tuning["chosen"] is None:
@@ -124,11 +129,12 @@ def _arm_row(exp_val, exp_test, name, arm, s, groups, evaluate, out_dir, progres
     row["settings"] = tune.method_settings(exp_test.config, arm, tuning["chosen"])
     row["final"] = {"metrics": values[0].tolist(), "gap": gap.tolist(),
                     "avg_gap": stats.interval(gap), **_metric_intervals(values[0]),
-                    "diverged": int(np.isnan(gap).sum()), "seconds": info["seconds"]}
+                    "diverged": int(np.isnan(gap).sum()), "seconds": info["seconds"],
+                    "wall_seconds": time.perf_counter() - start - tuning["wall_seconds"]}
     log(f"verdict: {name}: val Avg Gap {tuning['chosen_val_gap']:.2f} "
         f"({tuning['working']}/{s.settings} settings worked), test {np.nanmean(gap):.2f}")
   checkpoint.write_json(path, row)
-  return row
+  return {**row, "reused": False}
 
 
 def _mechanism(exp, arms, rows, compare, groups, s, evaluate, progress) -> dict | None:
@@ -152,8 +158,9 @@ def _mechanism(exp, arms, rows, compare, groups, s, evaluate, progress) -> dict 
   for name in (lur_name, graddiff_name):
     _, info = tune.run_settings(exp, arms[name], [rows[name]["tuning"]["chosen"]], few,
                                 evaluate, wrap=wrap, progress=progress, desc=f"mechanism {name}")
-    curves[name] = {key[len("align_"):]: np.nanmean(v, 1).tolist()
-                    for key, v in info["history"].items() if key.startswith("align_")}
+    found = {k[len("align_"):]: v for k, v in info["history"].items() if k.startswith("align_")}
+    curves[name] = {k: np.nanmean(v, 1).tolist() for k, v in found.items()}  # per step
+    curves[name]["over_run"] = {k: stats.interval(np.nanmean(v, 0)) for k, v in found.items()}
   return curves
 
 

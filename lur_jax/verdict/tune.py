@@ -9,6 +9,8 @@ validation split, and the lowest wins. The winners then run on F final seeds
 
 from __future__ import annotations
 
+import os
+from concurrent import futures
 from typing import NamedTuple
 
 import jax
@@ -51,21 +53,22 @@ def _chunk(exp, models: int) -> int:
 
 def member_metrics(exp, variables, members: ensemble.Members, evaluate) -> np.ndarray:
   """``[M, 4]`` UA, RA, TA, MIA (percent) of each member on its own sets; NaN
-  rows for members whose outputs are not finite."""
+  rows for members whose outputs are not finite. The SVC attacks are fitted
+  in threads (scikit-learn's libsvm releases the GIL)."""
   out = scores.outputs(evaluate, variables, exp.splits.train, exp.forget.test,
                        _chunk(exp, len(members.seeds)), strict=False)
-  rows = []
-  for m, (forget, retain) in enumerate(zip(members.forget, members.retain)):
+
+  def row(m):
+    forget, retain, seed = members.forget[m], members.retain[m], int(members.seeds[m])
     if not (np.isfinite(out.p_true[m]).all() and np.isfinite(out.test_p_true[m]).all()):
-      rows.append([np.nan] * 4)
-      continue
-    seed = int(members.seeds[m])
+      return [np.nan] * 4
     svc = np.random.default_rng(seed).permutation(retain)[:scores.SVC_EXAMPLES]
-    rows.append([100.0 - 100.0 * out.correct[m, forget].mean(),
-                 100.0 * out.correct[m, retain].mean(), 100.0 * out.test_correct[m].mean(),
-                 metrics.mia_efficacy(out.p_true[m, svc], out.test_p_true[m],
-                                      out.p_true[m, forget], seed)])
-  return np.array(rows)
+    return [100.0 - 100.0 * out.correct[m, forget].mean(),
+            100.0 * out.correct[m, retain].mean(), 100.0 * out.test_correct[m].mean(),
+            metrics.mia_efficacy(out.p_true[m, svc], out.test_p_true[m], out.p_true[m, forget],
+                                 seed)]
+  with futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+    return np.array(list(pool.map(row, range(len(members.seeds)))))
 
 
 def seeds_group(exp, count: int, name: str, evaluate, *, progress=True, log=print) -> Seeds:

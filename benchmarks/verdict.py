@@ -1,0 +1,128 @@
+"""Does the lookahead help? The verdict over the README's forgetting settings.
+
+    python benchmarks/verdict.py                             # the five classification settings
+    python benchmarks/verdict.py --parts digits_random       # one part alone
+    python benchmarks/verdict.py --parts digits_random,digits_random50,digits_class  # digits
+
+Each part runs ``lur_jax.verdict.run``: every arm (the baselines and the
+ablation ladder, each rung with the ``ga`` and the ``rl`` forget objective) gets
+the same number of settings drawn from the ranges of ``lur_jax/verdict/space.py``,
+tuned on the validation split (mean Avg Gap to the retrain of the same seed),
+and the chosen setting runs on other seeds, measured on the test split.
+Writes ``benchmarks/results/verdict/<part>/verdict.{json,md,png}`` (the audit's
+files too) and the summary ``benchmarks/results/verdict.md``. A part that was
+interrupted resumes from its finished arms (``--work`` keeps them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from lur_jax import checkpoint, compile_cache, config as config_lib, verdict  # pylint: disable=g-import-not-at-top,wrong-import-position
+from lur_jax.verdict import report  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+DIGITS = {"settings": 24, "tune_seeds": 3, "final_seeds": 16, "audit_models": 16}
+# Fashion-MNIST's CNN runs one member at a time on a CPU (audit.chunk = 1), ~3 s per
+# 5-epoch run: a subset of the arms (both objectives, both lookahead orders) and 8
+# final seeds keep a setting under an hour on 2 cores.
+FASHION = {"settings": 12, "tune_seeds": 2, "final_seeds": 8, "mechanism_seeds": 2,
+           "audit_models": 0, "arms": "ft,rl,shs,graddiff-ga,graddiff-rl,lur-ga,lur-rl,"
+           "lur_forget-ga"}
+PARTS = {  # name -> (config, overrides, budget)
+    "digits_random": ("configs/digits.py", [], DIGITS),
+    "digits_random50": ("configs/digits.py", ["forget.fraction=0.5"], DIGITS),
+    "digits_class": ("configs/digits.py", ["forget.kind=class"], DIGITS),
+    "fashion_random": ("configs/fashion_mnist.py", [], FASHION),
+    "fashion_class": ("configs/fashion_mnist.py", ["forget.kind=class"], FASHION),
+}
+
+
+def _minutes(seconds) -> str:
+  return "–" if seconds is None else f"{seconds / 60:.1f}"
+
+
+def _summary(parts: dict) -> str:
+  lines = ["| setting | LUR arm | GradDiff arm | best baseline | LUR − GradDiff (test Avg Gap) | "
+           "verdict | LUR − best baseline | verdict | minutes from scratch |", "|---" * 9 + "|"]
+  for name, r in parts.items():
+    c = r["compare"]
+    cells = []
+    for key in ("lur_minus_graddiff", "lur_minus_best_baseline"):
+      d = c.get(key)
+      cells += ([f"{d['value']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}]", d["verdict"]]
+                if d and d["low"] is not None else ["–", "the same arm" if d is None else "–"])
+    lines.append(" | ".join([f"| {name}", str(c["lur"]), str(c["graddiff"]),
+                             str(c["best_baseline"]), *cells,
+                             _minutes(r.get("cold_wall_seconds")) + " |"]))
+  return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--parts", default=",".join(PARTS))
+  parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results"))
+  parser.add_argument("--work", default=os.path.join(ROOT, "runs", "verdict"),
+                      help="where the models and the finished arms are kept")
+  parser.add_argument("--no-progress", action="store_true")
+  parser.add_argument("--report", action="store_true",
+                      help="only re-render the tables and figures from the results files")
+  parser.add_argument("--compilation-cache", default="",
+                      help="JAX's compilation cache (default: a fresh folder per invocation, "
+                      "so the times are cold; arms that differ only in epochs share programs)")
+  args = parser.parse_args()
+  names = [p.strip() for p in args.parts.split(",") if p.strip()]
+  for n in names:
+    if n not in PARTS:
+      parser.error(f"--parts: unknown part {n!r}; allowed: {', '.join(PARTS)}")
+  cache = args.compilation_cache or tempfile.mkdtemp(prefix="lur-jax-verdict-cache-")
+  compile_cache.enable(cache, warn=lambda msg: print(msg, file=sys.stderr))
+  summary_path = os.path.join(args.out, "verdict", "summary.json")
+  done = json.load(open(summary_path)) if os.path.exists(summary_path) else {}
+  for name in names if args.report else []:
+    dest = os.path.join(args.out, "verdict", name)
+    results = json.load(open(os.path.join(dest, "verdict.json")))
+    results["compare"] = report.compare(results["arms"])
+    results["config_sections"] = report.config_sections(results["arms"], results["compare"])
+    report.write(dest, results)
+    done[name] = {**done.get(name, {}), "compare": results["compare"]}
+  for name in [] if args.report else names:
+    path, overrides, budget = PARTS[name]
+    config = config_lib.apply_overrides(config_lib.load(os.path.join(ROOT, path)), overrides)
+    work = os.path.join(args.work, name)
+    start = time.perf_counter()
+    results = verdict.run(config, work, budget, progress=not args.no_progress)
+    results["wall_seconds"] = time.perf_counter() - start
+    results["command"] = f"python benchmarks/verdict.py --parts {name}"
+    results["title"] = f"{name}: {path} {' '.join(overrides)}"
+    dest = os.path.join(args.out, "verdict", name)
+    os.makedirs(dest, exist_ok=True)
+    checkpoint.write_json(os.path.join(dest, "verdict.json"), results)
+    for f in ("verdict.md", "verdict.png", "audit/audit.md", "audit/audit.png"):
+      if os.path.exists(os.path.join(work, f)):
+        shutil.copyfile(os.path.join(work, f), os.path.join(dest, os.path.basename(f)))
+    reused = sum(r.get("reused", False) for r in results["arms"].values())
+    results["reused_arms"] = reused
+    results["cold_wall_seconds"] = (results["wall_seconds"] if not reused else
+                                    done.get(name, {}).get("cold_wall_seconds"))
+    done[name] = {k: results[k] for k in ("compare", "wall_seconds", "device", "reused_arms",
+                                              "cold_wall_seconds")}
+    checkpoint.write_json(summary_path, done)
+    print(f"{name}: {results['wall_seconds'] / 60:.1f} min", file=sys.stderr)
+  ordered = {n: done[n] for n in PARTS if n in done}
+  checkpoint.write_atomic(os.path.join(args.out, "verdict.md"), (
+      "The verdict (`python benchmarks/verdict.py`); per setting, the arms picked on the "
+      "validation split and LUR's paired differences in test Avg Gap (95% intervals over "
+      "seeds). Details: `verdict/<setting>/verdict.md`.\n\n" + _summary(ordered)))
+  print(_summary(ordered), end="")
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,136 @@
+"""The verdict: vmapped sweeps, the draws, the statistics, the mechanism metric
+and a tiny end-to-end run."""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lur_jax import config as config_lib, lookahead_params, study, train, verdict
+from lur_jax.audit import ensemble
+from lur_jax.verdict import space, stats, tune
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMOKE = os.path.join(ROOT, "configs", "digits_smoke.py")
+
+
+@pytest.fixture(scope="module")
+def exp():
+  return study.prepare(config_lib.apply_overrides(config_lib.load(SMOKE), [
+      "unlearn.epochs=1", "data.train_limit=300"]))
+
+
+def _starts(exp, members):
+  return ensemble.stack([{"params": exp.model.init(jax.random.key(int(s))), "model_state": {}}
+                         for s in members.seeds])
+
+
+@pytest.mark.parametrize("name,values", [
+    ("graddiff", {"lr": [0.003, 0.05], "forget_weight": [0.1, 1.0]}),
+    ("lur", {"lr": [0.02, 0.004], "forget_weight": [0.5, 0.05], "inner_lr": [0.3, 0.02]}),
+    ("l1_sparse", {"lr": [0.01, 0.1], "alpha": [1e-4, 1e-2]}),
+])
+def test_a_sweep_member_matches_a_run_with_that_setting(exp, name, values):
+  members = ensemble.random_members(exp, 2)
+  starts = _starts(exp, members)
+  swept = ensemble.unlearn(exp, name, starts, members, hparams=values, progress=False)
+  for i in range(2):
+    config = config_lib.apply_overrides(exp.config, [f"{name}.{k}={v[i]}"
+                                                     for k, v in values.items()])
+    alone = ensemble.unlearn(exp._replace(config=config), name, starts, members,
+                             progress=False)
+    for got, want in zip(jax.tree.leaves(ensemble.member(swept.states.params, i)),
+                         jax.tree.leaves(ensemble.member(alone.states.params, i))):
+      # float32 hyperparameters traced instead of constants: round-off only.
+      np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=f"{name} {i}")
+
+
+def test_sweep_values_must_be_one_finite_number_per_member(exp):
+  members = ensemble.random_members(exp, 2)
+  with pytest.raises(ValueError, match=r"hparams\['lr'\]: shape \(3,\); allowed: 2 finite"):
+    ensemble.unlearn(exp, "ft", _starts(exp, members), members, hparams={"lr": [1, 2, 3]},
+                     progress=False)
+
+
+def test_draws_are_seeded_and_inside_their_ranges():
+  arms = space.arms()
+  assert len(arms) == 7 + 2 * len(space.LADDER)
+  assert {a.family for a in arms.values()} == {"baseline", "hybrid", "graddiff", "lur",
+                                                "ablation"}
+  s = arms["lur_k2-rl"].space
+  first, again = space.draw(s, 50, 0, "x"), space.draw(s, 50, 0, "x")
+  assert first == again and first != space.draw(s, 50, 0, "y")
+  lr = np.array([d["lr"] for d in first])
+  assert (lr >= 1e-3).all() and (lr <= 0.3).all() and lr.min() < 0.01 and lr.max() > 0.03
+  assert {d["epochs"] for d in first} == set(space.EPOCHS)
+  assert space.continuous_keys(s) == ["forget_weight", "inner_lr", "lr"]
+
+
+def test_paired_intervals_and_verdicts():
+  rng = np.random.default_rng(0)
+  base = rng.normal(5, 2, 16)
+  better = stats.paired(base - 1 + rng.normal(0, 0.1, 16), base)
+  assert better["verdict"] == stats.BETTER and better["high"] < 0 < -better["low"]
+  assert stats.paired(base + np.tile([1.0, -1.0], 8), base)["verdict"] == stats.SAME
+  assert stats.paired(base + 2, base + rng.normal(0, 0.1, 16))["verdict"] == stats.WORSE
+  i = stats.interval([1.0, 2.0, 3.0])  # t(0.975, 2) = 4.303, sd/√3 = 0.577
+  np.testing.assert_allclose([i["low"], i["high"]], [2 - 2.4841, 2 + 2.4841], atol=1e-4)
+  assert stats.interval([1.0, np.nan])["low"] is None
+
+
+def test_lookahead_alignment_is_measured_after_the_virtual_steps():
+  a, b = jnp.array([[2.0, 0.3], [0.3, 1.0]]), jnp.array([1.0, -2.0])
+  retain = lambda p, batch: 0.5 * p @ a @ p
+  unlearn = lambda p, batch: -0.5 * jnp.sum((p - b) ** 2)
+  p = jnp.array([0.7, -0.4])
+  found = train.lookahead_alignment(p, {}, {}, retain, unlearn, inner_lr=0.3, inner_steps=2)
+  theta_k = lookahead_params(p, retain, {}, inner_lr=0.3, inner_steps=2)
+  want = jnp.dot(-(theta_k - b), a @ p)
+  np.testing.assert_allclose(found["lookahead_dot"], want, rtol=1e-6)
+  at_theta = train.lookahead_alignment(p, {}, {}, retain, unlearn, inner_lr=0.0)
+  np.testing.assert_allclose(at_theta["lookahead_cosine"], at_theta["grad_cosine"], rtol=1e-6)
+  assert not np.isclose(found["lookahead_cosine"], found["grad_cosine"])
+
+
+def test_a_tiny_verdict_writes_its_tables(tmp_path):
+  config = config_lib.apply_overrides(config_lib.load(SMOKE), ["data.train_limit=200"])
+  budget = {"settings": 2, "tune_seeds": 2, "final_seeds": 3, "mechanism_seeds": 2,
+            "audit_models": 0, "arms": "graddiff-ga,lur-ga"}
+  results = verdict.run(config, str(tmp_path), budget, progress=False)
+  assert {"verdict.json", "verdict.md", "verdict.png"} <= set(os.listdir(tmp_path))
+  rows = json.load(open(tmp_path / "verdict.json"))["arms"]
+  assert list(rows) == ["graddiff-ga", "lur-ga"]
+  for row in rows.values():
+    assert len(row["tuning"]["settings"]) == 2 and len(row["final"]["gap"]) == 3
+  c = results["compare"]
+  assert (c["lur"], c["graddiff"]) == ("lur-ga", "graddiff-ga")
+  assert c["lur_minus_graddiff"]["n"] == 3 and "lur-ga" in c["ladder"]
+  for name in ("lur-ga", "graddiff-ga"):  # one value per step of each run
+    epochs = rows[name]["settings"]["epochs"]
+    assert len(results["mechanism"][name]["lookahead_cosine"]) == epochs * 3  # 180 / 64
+  again = verdict.run(config, str(tmp_path), budget, progress=False)  # finished arms reused
+  assert again["arms"]["lur-ga"]["final"]["gap"] == rows["lur-ga"]["final"]["gap"]
+
+
+@pytest.mark.parametrize("budget,match", [
+    ({"settings": 0}, r"verdict.settings=0; allowed: an int >= 1"),
+    ({"final_seeds": 1}, r"verdict.final_seeds=1; allowed: an int >= 2"),
+    ({"tune_seeds": 1}, r"verdict.tune_seeds=1; allowed: an int >= 2"),
+    ({"arms": "lur-ga"}, r"allowed: a list with a graddiff arm"),
+    ({"arms": "graddiff-ga,lur-xx"}, r"unknown arm 'lur-xx'; allowed: ft, ga"),
+    ({"seeds": 3}, r"verdict.seeds: unknown key"),
+])
+def test_bad_budgets_raise_one_line_errors(tmp_path, budget, match):
+  with pytest.raises(ValueError, match=match):
+    verdict.run(config_lib.load(SMOKE), str(tmp_path / "out"), budget, progress=False)
+  assert not (tmp_path / "out").exists()
+
+
+def test_graddiff_takes_either_forget_objective():
+  config = config_lib.apply_overrides(config_lib.load(SMOKE),
+                                      ["graddiff.forget_objective=xx", "methods=graddiff"])
+  with pytest.raises(ValueError, match="graddiff.forget_objective='xx'; allowed: ga, rl"):
+    study.prepare(config)
