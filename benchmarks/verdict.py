@@ -65,6 +65,22 @@ def _summary(parts: dict) -> str:
   return "\n".join(lines) + "\n"
 
 
+def _arms_table(results: dict) -> str:
+  """Every arm's test Avg Gap per setting (the rows of each setting's own table)."""
+  names = list(dict.fromkeys(n for r in results.values() for n in r["arms"]))
+  lines = ["| arm | " + " | ".join(results) + " |", "|---" * (len(results) + 1) + "|"]
+  for n in names:
+    cells = []
+    for r in results.values():
+      f = r["arms"].get(n, {}).get("final")
+      g = f and f["avg_gap"]
+      cells.append("–" if not g or g["low"] is None else
+                   f"{g['value']:.2f} [{g['low']:.2f}, {g['high']:.2f}]"
+                   + (f" ({f['diverged']} diverged)" if f["diverged"] else ""))
+    lines.append(f"| {n} | " + " | ".join(cells) + " |")
+  return "\n".join(lines) + "\n"
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--parts", default=",".join(PARTS))
@@ -117,10 +133,14 @@ def main() -> None:
     checkpoint.write_json(summary_path, done)
     print(f"{name}: {results['wall_seconds'] / 60:.1f} min", file=sys.stderr)
   ordered = {n: done[n] for n in PARTS if n in done}
+  every = {n: json.load(open(os.path.join(args.out, "verdict", n, "verdict.json")))
+           for n in ordered}
   checkpoint.write_atomic(os.path.join(args.out, "verdict.md"), (
       "The verdict (`python benchmarks/verdict.py`); per setting, the arms picked on the "
       "validation split and LUR's paired differences in test Avg Gap (95% intervals over "
-      "seeds). Details: `verdict/<setting>/verdict.md`.\n\n" + _summary(ordered)))
+      "seeds). Details: `verdict/<setting>/verdict.md`.\n\n" + _summary(ordered)
+      + "\nEvery arm's test Avg Gap (95% interval over the final seeds):\n\n"
+      + _arms_table(every)))
   print(_summary(ordered), end="")
 
 

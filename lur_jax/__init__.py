@@ -25,7 +25,9 @@ from lur_jax.study import Experiment, execute, prepare, run
 from lur_jax.tasks import TASKS, Task
 from lur_jax.tasks.diffusion import frechet_distance
 from lur_jax.train import (TrainState, check_batches, conflict_metrics, gradient_step,
-                           init_state, l1_penalty, lur_step, objective_step, optimizer, sgd)
+                           init_state, l1_penalty, lookahead_alignment, lur_step,
+                           objective_step, optimizer, sgd)
+from lur_jax.verdict import run as run_verdict
 
 __version__ = "0.1.0"
 
@@ -38,11 +40,11 @@ __all__ = [
     "distributed_init", "enable_compilation_cache", "execute", "fit", "forget_gradients",
     "forget_objective", "frechet_distance", "gradient_step", "init_state", "l1_penalty",
     "linear_schedule", "load_dataset", "load_digits", "load_fashion_mnist", "load_tfds",
-    "lookahead_params", "lur_loss", "lur_step", "lur_value_and_grad",
+    "lookahead_alignment", "lookahead_params", "lur_loss", "lur_step", "lur_value_and_grad",
     "lur_value_and_grad_with_terms", "make_forget_split", "make_mesh", "masked_updates",
     "mia_efficacy", "noise_objective", "objective_step", "optimizer", "params_checksum",
     "plot_diagnostics", "prepare", "random_crop_flip", "random_wrong_labels", "run",
-    "run_audit",
+    "run_audit", "run_verdict",
     "select_layers", "sgd", "shard_step", "top_fraction_mask", "tree_cosine", "trim",
     "true_class_confidence", "update_running_stats", "wrap_linen", "wrap_nnx",
 ]

@@ -34,7 +34,8 @@ def test_a_forget_kind_on_the_command_line_brings_its_settings(base, variant):
 def test_the_class_settings_are_the_tuned_ones_and_overrides_still_win():
   config = _load("digits.py", ["forget.kind=class", "lur.lr=0.5"])
   lur = config_lib.method_settings(config, "lur")
-  assert (lur.forget_objective, lur.forget_weight, lur.epochs, lur.lr) == ("rl", 1.0, 10, 0.5)
+  assert (lur.forget_objective, lur.forget_weight, lur.epochs, lur.lr) == ("rl", 0.0348, 10, 0.5)
+  assert (lur.mode, lur.inner_steps, lur.lookahead) == ("hvp", 4, "retain")  # the verdict's arm
   assert config_lib.kind_warning(config) is None
   fashion = _load("fashion_mnist.py", ["forget.kind=class"])
   assert (fashion.data.train_limit, fashion.train.epochs) == (20000, 15)

@@ -38,6 +38,11 @@ def compare(rows: dict) -> dict:
         and rows.get(reference, {}).get("final") is not None):
       ladder[name] = {"reference": reference, **stats.paired(gap(name), gap(reference))}
   out["ladder"] = ladder
+  out["second_order"] = {  # what the Hessian term itself does: exact − first order
+      f"lur-{o}": {"reference": f"lur_first_order-{o}",
+                   **stats.paired(gap(f"lur-{o}"), gap(f"lur_first_order-{o}"))}
+      for o in ("ga", "rl") if all(rows.get(n, {}).get("final") is not None
+                                   for n in (f"lur-{o}", f"lur_first_order-{o}"))}
   return out
 
 
@@ -105,6 +110,9 @@ def markdown(results: dict) -> str:
                    f"{c[key]['verdict']} |")
   for name, d in c["ladder"].items():
     lines.append(f"| ladder: {name} − {d['reference']} | {_cell(d)} | {d['verdict']} |")
+  for name, d in c.get("second_order", {}).items():
+    lines.append(f"| second-order term: {name} − {d['reference']} | {_cell(d)} | "
+                 f"{d['verdict']} |")
   mech = results.get("mechanism")
   if mech:
     lines += ["", f"Mechanism (α = {mech['inner_lr']:.3g}, K = {mech['inner_steps']}, "
@@ -155,7 +163,7 @@ def plot(results: dict, path: str) -> None:
     if g["high"] > right:
       axes[0].annotate(f"→ {g['value']:.1f} [{g['low']:.1f}, {g['high']:.1f}]", (right, yi),
                        ha="right", va="bottom", fontsize=7)
-  axes[0].set_xlim(min(0, min(g["low"] for g in gaps)), right)
+  axes[0].set_xlim(min(0, min(g["low"] for g in gaps)), 1.05 * right)
   axes[0].set_yticks(y, list(rows))
   axes[0].set_xlabel("test Avg Gap to retrain (95% interval)")
   if mech:
