@@ -101,7 +101,10 @@ def main() -> None:
   cache = args.compilation_cache or tempfile.mkdtemp(prefix="lur-jax-verdict-cache-")
   compile_cache.enable(cache, warn=lambda msg: print(msg, file=sys.stderr))
   summary_path = os.path.join(args.out, "verdict", "summary.json")
-  done = json.load(open(summary_path)) if os.path.exists(summary_path) else {}
+  done = {}
+  if os.path.exists(summary_path):
+    with open(summary_path) as f:
+      done = json.load(f)
   for name in names if args.report else []:
     dest = os.path.join(args.out, "verdict", name)
     results = json.load(open(os.path.join(dest, "verdict.json")))

@@ -30,7 +30,7 @@ StateUpdate = Callable[[Any, Any, dict], Any]  # (params, model_state, retain_ba
 
 def sgd(lr: float, momentum: float = 0.9, weight_decay: float = 5e-4) -> optax.GradientTransformation:
   """SGD with momentum and (coupled) weight decay, as in the SalUn code."""
-  if isinstance(lr, (int, float)) and not lr > 0:  # a traced lr (a sweep) is checked upstream
+  if not isinstance(lr, jax.core.Tracer) and not lr > 0:  # a sweep's traced lr: see ensemble
     raise ValueError(f"learning rate {lr!r}; allowed: a number > 0")
   return optax.chain(optax.add_decayed_weights(weight_decay),
                      optax.sgd(lr, momentum=momentum or None))

@@ -50,8 +50,15 @@ def test_a_sweep_member_matches_a_run_with_that_setting(exp, name, values):
 
 def test_sweep_values_must_be_one_finite_number_per_member(exp):
   members = ensemble.random_members(exp, 2)
-  with pytest.raises(ValueError, match=r"hparams\['lr'\]: shape \(3,\); allowed: 2 finite"):
+  with pytest.raises(ValueError, match=r"hparams\['lr'\]: \(3,\) values; allowed: 2 finite"):
     ensemble.unlearn(exp, "ft", _starts(exp, members), members, hparams={"lr": [1, 2, 3]},
+                     progress=False)
+  with pytest.raises(ValueError, match=r"hparams\['lr'\]: \(2,\) values; allowed: 2 finite"):
+    ensemble.unlearn(exp, "ft", _starts(exp, members), members, hparams={"lr": [0.1, -1]},
+                     progress=False)
+  with pytest.raises(ValueError, match="hparams: 'lrr' is not a numeric setting of ft; "
+                     "allowed: batch_size, epochs, forget_batch_size, lr, momentum"):
+    ensemble.unlearn(exp, "ft", _starts(exp, members), members, hparams={"lrr": [1, 2]},
                      progress=False)
 
 
@@ -122,10 +129,12 @@ def test_a_tiny_verdict_writes_its_tables(tmp_path):
     ({"arms": "lur-ga"}, r"allowed: a list with a graddiff arm"),
     ({"arms": "graddiff-ga,lur-xx"}, r"unknown arm 'lur-xx'; allowed: ft, ga"),
     ({"seeds": 3}, r"verdict.seeds: unknown key"),
+    ({"sets": ["model.name=resnet18"]}, r"model.name='resnet18' keeps BatchNorm statistics"),
 ])
 def test_bad_budgets_raise_one_line_errors(tmp_path, budget, match):
+  config = config_lib.apply_overrides(config_lib.load(SMOKE), budget.pop("sets", []))
   with pytest.raises(ValueError, match=match):
-    verdict.run(config_lib.load(SMOKE), str(tmp_path / "out"), budget, progress=False)
+    verdict.run(config, str(tmp_path / "out"), budget, progress=False)
   assert not (tmp_path / "out").exists()
 
 

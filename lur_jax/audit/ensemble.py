@@ -203,6 +203,24 @@ def _method_tx(method, settings):
   return tx if method.wrap_tx is None else method.wrap_tx(settings, tx)
 
 
+def _checked_hparams(hparams: dict, settings, models: int) -> dict:
+  """``{key: float32 [models]}``; ValueError naming a key the method does not
+  have as a number, or values that are not one finite number > 0 per member."""
+  numeric = sorted(k for k, v in settings.items()
+                   if isinstance(v, (int, float)) and not isinstance(v, bool))
+  out = {}
+  for key, values in hparams.items():
+    if key not in numeric:
+      raise ValueError(f"hparams: {key!r} is not a numeric setting of {settings.name}; "
+                       f"allowed: {', '.join(numeric)}")
+    values = np.asarray(values, np.float32)
+    if values.shape != (models,) or not np.all(np.isfinite(values) & (values > 0)):
+      raise ValueError(f"hparams[{key!r}]: {values.shape} values; allowed: {models} finite "
+                       "numbers > 0, one per member")
+    out[key] = values
+  return out
+
+
 def unlearn(exp, name: str, variables, members: Members, *, hparams=None, wrap=None,
             progress: bool = True, desc: str | None = None, chunk: int = 0,
             checkpoints=None, every: int = 0, log=None) -> EnsembleResult:
@@ -235,11 +253,7 @@ def unlearn(exp, name: str, variables, members: Members, *, hparams=None, wrap=N
   if jax.tree.leaves(variables["model_state"]):
     raise ValueError(f"{name}: ensembles of models with BatchNorm statistics are not "
                      "supported yet; allowed: models without BatchNorm")
-  hparams = {k: np.asarray(v, np.float32) for k, v in (hparams or {}).items()}
-  for key, values in hparams.items():
-    if values.shape != members.seeds.shape or not np.all(np.isfinite(values)):
-      raise ValueError(f"hparams[{key!r}]: shape {values.shape}; allowed: {len(members.seeds)}"
-                       " finite numbers, one per member")
+  hparams = _checked_hparams(hparams or {}, settings, len(members.seeds))
   tx = _method_tx(method, settings)
   ctx = methods.Context(exp.model.apply, exp.splits.num_classes, exp.model.init,
                         objectives=exp.objectives)

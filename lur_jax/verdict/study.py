@@ -14,6 +14,7 @@ import os
 import sys
 import time
 
+import jax
 import ml_collections
 import numpy as np
 
@@ -73,7 +74,12 @@ def run(config, out_dir: str, verdict: dict | None = None, *, progress: bool = T
   log = log or (lambda msg: print(msg, file=sys.stderr))
   s = settings_of(verdict)
   arms = selected_arms(s.arms)
+  if config.get("task", "classification") != "classification":
+    raise ValueError(f"task={config.task!r}; allowed for a verdict: classification")
   exp_val, exp_test = study.prepare(_split(config, "val")), study.prepare(_split(config, "test"))
+  if jax.tree.leaves(jax.eval_shape(exp_test.model.init_state, jax.random.key(0))):
+    raise ValueError(f"model.name={config.model.name!r} keeps BatchNorm statistics; allowed "
+                     "for a verdict: models without BatchNorm (mlp, cnn)")
   study.check_out_dir(out_dir)
   with checkpoint.writing(out_dir):
     os.makedirs(os.path.join(out_dir, "arms"), exist_ok=True)
@@ -165,7 +171,6 @@ def _mechanism(exp, arms, rows, compare, groups, s, evaluate, progress) -> dict 
 
 
 def _head(tree, n):
-  import jax  # pylint: disable=g-import-not-at-top
   return jax.tree.map(lambda a: a[:n], tree)
 
 
@@ -179,8 +184,9 @@ def _audit(config, arms, rows, compare, s, out_dir, progress, log) -> dict | Non
   config = ml_collections.ConfigDict(config.to_dict())
   for p in picks:
     config = tune.with_settings(config, arms[p], rows[p]["tuning"]["chosen"])
-  config.audit.models, config.audit.methods = s.audit_models, ",".join(arms[p].method
-                                                                        for p in picks)
+  config.audit = ml_collections.ConfigDict({
+      **config.get("audit", {}), "models": s.audit_models,
+      "methods": ",".join(arms[p].method for p in picks)})
   found = audit_study.run(config, os.path.join(out_dir, "audit"), progress=progress, log=log)
   by_arm = {p: found["rows"][arms[p].method] for p in picks}
   out = {"models": s.audit_models, "rows": {**{p: report.audit_cells(r) for p, r in
