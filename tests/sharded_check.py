@@ -1,6 +1,9 @@
 """Sharded steps against the single-device step; run by test_parallel.py.
 
-    XLA_FLAGS=--xla_force_host_platform_device_count=8 python tests/sharded_check.py
+    XLA_FLAGS=--xla_force_host_platform_device_count=8 python tests/sharded_check.py [--all]
+
+LUR runs on 1 and 8 devices (with ``--all``: 1, 2, 4 and 8), the other
+methods on 8.
 
 Prints one JSON line per (model, method, mode, devices): the largest relative
 difference of any parameter (and BatchNorm statistic) after three steps on
@@ -94,7 +97,8 @@ def main():
   cases += [("unet", "lur", "hvp"), ("unet", "rl", "exact")]
   for model_name, method, mode in cases:
     reference = run(model_name, method, mode, 0)
-    for devices in (1, 2, 4, 8) if method == "lur" else (8,):
+    counts = (1, 2, 4, 8) if "--all" in sys.argv else (1, 8)
+    for devices in counts if method == "lur" else (8,):
       got = run(model_name, method, mode, devices)
       diffs = jax.tree.map(
           lambda a, b: float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), FLOOR)),
