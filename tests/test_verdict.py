@@ -129,6 +129,8 @@ def test_a_tiny_verdict_writes_its_tables(tmp_path):
     ({"arms": "lur-ga"}, r"allowed: a list with a graddiff arm"),
     ({"arms": "graddiff-ga,lur-xx"}, r"unknown arm 'lur-xx'; allowed: ft, ga"),
     ({"seeds": 3}, r"verdict.seeds: unknown key"),
+    ({"mechanism_seeds": 1}, r"verdict.mechanism_seeds=1; allowed: 0 \(none\) or an int >= 2"),
+    ({"audit_models": 9}, r"verdict.audit_models=9; allowed: 0 \(no audit\) or an even int"),
     ({"sets": ["model.name=resnet18"]}, r"model.name='resnet18' keeps BatchNorm statistics"),
 ])
 def test_bad_budgets_raise_one_line_errors(tmp_path, budget, match):

@@ -35,6 +35,12 @@ def settings_of(overrides: dict | None) -> ml_collections.ConfigDict:
                    ("mechanism_seeds", 0), ("audit_models", 0)):
     if isinstance(s[key], bool) or not isinstance(s[key], int) or s[key] < low:
       raise ValueError(f"verdict.{key}={s[key]!r}; allowed: an int >= {low}")
+  if s.mechanism_seeds == 1:
+    raise ValueError("verdict.mechanism_seeds=1; allowed: 0 (none) or an int >= 2 (an "
+                     "ensemble of two models at least)")
+  if s.audit_models and (s.audit_models < 8 or s.audit_models % 2):
+    raise ValueError(f"verdict.audit_models={s.audit_models}; allowed: 0 (no audit) or an even "
+                     "int >= 8 (see audit.models)")
   return s
 
 
