@@ -56,6 +56,12 @@ def stack(trees):
   return jax.tree.map(lambda *leaves: np.stack([np.asarray(v) for v in leaves]), *trees)
 
 
+def fresh(exp, seeds):
+  """Freshly initialised variables of ``exp``'s model, one per seed, stacked."""
+  return stack([{"params": exp.model.init(jax.random.fold_in(jax.random.key(int(s)), 0)),
+                 "model_state": {}} for s in seeds])
+
+
 def member(tree, m: int):
   """Member ``m`` of a stacked tree."""
   return jax.tree.map(lambda a: a[m], tree)

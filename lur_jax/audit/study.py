@@ -171,10 +171,6 @@ class _Trainer(NamedTuple):
     return variables, {**meta, "fingerprint": fp}
 
 
-def _fresh(exp, seeds):
-  return ensemble.stack([{"params": exp.model.init(jax.random.fold_in(jax.random.key(int(s)), 0)),
-                          "model_state": {}} for s in seeds])
-
 
 def execute(audit: Audit, out_dir: str, *, progress: bool = True, log=None) -> dict:
   """Runs a prepared :class:`Audit` (see :func:`run`)."""
@@ -189,12 +185,12 @@ def execute(audit: Audit, out_dir: str, *, progress: bool = True, log=None) -> d
   seed = exp.config.seed
   originals = p.originals(seed, len(exp.splits.train))
   original, original_meta = trainer.ensemble("original", "retrain", originals,
-                                             lambda: _fresh(exp, originals.seeds))
+                                             lambda: ensemble.fresh(exp, originals.seeds))
 
   def ensemble_of(role, method):
     members = p.members(seed, role)
     if methods.METHODS[method].from_scratch:
-      return trainer.ensemble(role, method, members, lambda: _fresh(exp, members.seeds))
+      return trainer.ensemble(role, method, members, lambda: ensemble.fresh(exp, members.seeds))
     return trainer.ensemble(role, method, members, lambda: jax.tree.map(
         lambda a: np.concatenate([a, a]), original), parent=original_meta["fingerprint"])
 

@@ -41,10 +41,6 @@ def members_for(exp, count: int, name: str) -> ensemble.Members:
                           np.tile(exp.forget.forget, (count, 1)))
 
 
-def _fresh(exp, seeds):
-  return ensemble.stack([{"params": exp.model.init(jax.random.fold_in(jax.random.key(int(s)), 0)),
-                          "model_state": {}} for s in seeds])
-
 
 def _chunk(exp, models: int) -> int:
   chunk = exp.config.get("audit", {}).get("chunk", 0)
@@ -77,7 +73,7 @@ def seeds_group(exp, count: int, name: str, evaluate, *, progress=True, log=prin
   n = len(exp.splits.train)
   every = np.tile(np.arange(n), (count, 1))
   on_all = ensemble.Members(members.seeds, every, every[:, :1])
-  run = lambda m, desc: ensemble.unlearn(exp, "retrain", _fresh(exp, m.seeds), m,
+  run = lambda m, desc: ensemble.unlearn(exp, "retrain", ensemble.fresh(exp, m.seeds), m,
                                          progress=progress, desc=desc,
                                          chunk=_chunk(exp, count))
   original = run(on_all, f"{name} originals ×{count}")
