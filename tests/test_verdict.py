@@ -118,8 +118,11 @@ def test_a_tiny_verdict_writes_its_tables(tmp_path):
   for name in ("lur-ga", "graddiff-ga"):  # one value per step of each run
     epochs = rows[name]["settings"]["epochs"]
     assert len(results["mechanism"][name]["lookahead_cosine"]) == epochs * 3  # 180 / 64
-  again = verdict.run(config, str(tmp_path), budget, progress=False)  # finished arms reused
+  said = []  # a rerun reuses the originals, the retrains' metrics and the finished arms
+  again = verdict.run(config, str(tmp_path), budget, progress=False, log=said.append)
   assert again["arms"]["lur-ga"]["final"]["gap"] == rows["lur-ga"]["final"]["gap"]
+  assert again["reference"] == results["reference"]
+  assert sum("reusing" in m and "models/verdict-" in m for m in said) == 2, said
 
 
 @pytest.mark.parametrize("budget,match", [

@@ -90,10 +90,11 @@ def run(config, out_dir: str, verdict: dict | None = None, *, progress: bool = T
   with checkpoint.writing(out_dir):
     os.makedirs(os.path.join(out_dir, "arms"), exist_ok=True)
   evaluate = scores.evaluator(exp_val.model.eval_apply)
+  models = cache_lib.ModelCache(out_dir, log)
   groups = {"tune": tune.seeds_group(exp_val, s.tune_seeds, "verdict-tune", evaluate,
-                                     progress=progress, log=log),
+                                     cache=models, progress=progress, log=log),
             "final": tune.seeds_group(exp_test, s.final_seeds, "verdict-final", evaluate,
-                                      progress=progress, log=log)}
+                                      cache=models, progress=progress, log=log)}
   rows = {name: _arm_row(exp_val, exp_test, name, arm, s, groups, evaluate, out_dir, progress,
                          log) for name, arm in arms.items()}
   results = {**results_lib.header(exp_test), "verdict": s.to_dict(),

@@ -17,7 +17,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from lur_jax import config as config_lib, loop, metrics, train
+from lur_jax import cache as cache_lib, config as config_lib, loop, metrics, train
 from lur_jax.audit import ensemble, scores
 from lur_jax.verdict import space as space_lib
 
@@ -67,9 +67,23 @@ def member_metrics(exp, variables, members: ensemble.Members, evaluate) -> np.nd
     return np.array(list(pool.map(row, range(len(members.seeds)))))
 
 
-def seeds_group(exp, count: int, name: str, evaluate, *, progress=True, log=print) -> Seeds:
-  """Trains ``count`` originals (on all of D) and their retrains (on each D_r)."""
+def seeds_group(exp, count: int, name: str, evaluate, *, cache=None, progress=True,
+                log=print) -> Seeds:
+  """Trains ``count`` originals (on all of D) and their retrains (on each D_r).
+
+  With ``cache`` (a :class:`lur_jax.cache.ModelCache`) the originals and the
+  retrains' metrics are kept under ``models/<name>`` and reused by a rerun of
+  the same config.
+  """
   members = members_for(exp, count, name)
+  key = cache_lib.fingerprint({"config": exp.config.to_dict(), "count": count, "name": name})
+  abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct((count, *a.shape), a.dtype),
+                          jax.eval_shape(exp.model.init, jax.random.key(0)))
+  found = cache and cache.load(name, key, abstract)
+  if found:
+    log(f"verdict: {name}: reusing {found.directory}")
+    return Seeds(members, {"params": found.variables, "model_state": {}},
+                 np.array(found.meta["reference"], float))
   n = len(exp.splits.train)
   every = np.tile(np.arange(n), (count, 1))
   on_all = ensemble.Members(members.seeds, every, every[:, :1])
@@ -85,6 +99,8 @@ def seeds_group(exp, count: int, name: str, evaluate, *, progress=True, log=prin
       f"{retrain.seconds:.1f} s")
   reference = member_metrics(exp, {"params": retrain.states.params, "model_state": {}},
                              members, evaluate)
+  if cache:
+    cache.save(name, key, original.states.params, {"reference": reference.tolist()})
   return Seeds(members, {"params": original.states.params, "model_state": {}}, reference)
 
 
