@@ -3,7 +3,7 @@
     lur-jax run configs/ddpm_digits.py --out runs/ddpm_digits
 
 Trains the DDPM on every class (the original) and without class 0 (retrain,
-the reference), unlearns class 0 with ga, rl, salun and lur, and judges every
+the reference), unlearns class 0 with ga, rl, salun, graddiff and lur, and judges every
 model by sampling: UA is 100 − the accuracy of a classifier trained on real
 images on 500 samples generated for class 0; the kept classes are judged by
 that classifier's accuracy on their samples and by the Fréchet distance
@@ -21,7 +21,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.devices = 0  # devices on the data axis (0 = all); batch sizes must divide by it
   c.distributed = ml_collections.ConfigDict({
       "coordinator": "", "num_processes": 0, "process_id": -1, "auto": False})
-  c.methods = "retrain,ga,rl,salun,lur"
+  c.methods = "retrain,ga,rl,salun,graddiff,lur"
 
   c.data = ml_collections.ConfigDict({
       "name": "digits", "dir": "", "tfds_data_dir": "", "augment": False,
@@ -59,6 +59,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.rl = ml_collections.ConfigDict({"lr": 1e-3, "epochs": None})
   c.salun = ml_collections.ConfigDict({
       "lr": 1e-3, "epochs": None, "gamma": 0.5, "layers": "all"})
+  c.graddiff = ml_collections.ConfigDict({  # LUR's objective without the lookahead
+      "lr": 1e-3, "epochs": None, "forget_weight": 1.0, "forget_objective": "rl"})
   c.lur = ml_collections.ConfigDict({
       "lr": 1e-3, "epochs": None,
       "forget_objective": "rl",  # ga | rl

@@ -26,7 +26,7 @@ from jax import lax
 from lur_jax import losses, models
 
 DIFFUSION_FORGET_OBJECTIVES = ("ga", "rl")
-METHODS = ("retrain", "ga", "rl", "salun", "lur")  # the methods that apply to a DDPM
+METHODS = ("retrain", "ga", "rl", "salun", "graddiff", "lur")  # those that apply to a DDPM
 SAMPLERS = ("ddim", "ddpm")
 
 

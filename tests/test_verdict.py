@@ -11,7 +11,7 @@ import pytest
 
 from lur_jax import config as config_lib, lookahead_params, study, train, verdict
 from lur_jax.audit import ensemble
-from lur_jax.verdict import space, stats, tune
+from lur_jax.verdict import ddpm, space, stats, tune
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMOKE = os.path.join(ROOT, "configs", "digits_smoke.py")
@@ -123,6 +123,32 @@ def test_a_tiny_verdict_writes_its_tables(tmp_path):
   assert again["arms"]["lur-ga"]["final"]["gap"] == rows["lur-ga"]["final"]["gap"]
   assert again["reference"] == results["reference"]
   assert sum("reusing" in m and "models/verdict-" in m for m in said) == 2, said
+
+
+def test_the_ddpm_gap_is_the_mean_of_three_distances_to_the_retrain():
+  reference = np.array([[100.0, 98.0, 4.0], [96.0, 100.0, 5.0]])  # UA, kept accuracy, FD
+  values = np.array([[90.0, 99.0, 4.4], [96.0, 94.0, 4.0]])
+  np.testing.assert_allclose(ddpm.gap(values, reference), [(10 + 1 + 10) / 3, (0 + 6 + 20) / 3])
+  np.testing.assert_allclose(ddpm.fd_ratio(values, reference)["FD_vs_retrain"], [1.1, 0.8])
+  assert np.isnan(ddpm.gap(np.full((1, 3), np.nan), reference[:1])).all()
+
+
+def test_a_tiny_ddpm_verdict_scores_samples_against_each_seeds_retrain(tmp_path):
+  config = config_lib.load(os.path.join(ROOT, "configs", "ddpm_digits_smoke.py"))
+  budget = {"settings": 1, "tune_seeds": 2, "final_seeds": 2, "mechanism_seeds": 0,
+            "audit_models": 16, "arms": "graddiff-rl,lur-rl"}
+  results = verdict.run(config, str(tmp_path), budget, progress=False)
+  assert results["metrics"] == ("UA", "kept_accuracy", "FD")
+  assert results["reference"]["final"]["FD"]["value"] > 0
+  for row in results["arms"].values():
+    f = row["final"]
+    values = np.array(f["metrics"])
+    assert values.shape == (2, 3) and np.isfinite(values).all() and np.isfinite(f["gap"]).all()
+    assert f["FD_vs_retrain"]["n"] == 2
+  assert "| FD_vs_retrain |" in open(tmp_path / "verdict.md").read()
+  assert results["compare"]["lur_minus_graddiff"]["n"] == 2
+  assert "audit" not in results  # class forgetting: no audit
+  assert not os.path.exists(tmp_path / "samples")  # no grid per tuned model
 
 
 @pytest.mark.parametrize("budget,match", [

@@ -142,8 +142,9 @@ def _judge(exp, cache, log, progress) -> tuple[Judge, dict]:
                  "seconds": meta["seconds"]}
 
 
-def make_measure(exp, judge: Judge, out_dir: str):
-  """``measure(variables, name) -> row``: samples, judges and draws ``samples/<name>.png``."""
+def make_measure(exp, judge: Judge, out_dir: str, grids: bool = True):
+  """``measure(variables, name) -> row``: samples, judges and (with ``grids``)
+  draws ``samples/<name>.png``."""
   cfg, splits, fs = exp.config, exp.splits, exp.forget
   forgotten = list(fs.forgotten_classes)
   kept = [c for c in range(splits.num_classes) if c not in forgotten]
@@ -151,7 +152,8 @@ def make_measure(exp, judge: Judge, out_dir: str):
   key = jax.random.fold_in(jax.random.key(cfg.seed), 0x5A)  # the same noise for every model
   real = splits.train.x[fs.retain]
   real_features = judge.features(real)
-  os.makedirs(os.path.join(out_dir, "samples"), exist_ok=True)
+  if grids:
+    os.makedirs(os.path.join(out_dir, "samples"), exist_ok=True)
 
   def measure(variables, name):
     start = time.perf_counter()
@@ -171,7 +173,7 @@ def make_measure(exp, judge: Judge, out_dir: str):
                                    for c in kept},
            "eval_seconds": time.perf_counter() - start}  # sampling and judging
     grid_labels = np.repeat(np.arange(splits.num_classes), GRID_PER_CLASS)
-    if parallel.is_writer():
+    if grids and parallel.is_writer():
       plots.save_grid(
           sample(params, grid_labels, jax.random.fold_in(key, 1)), splits.num_classes,
           os.path.join(out_dir, "samples", f"{name}.png"),
@@ -180,10 +182,10 @@ def make_measure(exp, judge: Judge, out_dir: str):
   return measure
 
 
-def measurer(exp, cache, log, progress):
+def measurer(exp, cache, log, progress, grids: bool = True):
   """The judge (trained once per data and seed), then :func:`make_measure`."""
   judge, judge_info = _judge(exp, cache, log, progress)
-  return make_measure(exp, judge, cache.out_dir), {"classifier": judge_info}
+  return make_measure(exp, judge, cache.out_dir, grids), {"classifier": judge_info}
 
 
 def compare(row: dict, reference: dict | None) -> dict:

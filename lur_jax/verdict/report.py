@@ -10,6 +10,7 @@ from lur_jax import checkpoint
 from lur_jax.verdict import stats
 
 BASELINE_FAMILIES = ("baseline", "graddiff")
+EXTRA = ("FD_vs_retrain",)  # per-seed ratios some tasks add to an arm's final row
 
 
 def _best(rows: dict, families) -> str | None:
@@ -80,27 +81,39 @@ def _settings_text(chosen: dict) -> str:
                    for k, v in sorted(chosen.items()))
 
 
-def markdown(results: dict) -> str:
-  """The arms table, the headline differences, the ladder and the audit."""
-  c, rows, v = results["compare"], results["arms"], results["verdict"]
-  lines = [f"{v['settings']} settings per arm tuned on {v['tune_seeds']} seeds (validation "
-           f"split); the chosen setting on {v['final_seeds']} other seeds (test split). "
+def _arms_table(results: dict) -> list[str]:
+  """The budget line and one row per arm: gaps, metrics, the chosen setting."""
+  rows, v = results["arms"], results["verdict"]
+  names = list(results.get("metrics", ("UA", "RA", "TA", "MIA")))
+  extra = [k for k in EXTRA if any(k in (r.get("final") or {}) for r in rows.values())]
+  diffusion = results.get("config", {}).get("task") == "diffusion"
+  lines = [f"{v['settings']} settings per arm tuned on {v['tune_seeds']} seeds "
+           f"({'their samples' if diffusion else 'validation split'}); the chosen setting on "
+           f"{v['final_seeds']} other seeds ({'never tuned on' if diffusion else 'test split'}). "
            "Means with 95% t-intervals over seeds.", "",
-           "| arm | family | working settings | val Avg Gap | test Avg Gap | diverged | UA | RA | TA "
-           "| MIA | chosen |", "|---" * 11 + "|"]
+           "| arm | family | working settings | val Avg Gap | test Avg Gap | diverged | "
+           + " | ".join(names + extra) + " | chosen |", "|---" * (7 + len(names + extra)) + "|"]
   ref = results["reference"]["final"]
-  lines.append(f"| retrain (reference) | | | | 0 | | {_cell(ref['UA'])} | {_cell(ref['RA'])} | "
-               f"{_cell(ref['TA'])} | {_cell(ref['MIA'])} | |")
+  lines.append("| retrain (reference) | | | | 0 | | " + " | ".join(
+      [_cell(ref[k]) for k in names] + ["1"] * len(extra)) + " | |")
   for name, r in rows.items():
     t, f = r["tuning"], r.get("final")
     if f is None:
-      lines.append(f"| {name} | {r['family']} | 0/{len(t['settings'])} | – | – | | | | | | |")
+      lines.append(f"| {name} | {r['family']} | 0/{len(t['settings'])} | – | – |"
+                   + " |" * (len(names + extra) + 2))
       continue
     lines.append(" | ".join([
         f"| {name}", r["family"], f"{t['working']}/{len(t['settings'])}",
         f"{t['chosen_val_gap']:.2f}", _cell(f["avg_gap"]), f"{f['diverged']}/{len(f['gap'])}",
-        *(_cell(f[k], 1) for k in ("UA", "RA", "TA", "MIA")),
+        *(_cell(f[k], 1) for k in names), *(_cell(f.get(k), 3) for k in extra),
         f"{_settings_text(t['chosen'])} |"]))
+  return lines
+
+
+def markdown(results: dict) -> str:
+  """The arms table, the headline differences, the ladder and the audit."""
+  c = results["compare"]
+  lines = _arms_table(results)
   lines += ["", "| comparison (test Avg Gap, paired by seed) | difference | verdict |",
             "|---|---|---|"]
   for key, label, role in (("lur_minus_graddiff", "graddiff", "GradDiff"),

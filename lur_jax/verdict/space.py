@@ -78,6 +78,28 @@ def arms() -> dict[str, Arm]:
   return out
 
 
+# The class-forgetting DDPM (Adam, lr 1e-3 hand-picked): the methods that apply to
+# it, with the rl objective for the GradDiff/LUR pair (ga diverges on a whole class).
+_DDPM_LR = LogUniform(1e-4, 1e-2)
+_DDPM_EPOCHS = (5, 10, 20)
+
+
+def ddpm_arms() -> dict[str, Arm]:
+  """The arms of the DDPM verdict: ga, rl, salun, GradDiff and LUR (exact, K = 1)."""
+  lur_fixed = {"mode": "exact", "lookahead": "retain", "inner_steps": 1}
+  objective = {"forget_objective": "rl"}
+  pair = {"lr": _DDPM_LR, "forget_weight": LogUniform(0.1, 10.0), "epochs": _DDPM_EPOCHS}
+  return {
+      "ga": Arm("ga", {}, {"lr": LogUniform(1e-5, 1e-3), "epochs": _DDPM_EPOCHS}, "baseline"),
+      "rl": Arm("rl", {}, {"lr": _DDPM_LR, "epochs": _DDPM_EPOCHS}, "baseline"),
+      "salun": Arm("salun", {}, {"lr": _DDPM_LR, "gamma": (0.3, 0.5, 0.7),
+                                 "epochs": _DDPM_EPOCHS}, "baseline"),
+      "graddiff-rl": Arm("graddiff", objective, pair, "graddiff"),
+      "lur-rl": Arm("lur", {**lur_fixed, **objective},
+                    {**pair, "inner_lr": LogUniform(1e-3, 0.1)}, "lur"),
+  }
+
+
 def draw(space: dict, count: int, seed: int, name: str) -> list[dict]:
   """``count`` settings: log-uniform draws of each range, uniform picks of each
   choice, seeded by ``seed`` and the arm's ``name``."""

@@ -20,10 +20,11 @@ import numpy as np
 
 from lur_jax import cache as cache_lib, checkpoint, results as results_lib, study
 from lur_jax.audit import scores, study as audit_study
-from lur_jax.verdict import report, space as space_lib, stats, tune
+from lur_jax.verdict import ddpm, report, space as space_lib, stats, tune
 
 DEFAULTS = {"settings": 24, "tune_seeds": 3, "final_seeds": 16, "mechanism_seeds": 4,
-            "audit_models": 16, "arms": ""}
+            "audit_models": 16, "arms": "", "chunk": -1}
+TASKS = ("classification", "diffusion")
 
 
 def settings_of(overrides: dict | None) -> ml_collections.ConfigDict:
@@ -32,7 +33,7 @@ def settings_of(overrides: dict | None) -> ml_collections.ConfigDict:
   if unknown:
     raise ValueError(f"verdict.{unknown[0]}: unknown key; allowed: {', '.join(DEFAULTS)}")
   for key, low in (("settings", 1), ("tune_seeds", 2), ("final_seeds", 2),
-                   ("mechanism_seeds", 0), ("audit_models", 0)):
+                   ("mechanism_seeds", 0), ("audit_models", 0), ("chunk", -1)):
     if isinstance(s[key], bool) or not isinstance(s[key], int) or s[key] < low:
       raise ValueError(f"verdict.{key}={s[key]!r}; allowed: an int >= {low}")
   if s.mechanism_seeds == 1:
@@ -44,8 +45,7 @@ def settings_of(overrides: dict | None) -> ml_collections.ConfigDict:
   return s
 
 
-def selected_arms(spec: str) -> dict[str, space_lib.Arm]:
-  every = space_lib.arms()
+def selected_arms(spec: str, every: dict[str, space_lib.Arm]) -> dict[str, space_lib.Arm]:
   names = [n.strip() for n in spec.split(",") if n.strip()] or list(every)
   for n in names:
     if n not in every:
@@ -67,45 +67,52 @@ def run(config, out_dir: str, verdict: dict | None = None, *, progress: bool = T
   """Runs the verdict of ``config``'s forgetting setting into ``out_dir``.
 
   Args:
-    config: a classification config (its method sections are the starting
-      point only: every arm's settings are drawn anew).
+    config: a classification config, or a class-forgetting diffusion config
+      (its method sections are the starting point only: every arm's settings
+      are drawn anew).
     out_dir: output folder (``verdict.json``, ``verdict.md``, ``verdict.png``).
     verdict: budget overrides of :data:`DEFAULTS`: ``settings`` per arm,
       ``tune_seeds``, ``final_seeds``, ``mechanism_seeds``, ``audit_models``
-      (0: no audit) and ``arms`` (comma-separated, default all).
+      (0: no audit), ``arms`` (comma-separated, default all) and ``chunk``
+      (models trained per call; -1: the config's ``audit.chunk``, 1 for a DDPM).
 
   Raises:
     ValueError: on bad settings, before any work.
   """
   log = log or (lambda msg: print(msg, file=sys.stderr))
   s = settings_of(verdict)
-  arms = selected_arms(s.arms)
-  if config.get("task", "classification") != "classification":
-    raise ValueError(f"task={config.task!r}; allowed for a verdict: classification")
-  exp_val, exp_test = study.prepare(_split(config, "val")), study.prepare(_split(config, "test"))
+  task = config.get("task", "classification")
+  if task not in TASKS:
+    raise ValueError(f"task={task!r}; allowed for a verdict: {', '.join(TASKS)}")
+  arms = selected_arms(s.arms, space_lib.arms() if task == "classification" else
+                       space_lib.ddpm_arms())
+  if task == "classification":
+    exp_val, exp_test = study.prepare(_split(config, "val")), study.prepare(_split(config, "test"))
+  else:  # judged on samples: the tuning seeds are the ones never scored
+    exp_val = exp_test = study.prepare(config)
   if jax.tree.leaves(jax.eval_shape(exp_test.model.init_state, jax.random.key(0))):
     raise ValueError(f"model.name={config.model.name!r} keeps BatchNorm statistics; allowed "
-                     "for a verdict: models without BatchNorm (mlp, cnn)")
+                     "for a verdict: models without BatchNorm (mlp, cnn, unet)")
   study.check_out_dir(out_dir)
   with checkpoint.writing(out_dir):
     os.makedirs(os.path.join(out_dir, "arms"), exist_ok=True)
-  evaluate = scores.evaluator(exp_val.model.eval_apply)
+  scorer = _scorer(exp_val, s.chunk, out_dir, progress, log)
   models = cache_lib.ModelCache(out_dir, log)
-  groups = {"tune": tune.seeds_group(exp_val, s.tune_seeds, "verdict-tune", evaluate,
+  groups = {"tune": tune.seeds_group(exp_val, s.tune_seeds, "verdict-tune", scorer,
                                      cache=models, progress=progress, log=log),
-            "final": tune.seeds_group(exp_test, s.final_seeds, "verdict-final", evaluate,
+            "final": tune.seeds_group(exp_test, s.final_seeds, "verdict-final", scorer,
                                       cache=models, progress=progress, log=log)}
-  rows = {name: _arm_row(exp_val, exp_test, name, arm, s, groups, evaluate, out_dir, progress,
+  rows = {name: _arm_row(exp_val, exp_test, name, arm, s, groups, scorer, out_dir, progress,
                          log) for name, arm in arms.items()}
-  results = {**results_lib.header(exp_test), "verdict": s.to_dict(),
+  results = {**results_lib.header(exp_test), "verdict": s.to_dict(), "metrics": scorer.names,
              "spaces": {n: space_lib.describe(a.space) for n, a in arms.items()},
-             "reference": {"final": _metric_intervals(groups["final"].reference)},
+             "reference": {"final": _intervals(scorer, groups["final"].reference)},
              "arms": rows}
   results["compare"] = report.compare(rows)
   results["config_sections"] = report.config_sections(rows, results["compare"])
   if s.mechanism_seeds:
     results["mechanism"] = _mechanism(exp_test, arms, rows, results["compare"], groups, s,
-                                      evaluate, progress)
+                                      scorer, progress)
   if s.audit_models and config.forget.kind == "random" and (
       2 * len(exp_test.forget.forget) <= len(exp_test.splits.train)):  # the audit's pool fits
     results["audit"] = _audit(config, arms, rows, results["compare"], s, out_dir, progress, log)
@@ -113,11 +120,18 @@ def run(config, out_dir: str, verdict: dict | None = None, *, progress: bool = T
   return results
 
 
-def _metric_intervals(values: np.ndarray) -> dict:
-  return {k: stats.interval(values[:, i]) for i, k in enumerate(("UA", "RA", "TA", "MIA"))}
+def _scorer(exp, chunk: int, out_dir: str, progress: bool, log) -> tune.Scorer:
+  if exp.config.get("task", "classification") == "diffusion":
+    return ddpm.scorer(exp, out_dir, log, progress, 1 if chunk < 0 else chunk)
+  chunk = exp.config.get("audit", {}).get("chunk", 0) if chunk < 0 else chunk
+  return tune.classification_scorer(exp, scores.evaluator(exp.model.eval_apply), chunk)
 
 
-def _arm_row(exp_val, exp_test, name, arm, s, groups, evaluate, out_dir, progress, log) -> dict:
+def _intervals(scorer: tune.Scorer, values: np.ndarray) -> dict:
+  return {k: stats.interval(values[:, i]) for i, k in enumerate(scorer.names)}
+
+
+def _arm_row(exp_val, exp_test, name, arm, s, groups, scorer, out_dir, progress, log) -> dict:
   key = cache_lib.fingerprint({"config": exp_test.config.to_dict(), "arm": arm._asdict(),
                                "budget": [s.settings, s.tune_seeds, s.final_seeds]})
   path = os.path.join(out_dir, "arms", f"{name}.json")
@@ -128,7 +142,7 @@ def _arm_row(exp_val, exp_test, name, arm, s, groups, evaluate, out_dir, progres
       log(f"verdict: {name}: reusing {path}")
       return {**row, "reused": True}
   start = time.perf_counter()
-  tuning = tune.tune(exp_val, arm, name, s.settings, groups["tune"], evaluate, progress=progress)
+  tuning = tune.tune(exp_val, arm, name, s.settings, groups["tune"], scorer, progress=progress)
   tuning["wall_seconds"] = time.perf_counter() - start
   row = {"family": arm.family, "method": arm.method, "fixed": arm.fixed, "tuning": tuning,
          "fingerprint": key}
@@ -136,12 +150,15 @@ def _arm_row(exp_val, exp_test, name, arm, s, groups, evaluate, out_dir, progres
     log(f"verdict: {name}: every one of {s.settings} settings diverged")
     row["final"] = None
   else:
+    reference = groups["final"].reference
     values, info = tune.run_settings(exp_test, arm, [tuning["chosen"]], groups["final"],
-                                     evaluate, progress=progress, desc=f"final {name}")
-    gap = tune.gaps(values[0], groups["final"].reference)
+                                     scorer, progress=progress, desc=f"final {name}")
+    gap = scorer.gap(values[0], reference)
+    extra = scorer.extra(values[0], reference) if scorer.extra else {}
     row["settings"] = tune.method_settings(exp_test.config, arm, tuning["chosen"])
     row["final"] = {"metrics": values[0].tolist(), "gap": gap.tolist(),
-                    "avg_gap": stats.interval(gap), **_metric_intervals(values[0]),
+                    "avg_gap": stats.interval(gap), **_intervals(scorer, values[0]),
+                    **{k: stats.interval(v) for k, v in extra.items()},
                     "diverged": int(np.isnan(gap).sum()), "seconds": info["seconds"],
                     "wall_seconds": time.perf_counter() - start - tuning["wall_seconds"]}
     log(f"verdict: {name}: val Avg Gap {tuning['chosen_val_gap']:.2f} "
@@ -150,7 +167,7 @@ def _arm_row(exp_val, exp_test, name, arm, s, groups, evaluate, out_dir, progres
   return {**row, "reused": False}
 
 
-def _mechanism(exp, arms, rows, compare, groups, s, evaluate, progress) -> dict | None:
+def _mechanism(exp, arms, rows, compare, groups, s, scorer, progress) -> dict | None:
   """The alignment LUR optimises, per step, for the headline LUR arm and the
   GradDiff arm with its forget objective, on the same seeds and batches."""
   lur_name = compare.get("lur")
@@ -170,7 +187,7 @@ def _mechanism(exp, arms, rows, compare, groups, s, evaluate, progress) -> dict 
   curves = {"inner_lr": alpha, "inner_steps": k, "objective": objective}
   for name in (lur_name, graddiff_name):
     _, info = tune.run_settings(exp, arms[name], [rows[name]["tuning"]["chosen"]], few,
-                                evaluate, wrap=wrap, progress=progress, desc=f"mechanism {name}")
+                                scorer, wrap=wrap, progress=progress, desc=f"mechanism {name}")
     found = {k[len("align_"):]: v for k, v in info["history"].items() if k.startswith("align_")}
     curves[name] = {k: np.nanmean(v, 1).tolist() for k, v in found.items()}  # per step
     curves[name]["over_run"] = {k: stats.interval(np.nanmean(v, 0)) for k, v in found.items()}

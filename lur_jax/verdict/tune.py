@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from concurrent import futures
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import jax
 import ml_collections
@@ -22,9 +22,35 @@ from lur_jax.audit import ensemble, scores
 from lur_jax.verdict import space as space_lib
 
 
+class Scorer(NamedTuple):
+  """How a task's models are measured: ``score(variables, members) -> [M, k]``
+  (one row of ``names`` per member, NaN when it diverged), ``gap(values,
+  reference) -> [...]`` the distance of each row to its own seed's retrain,
+  ``chunk``, the members trained per call (0: all), and optionally ``extra(values,
+  reference) -> {name: [...]}``, more per-seed numbers for the tables."""
+
+  names: tuple[str, ...]
+  score: Callable
+  gap: Callable
+  chunk: int = 0
+  extra: Callable | None = None
+
+
+def avg_gap(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
+  """Avg Gap: the mean absolute difference of the metrics to the retrain's."""
+  return np.abs(values - reference).mean(-1)
+
+
+def classification_scorer(exp, evaluate, chunk: int = 0) -> Scorer:
+  """UA, RA, TA and MIA of each member on its own sets, Avg Gap to the retrain."""
+  return Scorer(("UA", "RA", "TA", "MIA"),
+                lambda variables, members: member_metrics(exp, variables, members, evaluate,
+                                                          chunk), avg_gap, chunk)
+
+
 class Seeds(NamedTuple):
-  """One group of seeds: its members, its originals and retrains, and the
-  retrains' metrics (``[count, 4]``: UA, RA, TA, MIA)."""
+  """One group of seeds: its members, its originals, and the retrains' scores
+  (``[count, k]``, see :class:`Scorer`)."""
 
   members: ensemble.Members
   originals: dict
@@ -41,18 +67,18 @@ def members_for(exp, count: int, name: str) -> ensemble.Members:
                           np.tile(exp.forget.forget, (count, 1)))
 
 
-
-def _chunk(exp, models: int) -> int:
-  chunk = exp.config.get("audit", {}).get("chunk", 0)
+def chunk_of(chunk: int, models: int) -> int:
+  """``chunk`` when it divides ``models``, else 0 (all members in one call)."""
   return chunk if chunk and models % chunk == 0 else 0
 
 
-def member_metrics(exp, variables, members: ensemble.Members, evaluate) -> np.ndarray:
+def member_metrics(exp, variables, members: ensemble.Members, evaluate,
+                   chunk: int = 0) -> np.ndarray:
   """``[M, 4]`` UA, RA, TA, MIA (percent) of each member on its own sets; NaN
   rows for members whose outputs are not finite. The SVC attacks are fitted
   in threads (scikit-learn's libsvm releases the GIL)."""
   out = scores.outputs(evaluate, variables, exp.splits.train, exp.forget.test,
-                       _chunk(exp, len(members.seeds)), strict=False)
+                       chunk_of(chunk, len(members.seeds)), strict=False)
 
   def row(m):
     forget, retain, seed = members.forget[m], members.retain[m], int(members.seeds[m])
@@ -67,7 +93,7 @@ def member_metrics(exp, variables, members: ensemble.Members, evaluate) -> np.nd
     return np.array(list(pool.map(row, range(len(members.seeds)))))
 
 
-def seeds_group(exp, count: int, name: str, evaluate, *, cache=None, progress=True,
+def seeds_group(exp, count: int, name: str, scorer: Scorer, *, cache=None, progress=True,
                 log=print) -> Seeds:
   """Trains ``count`` originals (on all of D) and their retrains (on each D_r).
 
@@ -83,13 +109,13 @@ def seeds_group(exp, count: int, name: str, evaluate, *, cache=None, progress=Tr
   if found:
     log(f"verdict: {name}: reusing {found.directory}")
     return Seeds(members, {"params": found.variables, "model_state": {}},
-                 np.array(found.meta["reference"], float))
+                 np.array(found.meta["reference"], float).reshape(count, len(scorer.names)))
   n = len(exp.splits.train)
   every = np.tile(np.arange(n), (count, 1))
   on_all = ensemble.Members(members.seeds, every, every[:, :1])
   run = lambda m, desc: ensemble.unlearn(exp, "retrain", ensemble.fresh(exp, m.seeds), m,
                                          progress=progress, desc=desc,
-                                         chunk=_chunk(exp, count))
+                                         chunk=chunk_of(scorer.chunk, count))
   original = run(on_all, f"{name} originals ×{count}")
   retrain = run(members, f"{name} retrains ×{count}")
   if (retrain.diverged_at >= 0).any() or (original.diverged_at >= 0).any():
@@ -97,8 +123,7 @@ def seeds_group(exp, count: int, name: str, evaluate, *, cache=None, progress=Tr
                              "(train.lr) does not train this model")
   log(f"verdict: {name}: {count} originals {original.seconds:.1f} s, retrains "
       f"{retrain.seconds:.1f} s")
-  reference = member_metrics(exp, {"params": retrain.states.params, "model_state": {}},
-                             members, evaluate)
+  reference = scorer.score({"params": retrain.states.params, "model_state": {}}, members)
   if cache:
     cache.save(name, key, original.states.params, {"reference": reference.tolist()})
   return Seeds(members, {"params": original.states.params, "model_state": {}}, reference)
@@ -112,18 +137,18 @@ def with_settings(config, arm: space_lib.Arm, values: dict) -> ml_collections.Co
   return config
 
 
-def run_settings(exp, arm: space_lib.Arm, settings: list[dict], group: Seeds, evaluate, *,
+def run_settings(exp, arm: space_lib.Arm, settings: list[dict], group: Seeds, scorer: Scorer, *,
                  wrap=None, progress=True, desc="") -> tuple[np.ndarray, dict]:
   """Runs every setting on every seed of ``group``.
 
   Returns:
-    ``([settings, seeds, 4] metrics, {"seconds", "compile_seconds", "history"})``;
+    ``([settings, seeds, k] scores, {"seconds", "compile_seconds", "history"})``;
     a member that diverged has NaN metrics. ``history`` holds the per-step
     metrics of the last program run (``[steps, members]`` each).
   """
   keys = space_lib.continuous_keys(arm.space)
   count = len(group.members.seeds)
-  out = np.full((len(settings), count, 4), np.nan)
+  out = np.full((len(settings), count, len(scorer.names)), np.nan)
   info = {"seconds": 0.0, "compile_seconds": 0.0, "history": {}}
   programs = {}
   for i, s in enumerate(settings):
@@ -137,31 +162,25 @@ def run_settings(exp, arm: space_lib.Arm, settings: list[dict], group: Seeds, ev
     result = ensemble.unlearn(exp._replace(config=cfg), arm.method, starts, members,
                               hparams=hparams, wrap=wrap, progress=progress,
                               desc=f"{desc} {dict(fixed)} ×{len(members.seeds)}",
-                              chunk=_chunk(exp, len(members.seeds)))
-    variables = {"params": result.states.params, "model_state": {}}
-    values = member_metrics(exp, variables, members, evaluate)
+                              chunk=chunk_of(scorer.chunk, len(members.seeds)))
+    values = scorer.score({"params": result.states.params, "model_state": {}}, members)
     values[result.diverged_at >= 0] = np.nan
-    out[chosen] = values.reshape(len(chosen), count, 4)
+    out[chosen] = values.reshape(len(chosen), count, -1)
     info["seconds"] += result.seconds
     info["compile_seconds"] += result.compile_seconds
     info["history"] = result.history
   return out, info
 
 
-def gaps(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
-  """Avg Gap of each member to the retrain of its own seed (NaN when diverged)."""
-  return np.abs(values - reference).mean(-1)
-
-
-def tune(exp, arm: space_lib.Arm, name: str, count: int, group: Seeds, evaluate, *,
+def tune(exp, arm: space_lib.Arm, name: str, count: int, group: Seeds, scorer: Scorer, *,
          progress=True) -> dict:
   """Draws ``count`` settings of ``arm``, runs them on ``group`` (on the
-  validation split) and picks the lowest mean Avg Gap; a setting with a
-  diverged seed is never picked."""
+  validation split) and picks the lowest mean gap to retraining; a setting
+  with a diverged seed is never picked."""
   settings = space_lib.draw(arm.space, count, exp.config.seed, name)
-  values, info = run_settings(exp, arm, settings, group, evaluate, progress=progress,
+  values, info = run_settings(exp, arm, settings, group, scorer, progress=progress,
                               desc=f"tune {name}")
-  score = gaps(values, group.reference).mean(1)
+  score = scorer.gap(values, group.reference).mean(1)
   score = np.where(np.isfinite(score), score, np.inf)
   best = int(np.argmin(score))
   return {"settings": settings, "val_gap": [None if not np.isfinite(v) else float(v)
