@@ -3,12 +3,15 @@
     python benchmarks/verdict.py                             # the five classification settings
     python benchmarks/verdict.py --parts digits_random       # one part alone
     python benchmarks/verdict.py --parts digits_random,digits_random50,digits_class  # digits
+    python benchmarks/verdict.py --parts ddpm_digits         # the DDPM, its own budget
 
 Each part runs ``lur_jax.verdict.run``: every arm (the baselines and the
 ablation ladder, each rung with the ``ga`` and the ``rl`` forget objective) gets
 the same number of settings drawn from the ranges of ``lur_jax/verdict/space.py``,
 tuned on the validation split (mean Avg Gap to the retrain of the same seed),
-and the chosen setting runs on other seeds, measured on the test split.
+and the chosen setting runs on other seeds, measured on the test split. The
+DDPM part tunes ga, rl, salun, GradDiff and LUR on the samples of two seeds and
+scores the winners on four others (``lur_jax/verdict/ddpm.py``).
 Writes ``benchmarks/results/verdict/<part>/verdict.{json,md,png}`` (the audit's
 files too) and the summary ``benchmarks/results/verdict.md``. A part that was
 interrupted resumes from its finished arms (``--work`` keeps them).
@@ -39,6 +42,10 @@ FASHION = {"settings": 12, "tune_seeds": 2, "final_seeds": 8, "mechanism_seeds":
 # Class-wise, every ga-objective arm but GradDiff's failed on digits (Avg Gap 26-57): the
 # class part spends the LUR arms on the rl objective, both lookahead orders.
 FASHION_CLASS = {**FASHION, "arms": "graddiff-rl,lur-rl,ft,rl,graddiff-ga,lur_forget-rl,shs"}
+# The class-forgetting DDPM: 6 models trained from scratch per seed group member
+# dominate; 200 + 9 × 50 samples per model (not 500 + 900) keep the sampling short.
+DDPM = {"settings": 8, "tune_seeds": 2, "final_seeds": 4, "mechanism_seeds": 0,
+        "audit_models": 0}
 PARTS = {  # name -> (config, overrides, budget)
     "digits_random": ("configs/digits.py", [], DIGITS),
     "digits_random50": ("configs/digits.py", ["forget.fraction=0.5"], DIGITS),
@@ -47,7 +54,10 @@ PARTS = {  # name -> (config, overrides, budget)
     # The random recipe's 10,000 images (the class recipe's 20,000 double every step).
     "fashion_class": ("configs/fashion_mnist.py", ["forget.kind=class", "data.train_limit=10000"],
                       FASHION_CLASS),
+    "ddpm_digits": ("configs/ddpm_digits.py", ["eval.forget_samples=200",
+                                               "eval.kept_samples=50"], DDPM),
 }
+CLASSIFICATION = [p for p in PARTS if not p.startswith("ddpm")]
 
 
 def _minutes(seconds) -> str:
@@ -95,7 +105,9 @@ def _arms_table(results: dict) -> str:
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--parts", default=",".join(PARTS))
+  parser.add_argument("--parts", default=",".join(CLASSIFICATION),
+                      help=f"comma-separated, of: {', '.join(PARTS)} (default: the "
+                      "classification settings; ddpm_digits has its own budget)")
   parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results"))
   parser.add_argument("--work", default=os.path.join(ROOT, "runs", "verdict"),
                       help="where the models and the finished arms are kept")
