@@ -30,7 +30,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from lur_jax import checkpoint, compile_cache, config as config_lib, verdict  # pylint: disable=g-import-not-at-top,wrong-import-position
-from lur_jax.verdict import report  # pylint: disable=g-import-not-at-top,wrong-import-position
+from lur_jax.verdict import report, space  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 DIGITS = {"settings": 24, "tune_seeds": 3, "final_seeds": 16, "audit_models": 16}
 # Fashion-MNIST's CNN runs one member at a time on a CPU (audit.chunk = 1), ~3 s per
@@ -62,6 +62,12 @@ CLASSIFICATION = [p for p in PARTS if not p.startswith("ddpm")]
 
 def _minutes(seconds) -> str:
   return "–" if seconds is None else f"{seconds / 60:.1f}"
+
+
+def _arm_names(config, budget: dict) -> list[str]:
+  spec = budget.get("arms", "")
+  every = space.ddpm_arms() if config.get("task") == "diffusion" else space.arms()
+  return [a.strip() for a in spec.split(",") if a.strip()] if spec else list(every)
 
 
 def _load(path: str) -> dict:
@@ -114,6 +120,9 @@ def main() -> None:
   parser.add_argument("--no-progress", action="store_true")
   parser.add_argument("--report", action="store_true",
                       help="only re-render the tables and figures from the results files")
+  parser.add_argument("--finished", action="store_true",
+                      help="write each part from the arms it has finished under --work, "
+                      "without running the others (for a part that was interrupted)")
   parser.add_argument("--compilation-cache", default="",
                       help="JAX's compilation cache (default: a fresh folder per invocation, "
                       "so the times are cold; arms that differ only in epochs share programs)")
@@ -137,11 +146,17 @@ def main() -> None:
     path, overrides, budget = PARTS[name]
     config = config_lib.apply_overrides(config_lib.load(os.path.join(ROOT, path)), overrides)
     work = os.path.join(args.work, name)
+    planned = _arm_names(config, budget)
+    if args.finished:
+      budget = {**budget, "arms": ",".join(
+          a for a in planned if os.path.exists(os.path.join(work, "arms", f"{a}.json")))}
     start = time.perf_counter()
     results = verdict.run(config, work, budget, progress=not args.no_progress)
     results["wall_seconds"] = time.perf_counter() - start
     results["command"] = f"python benchmarks/verdict.py --parts {name}"
-    results["title"] = f"{name}: {path} {' '.join(overrides)}"
+    results["arms_not_run"] = [a for a in planned if a not in results["arms"]]
+    results["title"] = f"{name}: {path} {' '.join(overrides)}" + (
+        f" (not run: {', '.join(results['arms_not_run'])})" if results["arms_not_run"] else "")
     dest = os.path.join(args.out, "verdict", name)
     os.makedirs(dest, exist_ok=True)
     checkpoint.write_json(os.path.join(dest, "verdict.json"), results)
