@@ -45,7 +45,7 @@ FASHION_CLASS = {**FASHION, "arms": "graddiff-rl,lur-rl,ft,rl,graddiff-ga,lur_fo
 # The class-forgetting DDPM: 6 models trained from scratch per seed group member
 # dominate; 200 + 9 × 50 samples per model (not 500 + 900) keep the sampling short.
 DDPM = {"settings": 8, "tune_seeds": 2, "final_seeds": 4, "mechanism_seeds": 0,
-        "audit_models": 0}
+        "audit_models": 0, "arms": "graddiff-rl,lur-rl,rl,salun,ga"}
 PARTS = {  # name -> (config, overrides, budget)
     "digits_random": ("configs/digits.py", [], DIGITS),
     "digits_random50": ("configs/digits.py", ["forget.fraction=0.5"], DIGITS),
