@@ -3,7 +3,7 @@
     lur-jax run configs/fashion_mnist_class.py --out runs/fashion_mnist_class
 
 The same as `configs/fashion_mnist.py --set forget.kind=class`: the settings
-for class-wise forgetting (a 20,000-image, 15-epoch recipe and per-method
+for class-wise forgetting (a 10,000-image, 15-epoch recipe and per-method
 settings) live in fashion_mnist.py's `settings_for`.
 """
 

@@ -38,7 +38,7 @@ def test_the_class_settings_are_the_tuned_ones_and_overrides_still_win():
   assert (lur.mode, lur.inner_steps, lur.lookahead) == ("hvp", 4, "retain")  # the verdict's arm
   assert config_lib.kind_warning(config) is None
   fashion = _load("fashion_mnist.py", ["forget.kind=class"])
-  assert (fashion.data.train_limit, fashion.train.epochs) == (20000, 15)
+  assert (fashion.data.train_limit, fashion.train.epochs) == (10000, 15)
 
 
 def test_a_kind_without_settings_warns_in_one_line(tmp_path):
