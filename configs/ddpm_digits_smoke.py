@@ -10,6 +10,8 @@ def get_config():
   c.classifier.epochs = 2
   c.train.epochs = 2
   c.unlearn.epochs = 1
+  for name in ("rl", "salun", "graddiff", "lur"):  # one epoch, whatever the tuned ones
+    c[name].epochs = None
   c.ga.epochs = 1
   c.eval.update({"forget_samples": 20, "kept_samples": 4})
   return c
