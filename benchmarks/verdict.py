@@ -42,8 +42,9 @@ FASHION = {"settings": 12, "tune_seeds": 2, "final_seeds": 8, "mechanism_seeds":
 # Class-wise, every ga-objective arm but GradDiff's failed on digits (Avg Gap 26-57): the
 # class part spends the LUR arms on the rl objective, both lookahead orders.
 FASHION_CLASS = {**FASHION, "arms": "graddiff-rl,lur-rl,ft,rl,graddiff-ga,lur_forget-rl,shs"}
-# The class-forgetting DDPM: 6 models trained from scratch per seed group member
-# dominate; 200 + 9 × 50 samples per model (not 500 + 900) keep the sampling short.
+# The class-forgetting DDPM: the 12 models trained from scratch (an original and a
+# retrain per seed) dominate; 200 + 9 × 50 samples per model (not 500 + 9 × 100)
+# keep the sampling short.
 DDPM = {"settings": 8, "tune_seeds": 2, "final_seeds": 4, "mechanism_seeds": 0,
         "audit_models": 0, "arms": "graddiff-rl,lur-rl,rl,salun,ga"}
 PARTS = {  # name -> (config, overrides, budget)

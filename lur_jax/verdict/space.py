@@ -79,7 +79,7 @@ def arms() -> dict[str, Arm]:
 
 
 # The class-forgetting DDPM (Adam, lr 1e-3 hand-picked): the methods that apply to
-# it, with the rl objective for the GradDiff/LUR pair (ga diverges on a whole class).
+# it, the GradDiff/LUR pair with the rl objective that the DDPM study's LUR uses.
 _DDPM_LR = LogUniform(1e-4, 1e-2)
 _DDPM_EPOCHS = (5, 10, 20)
 
