@@ -133,6 +133,7 @@ def test_the_ddpm_gap_is_the_mean_of_three_distances_to_the_retrain():
   assert np.isnan(ddpm.gap(np.full((1, 3), np.nan), reference[:1])).all()
 
 
+@pytest.mark.slow  # ~1 min of U-Net compiles; keeps .ci/run under its 15 minutes
 def test_a_tiny_ddpm_verdict_scores_samples_against_each_seeds_retrain(tmp_path):
   config = config_lib.load(os.path.join(ROOT, "configs", "ddpm_digits_smoke.py"))
   budget = {"settings": 1, "tune_seeds": 2, "final_seeds": 2, "mechanism_seeds": 0,
