@@ -34,15 +34,15 @@ def _finite(tree) -> bool:
   return all(np.isfinite(np.asarray(a)).all() for a in jax.tree.leaves(tree))
 
 
-def scorer(exp, out_dir: str, log, progress: bool, chunk: int = 1) -> tune.Scorer:
+def scorer(exp, cache: cache_lib.ModelCache, log, progress: bool,
+           chunk: int = 1) -> tune.Scorer:
   """A :class:`lur_jax.verdict.tune.Scorer` of UA, kept accuracy and FD.
 
   Every member is sampled with the same noise (the config seed's), so the
   differences between members are the models', not the sampler's. ``chunk``
   (default 1: XLA:CPU runs the vmapped U-Net slower than one at a time).
   """
-  measure, _ = diffusion_task.measurer(exp, cache_lib.ModelCache(out_dir, log), log, progress,
-                                       grids=False)
+  measure, _ = diffusion_task.measurer(exp, cache, log, progress, grids=False)
 
   def measured(variables) -> dict:
     if not _finite(variables["params"]):

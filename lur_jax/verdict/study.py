@@ -96,8 +96,8 @@ def run(config, out_dir: str, verdict: dict | None = None, *, progress: bool = T
   study.check_out_dir(out_dir)
   with checkpoint.writing(out_dir):
     os.makedirs(os.path.join(out_dir, "arms"), exist_ok=True)
-  scorer = _scorer(exp_val, s.chunk, out_dir, progress, log)
   models = cache_lib.ModelCache(out_dir, log)
+  scorer = _scorer(exp_val, s.chunk, models, progress, log)
   groups = {"tune": tune.seeds_group(exp_val, s.tune_seeds, "verdict-tune", scorer,
                                      cache=models, progress=progress, log=log),
             "final": tune.seeds_group(exp_test, s.final_seeds, "verdict-final", scorer,
@@ -120,9 +120,9 @@ def run(config, out_dir: str, verdict: dict | None = None, *, progress: bool = T
   return results
 
 
-def _scorer(exp, chunk: int, out_dir: str, progress: bool, log) -> tune.Scorer:
+def _scorer(exp, chunk: int, models, progress: bool, log) -> tune.Scorer:
   if exp.config.get("task", "classification") == "diffusion":
-    return ddpm.scorer(exp, out_dir, log, progress, 1 if chunk < 0 else chunk)
+    return ddpm.scorer(exp, models, log, progress, 1 if chunk < 0 else chunk)
   chunk = exp.config.get("audit", {}).get("chunk", 0) if chunk < 0 else chunk
   return tune.classification_scorer(exp, scores.evaluator(exp.model.eval_apply), chunk)
 
