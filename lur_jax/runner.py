@@ -103,6 +103,15 @@ def _common_key(cfg) -> dict:
           "train": cfg.train.to_dict()}
 
 
+def run_key(exp) -> dict:
+  """What determines every run of ``exp`` but a method's own settings: seed,
+  data, model, train recipe, forget set, evaluation and the task's sections
+  (the part of a cache fingerprint that every method shares)."""
+  cfg = exp.config
+  return {**_common_key(cfg), "forget": cfg.forget.to_dict(), **exp.task.cache_key(cfg),
+          "eval": cfg.eval.to_dict()}
+
+
 def from_scratch(exp, cache: cache_lib.ModelCache, desc: str, retain_idx, log, progress):
   """Trains on ``retain_idx`` from the shared init with the ``train`` recipe, or
   restores that model from the cache.
@@ -171,8 +180,7 @@ def method_row(exp, cache: cache_lib.ModelCache, name: str, original, measure, l
     variables, result, reused = from_scratch(exp, cache, name, exp.forget.retain, log, progress)
     return _measured_row(result, variables, measure, name, log, reused)[0], result.history
   fingerprint = cache_lib.fingerprint({
-      **_common_key(cfg), "forget": cfg.forget.to_dict(), **exp.task.cache_key(cfg),
-      "eval": cfg.eval.to_dict(), "settings": config_lib.method_settings(cfg, name).to_dict()})
+      **run_key(exp), "settings": config_lib.method_settings(cfg, name).to_dict()})
   earlier = cache.load(name, fingerprint)
   if earlier is not None:
     log(f"{name}: finished in an earlier run with these settings; reusing its results")

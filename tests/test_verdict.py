@@ -118,11 +118,29 @@ def test_a_tiny_verdict_writes_its_tables(tmp_path):
   for name in ("lur-ga", "graddiff-ga"):  # one value per step of each run
     epochs = rows[name]["settings"]["epochs"]
     assert len(results["mechanism"][name]["lookahead_cosine"]) == epochs * 3  # 180 / 64
-  said = []  # a rerun reuses the originals, the retrains' metrics and the finished arms
+  said = []  # a rerun reuses the originals, the retrains' metrics and the finished arms,
+  # also after tuned values were written into the config's method sections
+  config = config_lib.apply_overrides(config, ["lur.lr=0.123", "graddiff.forget_weight=0.5",
+                                               "ft.lr=0.01"])
   again = verdict.run(config, str(tmp_path), budget, progress=False, log=said.append)
   assert again["arms"]["lur-ga"]["final"]["gap"] == rows["lur-ga"]["final"]["gap"]
   assert again["reference"] == results["reference"]
   assert sum("reusing" in m and "models/verdict-" in m for m in said) == 2, said
+  assert all(row["reused"] for row in again["arms"].values())
+
+
+def _arm_key(exp, overrides, arm="lur-ga"):
+  config = config_lib.apply_overrides(exp.config, overrides)
+  return tune.arm_key(exp._replace(config=config), space.arms()[arm])
+
+
+def test_an_arm_is_determined_by_what_it_does_not_draw(exp):
+  key = _arm_key(exp, [])
+  assert _arm_key(exp, ["lur.lr=0.5", "lur.inner_lr=0.2", "lur.mode=hvp", "ft.lr=0.2"]) == key
+  for changed in (["unlearn.batch_size=32"], ["data.train_limit=299"], ["forget.fraction=0.2"],
+                  ["eval.split=val"]):
+    assert _arm_key(exp, changed) != key, changed
+  assert _arm_key(exp, [], "lur-rl") != key
 
 
 def test_the_ddpm_gap_is_the_mean_of_three_distances_to_the_retrain():

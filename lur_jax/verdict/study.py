@@ -132,7 +132,7 @@ def _intervals(scorer: tune.Scorer, values: np.ndarray) -> dict:
 
 
 def _arm_row(exp_val, exp_test, name, arm, s, groups, scorer, out_dir, progress, log) -> dict:
-  key = cache_lib.fingerprint({"config": exp_test.config.to_dict(), "arm": arm._asdict(),
+  key = cache_lib.fingerprint({**tune.arm_key(exp_test, arm),
                                "budget": [s.settings, s.tune_seeds, s.final_seeds]})
   path = os.path.join(out_dir, "arms", f"{name}.json")
   if os.path.exists(path):

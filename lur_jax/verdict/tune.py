@@ -17,7 +17,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from lur_jax import cache as cache_lib, config as config_lib, loop, metrics, train
+from lur_jax import cache as cache_lib, config as config_lib, loop, metrics, runner, train
 from lur_jax.audit import ensemble, scores
 from lur_jax.verdict import space as space_lib
 
@@ -99,10 +99,11 @@ def seeds_group(exp, count: int, name: str, scorer: Scorer, *, cache=None, progr
 
   With ``cache`` (a :class:`lur_jax.cache.ModelCache`) the originals and the
   retrains' metrics are kept under ``models/<name>`` and reused by a rerun of
-  the same config.
+  the same data, model, recipe, forget sets and evaluation (method sections
+  may change: :func:`lur_jax.runner.run_key`).
   """
   members = members_for(exp, count, name)
-  key = cache_lib.fingerprint({"config": exp.config.to_dict(), "count": count, "name": name})
+  key = cache_lib.fingerprint({**runner.run_key(exp), "count": count, "name": name})
   abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct((count, *a.shape), a.dtype),
                           jax.eval_shape(exp.model.init, jax.random.key(0)))
   found = cache and cache.load(name, key, abstract)
@@ -213,3 +214,11 @@ def method_settings(config, arm: space_lib.Arm, values: dict) -> dict:
   """The settings a run of ``arm`` with ``values`` uses (for the results)."""
   resolved = config_lib.method_settings(with_settings(config, arm, values), arm.method)
   return {k: v for k, v in resolved.to_dict().items() if k != "name"}
+
+
+def arm_key(exp, arm: space_lib.Arm) -> dict:
+  """What determines an arm's runs: :func:`lur_jax.runner.run_key`, the arm,
+  and its method's settings that are not drawn (so writing tuned values into
+  a config's method sections does not invalidate finished arms)."""
+  fixed = {k: v for k, v in method_settings(exp.config, arm, {}).items() if k not in arm.space}
+  return {**runner.run_key(exp), "arm": arm._asdict(), "settings": fixed}
