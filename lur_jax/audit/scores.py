@@ -73,16 +73,23 @@ def outputs(apply, variables, train, test, chunk: int = 0, strict: bool = True) 
                  test_correct)
 
 
-def summary(out: Outputs, forget: np.ndarray, retain: np.ndarray, seed: int) -> np.ndarray:
-  """``[members, 4]``: UA, RA, TA and MIA-efficacy (percent) of each member."""
-  rows = []
+def member_metrics(out: Outputs, m: int, forget: np.ndarray, retain: np.ndarray,
+                   seed: int) -> list[float]:
+  """UA, RA, TA and MIA-efficacy (percent) of member ``m`` on the sets it was
+  given; NaN for a member whose outputs are not finite."""
+  if not (np.isfinite(out.p_true[m]).all() and np.isfinite(out.test_p_true[m]).all()):
+    return [np.nan] * 4
   svc_members = np.random.default_rng(seed).permutation(retain)[:SVC_EXAMPLES]
-  for m in range(len(out.correct)):
-    rows.append([100.0 - 100.0 * out.correct[m, forget].mean(),
-                 100.0 * out.correct[m, retain].mean(), 100.0 * out.test_correct[m].mean(),
-                 metrics.mia_efficacy(out.p_true[m, svc_members], out.test_p_true[m],
-                                      out.p_true[m, forget], seed)])
-  return np.array(rows)
+  return [100.0 - 100.0 * out.correct[m, forget].mean(),
+          100.0 * out.correct[m, retain].mean(), 100.0 * out.test_correct[m].mean(),
+          metrics.mia_efficacy(out.p_true[m, svc_members], out.test_p_true[m],
+                               out.p_true[m, forget], seed)]
+
+
+def summary(out: Outputs, forget: np.ndarray, retain: np.ndarray, seed: int) -> np.ndarray:
+  """``[members, 4]``: :func:`member_metrics` of every member on the same sets."""
+  return np.array([member_metrics(out, m, forget, retain, seed)
+                   for m in range(len(out.correct))])
 
 
 def _interval(values, seed, bootstrap) -> dict:

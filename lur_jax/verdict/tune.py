@@ -17,7 +17,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from lur_jax import cache as cache_lib, config as config_lib, loop, metrics, runner, train
+from lur_jax import cache as cache_lib, config as config_lib, loop, runner, train
 from lur_jax.audit import ensemble, scores
 from lur_jax.verdict import space as space_lib
 
@@ -81,14 +81,8 @@ def member_metrics(exp, variables, members: ensemble.Members, evaluate,
                        chunk_of(chunk, len(members.seeds)), strict=False)
 
   def row(m):
-    forget, retain, seed = members.forget[m], members.retain[m], int(members.seeds[m])
-    if not (np.isfinite(out.p_true[m]).all() and np.isfinite(out.test_p_true[m]).all()):
-      return [np.nan] * 4
-    svc = np.random.default_rng(seed).permutation(retain)[:scores.SVC_EXAMPLES]
-    return [100.0 - 100.0 * out.correct[m, forget].mean(),
-            100.0 * out.correct[m, retain].mean(), 100.0 * out.test_correct[m].mean(),
-            metrics.mia_efficacy(out.p_true[m, svc], out.test_p_true[m], out.p_true[m, forget],
-                                 seed)]
+    return scores.member_metrics(out, m, members.forget[m], members.retain[m],
+                                 int(members.seeds[m]))
   with futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:
     return np.array(list(pool.map(row, range(len(members.seeds)))))
 
