@@ -34,8 +34,13 @@ def test_class_wise_lur_forgets_the_class_and_keeps_the_rest(tmp_path):
 
 
 @pytest.mark.slow
-def test_ddpm_digits_lur_forgets_the_class_and_keeps_quality(tmp_path):
-  """Issue target on digits: LUR UA >= 95 and kept-class FD within 10% of retrain's."""
+def test_ddpm_digits_lur_keeps_its_result_on_the_seed_it_was_picked_on(tmp_path):
+  """A regression check of configs/ddpm_digits.py's LUR settings on the one seed
+  whose samples they were picked on: UA >= 95, kept-class FD within 10% of
+  retrain's. It says nothing of other seeds: on another one these settings left
+  LUR's FD 23% above retrain's (issue 13), and the DDPM verdict's LUR, tuned on
+  two other seeds, averaged 1.60× retrain's FD on four more (README, "Does the
+  lookahead help?")."""
   out = tmp_path / "ddpm"
   assert cli.main(["run", os.path.join(ROOT, "configs", "ddpm_digits.py"), "--out", str(out),
                    "--no-progress", "--set", "methods=retrain,lur"]) == 0
