@@ -34,21 +34,19 @@ def test_class_wise_lur_forgets_the_class_and_keeps_the_rest(tmp_path):
 
 
 @pytest.mark.slow
-def test_ddpm_digits_lur_keeps_its_result_on_the_seed_it_was_picked_on(tmp_path):
-  """A regression check of configs/ddpm_digits.py's LUR settings on the one seed
-  whose samples they were picked on: UA >= 95, kept-class FD within 10% of
-  retrain's. It says nothing of other seeds: on another one these settings left
-  LUR's FD 23% above retrain's (issue 13), and the DDPM verdict's LUR, tuned on
-  two other seeds, averaged 1.60× retrain's FD on four more (README, "Does the
-  lookahead help?")."""
+def test_ddpm_digits_rl_and_lur_forget_the_class_and_keep_the_others(tmp_path):
+  """configs/ddpm_digits.py (the DDPM verdict's settings, seed 0, a seed they
+  were not tuned on): rl and LUR forget class 0 (UA >= 95) and the kept
+  classes stay recognisable (kept accuracy >= 80; chance is 11%). Measured:
+  rl 97.6 / 99.4, LUR 98.4 / 84.4. Closeness to retraining (FD) is the
+  verdict's to judge, over seeds: on seed 0 LUR's FD is 2.04x retrain's."""
   out = tmp_path / "ddpm"
   assert cli.main(["run", os.path.join(ROOT, "configs", "ddpm_digits.py"), "--out", str(out),
-                   "--no-progress", "--set", "methods=retrain,lur"]) == 0
+                   "--no-progress", "--set", "methods=retrain,rl,lur"]) == 0
   methods = json.loads((out / "results.json").read_text())["methods"]
-  lur, retrain = methods["lur"], methods["retrain"]
-  assert lur["UA"] >= 95.0, lur
-  assert lur["FD"] <= 1.1 * retrain["FD"], (lur, retrain)
-  assert lur["kept_accuracy"] >= 95.0, lur
+  for name in ("rl", "lur"):
+    assert methods[name]["UA"] >= 95.0, (name, methods[name])
+    assert methods[name]["kept_accuracy"] >= 80.0, (name, methods[name])
 
 
 @pytest.mark.slow
