@@ -102,11 +102,20 @@ def test_lookahead_alignment_is_measured_after_the_virtual_steps():
   assert not np.isclose(found["lookahead_cosine"], found["grad_cosine"])
 
 
-def test_a_tiny_verdict_writes_its_tables(tmp_path):
+def test_a_tiny_verdict_writes_its_tables(tmp_path, monkeypatch):
   config = config_lib.apply_overrides(config_lib.load(SMOKE), ["data.train_limit=200"])
   budget = {"settings": 2, "tune_seeds": 2, "final_seeds": 3, "mechanism_seeds": 2,
             "audit_models": 0, "arms": "graddiff-ga,lur-ga"}
+  scored, member_metrics = [], tune.member_metrics  # which split scores how many members
+
+  def recording(exp, variables, members, *args):
+    scored.append((exp.config.eval.split, len(members.seeds)))
+    return member_metrics(exp, variables, members, *args)
+  monkeypatch.setattr(tune, "member_metrics", recording)
   results = verdict.run(config, str(tmp_path), budget, progress=False)
+  # tuning (2 seeds; each drawn epoch count its own program) on validation, the final
+  # seeds (3; the mechanism's 2) on test
+  assert sorted(set(scored)) == [("test", 2), ("test", 3), ("val", 2)], scored
   assert {"verdict.json", "verdict.md", "verdict.png"} <= set(os.listdir(tmp_path))
   rows = json.load(open(tmp_path / "verdict.json"))["arms"]
   assert list(rows) == ["graddiff-ga", "lur-ga"]

@@ -97,13 +97,17 @@ def run(config, out_dir: str, verdict: dict | None = None, *, progress: bool = T
   with checkpoint.writing(out_dir):
     os.makedirs(os.path.join(out_dir, "arms"), exist_ok=True)
   models = cache_lib.ModelCache(out_dir, log)
-  scorer = _scorer(exp_val, s.chunk, models, progress, log)
-  groups = {"tune": tune.seeds_group(exp_val, s.tune_seeds, "verdict-tune", scorer,
+  scorers = {"tune": _scorer(exp_val, s.chunk, models, progress, log)}  # the validation split
+  scorers["final"] = (scorers["tune"] if exp_test is exp_val else
+                      _scorer(exp_test, s.chunk, models, progress, log))  # the test split
+  groups = {"tune": tune.seeds_group(exp_val, s.tune_seeds, "verdict-tune", scorers["tune"],
                                      cache=models, progress=progress, log=log),
-            "final": tune.seeds_group(exp_test, s.final_seeds, "verdict-final", scorer,
-                                      cache=models, progress=progress, log=log)}
-  rows = {name: _arm_row(exp_val, exp_test, name, arm, s, groups, scorer, out_dir, progress,
+            "final": tune.seeds_group(exp_test, s.final_seeds, "verdict-final",
+                                      scorers["final"], cache=models, progress=progress,
+                                      log=log)}
+  rows = {name: _arm_row(exp_val, exp_test, name, arm, s, groups, scorers, out_dir, progress,
                          log) for name, arm in arms.items()}
+  scorer = scorers["final"]
   results = {**results_lib.header(exp_test), "verdict": s.to_dict(), "metrics": scorer.names,
              "spaces": {n: space_lib.describe(a.space) for n, a in arms.items()},
              "reference": {"final": _intervals(scorer, groups["final"].reference)},
@@ -131,26 +135,49 @@ def _intervals(scorer: tune.Scorer, values: np.ndarray) -> dict:
   return {k: stats.interval(values[:, i]) for i, k in enumerate(scorer.names)}
 
 
-def _arm_row(exp_val, exp_test, name, arm, s, groups, scorer, out_dir, progress, log) -> dict:
+def _read_row(path: str, key: str, log) -> dict | None:
+  """The JSON at ``path`` when its fingerprint is ``key``."""
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    row = json.load(f)
+  if row.get("fingerprint") != key:
+    return None
+  log(f"verdict: reusing {path}")
+  return row
+
+
+def _tuning(exp_val, name, arm, s, group, scorer, out_dir, progress, log) -> dict:
+  """The arm's tuning on the validation split, kept in ``arms/<name>.tuning.json``
+  (a rerun whose final runs changed keeps it)."""
+  path = os.path.join(out_dir, "arms", f"{name}.tuning.json")
+  key = cache_lib.fingerprint({**tune.arm_key(exp_val, arm),
+                               "budget": [s.settings, s.tune_seeds]})
+  tuning = _read_row(path, key, log)
+  if tuning is None:
+    start = time.perf_counter()
+    tuning = tune.tune(exp_val, arm, name, s.settings, group, scorer, progress=progress)
+    tuning = {**tuning, "wall_seconds": time.perf_counter() - start, "fingerprint": key}
+    checkpoint.write_json(path, tuning)
+  return {k: v for k, v in tuning.items() if k != "fingerprint"}
+
+
+def _arm_row(exp_val, exp_test, name, arm, s, groups, scorers, out_dir, progress, log) -> dict:
   key = cache_lib.fingerprint({**tune.arm_key(exp_test, arm),
                                "budget": [s.settings, s.tune_seeds, s.final_seeds]})
   path = os.path.join(out_dir, "arms", f"{name}.json")
-  if os.path.exists(path):
-    with open(path) as f:
-      row = json.load(f)
-    if row.get("fingerprint") == key:
-      log(f"verdict: {name}: reusing {path}")
-      return {**row, "reused": True}
-  start = time.perf_counter()
-  tuning = tune.tune(exp_val, arm, name, s.settings, groups["tune"], scorer, progress=progress)
-  tuning["wall_seconds"] = time.perf_counter() - start
+  row = _read_row(path, key, log)
+  if row is not None:
+    return {**row, "reused": True}
+  tuning = _tuning(exp_val, name, arm, s, groups["tune"], scorers["tune"], out_dir, progress,
+                   log)
   row = {"family": arm.family, "method": arm.method, "fixed": arm.fixed, "tuning": tuning,
          "fingerprint": key}
   if tuning["chosen"] is None:
     log(f"verdict: {name}: every one of {s.settings} settings diverged")
     row["final"] = None
   else:
-    reference = groups["final"].reference
+    start, scorer, reference = time.perf_counter(), scorers["final"], groups["final"].reference
     values, info = tune.run_settings(exp_test, arm, [tuning["chosen"]], groups["final"],
                                      scorer, progress=progress, desc=f"final {name}")
     gap = scorer.gap(values[0], reference)
@@ -160,7 +187,7 @@ def _arm_row(exp_val, exp_test, name, arm, s, groups, scorer, out_dir, progress,
                     "avg_gap": stats.interval(gap), **_intervals(scorer, values[0]),
                     **{k: stats.interval(v) for k, v in extra.items()},
                     "diverged": int(np.isnan(gap).sum()), "seconds": info["seconds"],
-                    "wall_seconds": time.perf_counter() - start - tuning["wall_seconds"]}
+                    "wall_seconds": time.perf_counter() - start}
     log(f"verdict: {name}: val Avg Gap {tuning['chosen_val_gap']:.2f} "
         f"({tuning['working']}/{s.settings} settings worked), test {np.nanmean(gap):.2f}")
   checkpoint.write_json(path, row)
