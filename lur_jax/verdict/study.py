@@ -3,8 +3,9 @@ on the validation split, the winners measured on the test split over many
 seeds, LUR's paired differences, the mechanism, and (for random forgetting)
 the audit of the headline methods.
 
-Each arm's row is saved as soon as it is done (``arms/<name>.json`` with a
-fingerprint of what determined it), so an interrupted setting resumes.
+Each arm's tuning and its row are saved as soon as they are done
+(``arms/<name>.tuning.json``, ``arms/<name>.json``, each with a fingerprint of
+what determined it), so an interrupted setting resumes.
 """
 
 from __future__ import annotations
