@@ -73,8 +73,8 @@ def outputs(apply, variables, train, test, chunk: int = 0, strict: bool = True) 
                  test_correct)
 
 
-def member_metrics(out: Outputs, m: int, forget: np.ndarray, retain: np.ndarray,
-                   seed: int) -> list[float]:
+def metrics_of(out: Outputs, m: int, forget: np.ndarray, retain: np.ndarray,
+               seed: int) -> list[float]:
   """UA, RA, TA and MIA-efficacy (percent) of member ``m`` on the sets it was
   given; NaN for a member whose outputs are not finite."""
   if not (np.isfinite(out.p_true[m]).all() and np.isfinite(out.test_p_true[m]).all()):
@@ -87,8 +87,8 @@ def member_metrics(out: Outputs, m: int, forget: np.ndarray, retain: np.ndarray,
 
 
 def summary(out: Outputs, forget: np.ndarray, retain: np.ndarray, seed: int) -> np.ndarray:
-  """``[members, 4]``: :func:`member_metrics` of every member on the same sets."""
-  return np.array([member_metrics(out, m, forget, retain, seed)
+  """``[members, 4]``: :func:`metrics_of` every member on the same sets."""
+  return np.array([metrics_of(out, m, forget, retain, seed)
                    for m in range(len(out.correct))])
 
 

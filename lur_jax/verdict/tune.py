@@ -81,8 +81,7 @@ def member_metrics(exp, variables, members: ensemble.Members, evaluate,
                        chunk_of(chunk, len(members.seeds)), strict=False)
 
   def row(m):
-    return scores.member_metrics(out, m, members.forget[m], members.retain[m],
-                                 int(members.seeds[m]))
+    return scores.metrics_of(out, m, members.forget[m], members.retain[m], int(members.seeds[m]))
   with futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:
     return np.array(list(pool.map(row, range(len(members.seeds)))))
 
