@@ -98,9 +98,7 @@ def run(config, out_dir: str, verdict: dict | None = None, *, progress: bool = T
   with checkpoint.writing(out_dir):
     os.makedirs(os.path.join(out_dir, "arms"), exist_ok=True)
   models = cache_lib.ModelCache(out_dir, log)
-  scorers = {"tune": _scorer(exp_val, s.chunk, models, progress, log)}  # the validation split
-  scorers["final"] = (scorers["tune"] if exp_test is exp_val else
-                      _scorer(exp_test, s.chunk, models, progress, log))  # the test split
+  scorers = _scorers(exp_val, exp_test, s.chunk, models, progress, log)
   groups = {"tune": tune.seeds_group(exp_val, s.tune_seeds, "verdict-tune", scorers["tune"],
                                      cache=models, progress=progress, log=log),
             "final": tune.seeds_group(exp_test, s.final_seeds, "verdict-final",
@@ -125,11 +123,17 @@ def run(config, out_dir: str, verdict: dict | None = None, *, progress: bool = T
   return results
 
 
-def _scorer(exp, chunk: int, models, progress: bool, log) -> tune.Scorer:
-  if exp.config.get("task", "classification") == "diffusion":
-    return ddpm.scorer(exp, models, log, progress, 1 if chunk < 0 else chunk)
-  chunk = exp.config.get("audit", {}).get("chunk", 0) if chunk < 0 else chunk
-  return tune.classification_scorer(exp, scores.evaluator(exp.model.eval_apply), chunk)
+def _scorers(exp_val, exp_test, chunk: int, models, progress: bool, log) -> dict:
+  """``{"tune": scorer, "final": scorer}``: the validation split's and the test
+  split's, sharing one jitted evaluator; a DDPM (judged on samples, one
+  experiment) has one scorer for both."""
+  if exp_val is exp_test:
+    one = ddpm.scorer(exp_val, models, log, progress, 1 if chunk < 0 else chunk)
+    return {"tune": one, "final": one}
+  chunk = exp_val.config.get("audit", {}).get("chunk", 0) if chunk < 0 else chunk
+  evaluate = scores.evaluator(exp_val.model.eval_apply)  # one compiled program per size
+  return {"tune": tune.classification_scorer(exp_val, evaluate, chunk),
+          "final": tune.classification_scorer(exp_test, evaluate, chunk)}
 
 
 def _intervals(scorer: tune.Scorer, values: np.ndarray) -> dict:
