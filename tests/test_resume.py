@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Saving every two steps makes the LUR run last long enough to be killed mid-run.
 SLOW = ["methods=retrain,salun,lur", "lur.epochs=3", "salun.epochs=1",
@@ -57,8 +59,13 @@ def _kill_during(out, method, min_steps, overrides=(), env=None):
   assert not os.path.exists(os.path.join(out, "results.json"))
 
 
-def test_resume_after_sigkill_is_bit_identical(tmp_path):
-  reference, _ = _run(tmp_path / "whole", SLOW)
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+  """The uninterrupted run that every resumed one must reproduce."""
+  return _run(tmp_path_factory.mktemp("whole"), SLOW)[0]
+
+
+def test_resume_after_sigkill_is_bit_identical(tmp_path, reference):
   out = tmp_path / "killed"
   _kill_during(out, "lur", 2)
   killed_at = _steps(out, "lur")[-1]
@@ -77,8 +84,7 @@ def _previous(step):
   return step - 2  # SLOW saves every two steps
 
 
-def test_corrupted_checkpoint_falls_back_to_the_previous_step(tmp_path):
-  reference, _ = _run(tmp_path / "whole", SLOW)
+def test_corrupted_checkpoint_falls_back_to_the_previous_step(tmp_path, reference):
   out = tmp_path / "killed"
   _kill_during(out, "lur", 3)
   newest = _steps(out, "lur")[-1]
