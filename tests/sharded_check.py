@@ -3,7 +3,7 @@
     XLA_FLAGS=--xla_force_host_platform_device_count=8 python tests/sharded_check.py [--all]
 
 LUR runs on 1 and 8 devices (with ``--all``: 1, 2, 4 and 8), the other
-methods on 8. Without ``--all`` a share of the cases runs (see ``main``).
+methods on 8. Without ``--all`` a share of the cases runs (``SHARE``).
 
 Prints one JSON line per (model, method, mode, devices): the largest relative
 difference of any parameter (and BatchNorm statistic) after three steps on
@@ -90,16 +90,18 @@ def run(model_name, method, mode, devices):
   return parallel.to_host((state.params, state.model_state))
 
 
+CASES = ([("mlp", "lur", mode) for mode in ("exact", "hvp", "first_order")]
+         + [("cnn", "lur", mode) for mode in ("exact", "hvp", "first_order")]
+         + [("cnn", m, "exact") for m in ("rl", "graddiff", "shs", "l1_sparse")]
+         + [("unet", "lur", "hvp"), ("unet", "rl", "exact")])
+# The default suite's share besides the MLP: BatchNorm, a trim, per-step noise.
+SHARE = {("cnn", "lur", "exact"), ("cnn", "rl", "exact"), ("cnn", "shs", "exact"),
+         ("unet", "rl", "exact")}
+
+
 def main():
   every = "--all" in sys.argv
-  cases = [("mlp", "lur", mode) for mode in ("exact", "hvp", "first_order")]
-  if every:
-    cases += [("cnn", "lur", mode) for mode in ("exact", "hvp", "first_order")]
-    cases += [("cnn", m, "exact") for m in ("rl", "graddiff", "shs", "l1_sparse")]
-    cases += [("unet", "lur", "hvp"), ("unet", "rl", "exact")]
-  else:  # the default suite's share: BatchNorm, a mask, per-step noise
-    cases += [("cnn", "lur", "exact"), ("cnn", "rl", "exact"), ("cnn", "shs", "exact"),
-              ("unet", "rl", "exact")]
+  cases = [c for c in CASES if every or c[0] == "mlp" or c in SHARE]
   for model_name, method, mode in cases:
     reference = run(model_name, method, mode, 0)
     counts = (1, 2, 4, 8) if every else (1, 8)
