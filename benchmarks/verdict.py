@@ -34,14 +34,16 @@ from lur_jax.verdict import report, space  # pylint: disable=g-import-not-at-top
 
 DIGITS = {"settings": 24, "tune_seeds": 3, "final_seeds": 16, "audit_models": 16}
 # Fashion-MNIST's CNN runs one member at a time on a CPU (audit.chunk = 1), ~3 s per
-# 5-epoch run: a subset of the arms (both objectives, both lookahead orders) and 8
-# final seeds keep a setting under an hour on 2 cores.
+# 5-epoch run: a subset of the arms (both objectives, both lookahead orders), 8 final
+# seeds, and the audit with 8 runs, the least it allows (~80 min of its own on 2 cores).
 FASHION = {"settings": 12, "tune_seeds": 2, "final_seeds": 8, "mechanism_seeds": 2,
-           "audit_models": 0, "arms": "ft,rl,shs,graddiff-ga,graddiff-rl,lur-ga,lur-rl,"
+           "audit_models": 8, "arms": "ft,rl,shs,graddiff-ga,graddiff-rl,lur-ga,lur-rl,"
            "lur_forget-ga"}
 # Class-wise, every ga-objective arm but GradDiff's failed on digits (Avg Gap 26-57): the
-# class part spends the LUR arms on the rl objective, both lookahead orders.
-FASHION_CLASS = {**FASHION, "arms": "graddiff-rl,lur-rl,ft,rl,graddiff-ga,lur_forget-rl,shs"}
+# class part spends the LUR arms on the rl objective, both lookahead orders (no audit:
+# it audits random forgetting only).
+FASHION_CLASS = {**FASHION, "audit_models": 0,
+                 "arms": "graddiff-rl,lur-rl,ft,rl,graddiff-ga,lur_forget-rl,shs"}
 # The class-forgetting DDPM: the 12 models trained from scratch (an original and a
 # retrain per seed) dominate; 200 + 9 × 50 samples per model (not 500 + 9 × 100)
 # keep the sampling short.
@@ -78,16 +80,24 @@ def _load(path: str) -> dict:
     return json.load(f)
 
 
-def _summary(parts: dict) -> str:
+def _difference(d: dict | None, scale: float = 1.0) -> list[str]:
+  if not d or d["low"] is None:
+    return ["–", "the same arm" if d is None else "–"]
+  return [f"{d['value'] * scale:+.2f} [{d['low'] * scale:+.2f}, {d['high'] * scale:+.2f}]",
+          d["verdict"]]
+
+
+def _summary(parts: dict, results: dict) -> str:
   lines = ["| setting | LUR arm | GradDiff arm | best baseline | LUR − GradDiff (test Avg Gap) | "
-           "verdict | LUR − best baseline | verdict | minutes from scratch |", "|---" * 9 + "|"]
+           "verdict | LUR − best baseline | verdict | audit: LUR − GradDiff (U-LiRA points) | "
+           "verdict | minutes from scratch |", "|---" * 11 + "|"]
   for name, r in parts.items():
     c = r["compare"]
-    cells = []
-    for key in ("lur_minus_graddiff", "lur_minus_best_baseline"):
-      d = c.get(key)
-      cells += ([f"{d['value']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}]", d["verdict"]]
-                if d and d["low"] is not None else ["–", "the same arm" if d is None else "–"])
+    audit = results[name].get("audit") or {}
+    cells = [*_difference(c.get("lur_minus_graddiff")),
+             *_difference(c.get("lur_minus_best_baseline")),
+             *(_difference(audit["lur_minus_graddiff"], 100) if "lur_minus_graddiff" in audit
+               else ["–", "not audited"])]
     lines.append(" | ".join([f"| {name}", str(c["lur"]), str(c["graddiff"]),
                              str(c["best_baseline"]), *cells,
                              _minutes(r.get("cold_wall_seconds")) + " |"]))
@@ -179,10 +189,10 @@ def main() -> None:
   checkpoint.write_atomic(os.path.join(args.out, "verdict.md"), (
       "The verdict (`python benchmarks/verdict.py`); per setting, the arms picked on the "
       "validation split and LUR's paired differences in test Avg Gap (95% intervals over "
-      "seeds). Details: `verdict/<setting>/verdict.md`.\n\n" + _summary(ordered)
+      "seeds). Details: `verdict/<setting>/verdict.md`.\n\n" + _summary(ordered, every)
       + "\nEvery arm's test Avg Gap (95% interval over the final seeds):\n\n"
       + _arms_table(every)))
-  print(_summary(ordered), end="")
+  print(_summary(ordered, every), end="")
 
 
 if __name__ == "__main__":

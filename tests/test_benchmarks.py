@@ -43,3 +43,18 @@ def test_torch_reference_agrees_with_jax_in_float64():
   record = torch_reference.compare("mlp", quick=True)
   assert record["max_rel_diff_autograd_vs_jax"] < 1e-10
   assert record["max_rel_diff_func_vs_jax"] < 1e-10
+
+
+def test_verdict_summary_shows_the_audit_where_a_part_was_audited():
+  import verdict  # pylint: disable=g-import-not-at-top
+  d = {"value": 0.1, "low": -0.1, "high": 0.3, "verdict": "no measurable difference"}
+  compare = {"lur": "lur-ga", "graddiff": "graddiff-ga", "best_baseline": "ft",
+             "lur_minus_graddiff": d, "lur_minus_best_baseline": d}
+  audit = {"lur_minus_graddiff": {"value": 0.2885, "low": 0.2765, "high": 0.3,
+                                  "verdict": "worse"}}
+  table = verdict._summary({"a": {"compare": compare, "cold_wall_seconds": 60},
+                            "b": {"compare": compare}}, {"a": {"audit": audit}, "b": {}})
+  header, _, audited, not_audited = table.splitlines()
+  assert header.count("|") == audited.count("|") == not_audited.count("|")
+  assert audited.endswith("| +28.85 [+27.65, +30.00] | worse | 1.0 |")
+  assert not_audited.endswith("| – | not audited | – |")
