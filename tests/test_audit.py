@@ -62,6 +62,16 @@ def test_the_forgetting_score_of_retrains_reaches_the_identical_level(audited):
   assert rows["retrain"]["neurips"]["utility"] == pytest.approx(1.0, abs=0.03)
 
 
+def test_the_confidence_column_shows_what_retraining_never_saw(audited):
+  _, results, _ = audited
+  retrain, original = (results["rows"][k]["confidence"] for k in ("retrain", "original"))
+  # A retrain never trained on the examples its run forgot: they get lower confidence.
+  # The originals trained on every example, so the split is by chance there.
+  gap = retrain["kept"] - retrain["forgotten"]
+  assert gap > 0.5, retrain  # 1.05 here; the originals 0.07
+  assert abs(original["kept"] - original["forgotten"]) < gap / 4, (original, retrain)
+
+
 def test_summary_metrics_have_intervals_and_files_are_written(audited):
   out, results, _ = audited
   for row in results["rows"].values():

@@ -111,9 +111,9 @@ def score(out: Outputs, reference: Outputs, reference_summary: np.ndarray, plan,
           seed: int, bootstrap: int) -> dict:
   """One row of the audit: ``out`` (2M members) against the reference retrains."""
   m = plan.models
-  shadow = ulira.attack(out.confidence[:m][:, plan.audited],
-                        reference.confidence[:m][:, plan.audited], plan.in_forget, seed=seed,
-                        bootstrap=bootstrap)
+  confidence, in_forget = out.confidence[:m][:, plan.audited], plan.in_forget
+  shadow = ulira.attack(confidence, reference.confidence[:m][:, plan.audited], in_forget,
+                        seed=seed, bootstrap=bootstrap)
   forget, retain = plan.forget[m], plan.retain[m]
   fixed = Outputs(*(a[m:] for a in out))
   table = summary(fixed, forget, retain, seed)
@@ -129,6 +129,10 @@ def score(out: Outputs, reference: Outputs, reference_summary: np.ndarray, plan,
                 "auc": shadow.auc._asdict(), "observations": shadow.observations,
                 "exposed": float(np.nanmean(per_example >= 0.75)),
                 "per_example_accuracy": [None if np.isnan(a) else float(a) for a in per_example]},
+      # What the attack sees: the mean logit-scaled confidence of the audited examples
+      # over the shadow runs, where a run forgot them and where it kept them.
+      "confidence": {"forgotten": float(confidence[in_forget].mean()),
+                     "kept": float(confidence[~in_forget].mean())},
       "neurips": forgetting(fixed.confidence[:, forget],
                             reference.confidence[m:][:, forget], utility, seed=seed,
                             bootstrap=bootstrap),

@@ -245,17 +245,19 @@ def markdown_table(results: dict) -> str:
   def cell(d, digits=1, scale=1.0):
     return (f"{d['value'] * scale:.{digits}f} [{d['low'] * scale:.{digits}f}, "
             f"{d['high'] * scale:.{digits}f}]")
-  lines = ["| model | U-LiRA acc. % | U-LiRA AUC | exposed % | NeurIPS score | Avg Gap | "
-           "UA | RA | TA | MIA (SVC) | ensemble s |", "|---" * 11 + "|"]
+  lines = ["| model | U-LiRA acc. % | U-LiRA AUC | exposed % | confidence forgotten / kept | "
+           "NeurIPS score | Avg Gap | UA | RA | TA | MIA (SVC) | ensemble s |",
+           "|---" * 12 + "|"]
   for name, r in results["rows"].items():
     if r.get("diverged"):
-      lines.append(f"| {name} | {r['diverged']} models diverged | | | | | | | | | "
+      lines.append(f"| {name} | {r['diverged']} models diverged | | | | | | | | | | "
                    f"{r['seconds']:.1f} |")
       continue
-    u = r["ulira"]
+    u, c = r["ulira"], r.get("confidence")  # audits before the confidence column: –
     lines.append(" | ".join([
         f"| {name}", cell(u["balanced_accuracy"], scale=100), cell(u["auc"], 3),
-        f"{100 * u['exposed']:.1f}", cell(r["neurips"]["score"], 3), cell(r["avg_gap"], 2),
+        f"{100 * u['exposed']:.1f}", f"{c['forgotten']:.2f} / {c['kept']:.2f}" if c else "–",
+        cell(r["neurips"]["score"], 3), cell(r["avg_gap"], 2),
         *(cell(r[k]) for k in ("UA", "RA", "TA", "MIA")), f"{r['seconds']:.1f} |"]))
   return "\n".join(lines) + "\n"
 
