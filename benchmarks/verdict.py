@@ -35,7 +35,7 @@ from lur_jax.verdict import report, space  # pylint: disable=g-import-not-at-top
 DIGITS = {"settings": 24, "tune_seeds": 3, "final_seeds": 16, "audit_models": 16}
 # Fashion-MNIST's CNN runs one member at a time on a CPU (audit.chunk = 1), ~3 s per
 # 5-epoch run: a subset of the arms (both objectives, both lookahead orders), 8 final
-# seeds, and the audit with 8 runs, the least it allows (~80 min of its own on 2 cores).
+# seeds, and the audit with 8 runs, the least it allows (50.6 min of its own on 2 cores).
 FASHION = {"settings": 12, "tune_seeds": 2, "final_seeds": 8, "mechanism_seeds": 2,
            "audit_models": 8, "arms": "ft,rl,shs,graddiff-ga,graddiff-rl,lur-ga,lur-rl,"
            "lur_forget-ga"}
@@ -81,6 +81,7 @@ def _load(path: str) -> dict:
 
 
 def _difference(d: dict | None, scale: float = 1.0) -> list[str]:
+  """A paired difference's two cells: ``value [low, high]`` and its verdict."""
   if not d or d["low"] is None:
     return ["–", "the same arm" if d is None else "–"]
   return [f"{d['value'] * scale:+.2f} [{d['low'] * scale:+.2f}, {d['high'] * scale:+.2f}]",
