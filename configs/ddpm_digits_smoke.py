@@ -1,11 +1,12 @@
-"""A seconds-long ddpm_digits.py for tests: tiny U-Net, few steps and samples."""
+"""A seconds-long ddpm_digits.py for tests: a one-level U-Net (no halvings: half
+the programs to compile of two levels), few steps and samples."""
 
 import ddpm_digits
 
 
 def get_config():
   c = ddpm_digits.get_config()
-  c.model.update({"channels": (8, 16), "emb_dim": 16})
+  c.model.update({"channels": (8,), "emb_dim": 16})
   c.diffusion.update({"steps": 100, "sample_steps": 5})
   c.classifier.epochs = 2
   c.train.epochs = 2

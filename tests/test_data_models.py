@@ -93,7 +93,7 @@ def test_resnet18_cifar_smoke_on_tfds_mock_data(tmp_path):
   out = tmp_path / "run"
   with tfds.testing.mock_data(num_examples=48, policy=tfds.testing.MockPolicy.USE_CODE):
     assert cli.main(["run", CIFAR_SMOKE, "--out", str(out), "--no-progress",
-                     "--set", "methods=retrain,shs,lur"]) == 0
+                     "--set", "methods=retrain,lur"]) == 0
   results = json.loads((out / "results.json").read_text())
   assert results["config"]["model"]["name"] == "resnet18"
   for row in results["methods"].values():
