@@ -90,8 +90,9 @@ def _difference(d: dict | None, scale: float = 1.0) -> list[str]:
 
 def _summary(parts: dict, results: dict) -> str:
   lines = ["| setting | LUR arm | GradDiff arm | best baseline | LUR − GradDiff (test Avg Gap) | "
-           "verdict | LUR − best baseline | verdict | audit: LUR − GradDiff (U-LiRA points) | "
-           "verdict | minutes from scratch |", "|---" * 11 + "|"]
+           "verdict | LUR − best baseline | verdict | audit: LUR − GradDiff (U-LiRA points; "
+           "one audit, interval over its examples) | verdict | minutes from scratch |",
+           "|---" * 11 + "|"]
   for name, r in parts.items():
     c = r["compare"]
     audit = results[name].get("audit") or {}
