@@ -1,6 +1,7 @@
 """The verdict: vmapped sweeps, the draws, the statistics, the mechanism metric
 and a tiny end-to-end run."""
 
+import collections
 import json
 import os
 
@@ -74,6 +75,21 @@ def test_draws_are_seeded_and_inside_their_ranges():
   assert (lr >= 1e-3).all() and (lr <= 0.3).all() and lr.min() < 0.01 and lr.max() > 0.03
   assert {d["epochs"] for d in first} == set(space.EPOCHS)
   assert space.continuous_keys(s) == ["forget_weight", "inner_lr", "lr"]
+
+
+def test_balanced_draws_give_each_combination_of_choices_an_equal_share():
+  s = space.arms()["shs"].space  # sparsity × epochs: 12 combinations
+  drawn = space.draw(s, 26, 0, "shs", balanced=True)
+  assert drawn == space.draw(s, 26, 0, "shs", balanced=True)
+  assert drawn != space.draw(s, 26, 0, "shs")
+  shares = collections.Counter((d["sparsity"], d["epochs"]) for d in drawn)
+  assert len(shares) == 12 and sorted(shares.values()) == [2] * 10 + [3] * 2
+  lr, weight = (np.array([d[k] for d in drawn]) for k in ("lr", "forget_weight"))
+  assert (lr >= 1e-3).all() and (lr <= 0.3).all() and len(set(lr)) == 26
+  assert (weight >= 0.01).all() and (weight <= 3.0).all()
+  assert [list(d) for d in drawn] == [sorted(s)] * 26
+  epochs = [d["epochs"] for d in space.draw(space.arms()["ft"].space, 8, 0, "ft", True)]
+  assert epochs != sorted(epochs) and sorted(epochs) == sorted(space.EPOCHS * 2)  # shuffled
 
 
 def test_paired_intervals_and_verdicts():
@@ -188,6 +204,7 @@ def test_a_tiny_ddpm_verdict_scores_samples_against_each_seeds_retrain(tmp_path)
     ({"seeds": 3}, r"verdict.seeds: unknown key"),
     ({"mechanism_seeds": 1}, r"verdict.mechanism_seeds=1; allowed: 0 \(none\) or an int >= 2"),
     ({"audit_models": 9}, r"verdict.audit_models=9; allowed: 0 \(no audit\) or an even int"),
+    ({"draws": "even"}, r"verdict.draws='even'; allowed: independent, balanced"),
     ({"sets": ["model.name=resnet18"]}, r"model.name='resnet18' keeps BatchNorm statistics"),
 ])
 def test_bad_budgets_raise_one_line_errors(tmp_path, budget, match):

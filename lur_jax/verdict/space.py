@@ -9,6 +9,7 @@ settings hand-tuned earlier, so that no method is tuned on its good side only.
 
 from __future__ import annotations
 
+import itertools
 from typing import NamedTuple
 
 import numpy as np
@@ -100,20 +101,31 @@ def ddpm_arms() -> dict[str, Arm]:
   }
 
 
-def draw(space: dict, count: int, seed: int, name: str) -> list[dict]:
+def draw(space: dict, count: int, seed: int, name: str, balanced: bool = False) -> list[dict]:
   """``count`` settings: log-uniform draws of each range, uniform picks of each
-  choice, seeded by ``seed`` and the arm's ``name``."""
+  choice, seeded by ``seed`` and the arm's ``name``.
+
+  With ``balanced`` every combination of the choices gets an equal share of
+  the ``count`` settings (shares differing by one where it does not divide),
+  in a random order: each choice is tried as often as the others, and the
+  arm's ensembles (one per combination) all have one width, so they share a
+  compiled program.
+  """
   rng = np.random.default_rng(loop.derive_seed(seed, f"verdict-{name}"))
-  settings = []
-  for _ in range(count):
-    s = {}
-    for key, r in sorted(space.items()):
-      if isinstance(r, LogUniform):
-        s[key] = float(np.exp(rng.uniform(np.log(r.low), np.log(r.high))))
-      else:
-        s[key] = r[int(rng.integers(len(r)))]
-    settings.append(s)
-  return settings
+  if not balanced:
+    return [{key: _pick(r, rng) for key, r in sorted(space.items())} for _ in range(count)]
+  choices = sorted(k for k, r in space.items() if not isinstance(r, LogUniform))
+  combos = list(itertools.product(*(space[k] for k in choices)))
+  shares = np.concatenate([np.tile(np.arange(len(combos)), count // len(combos)),
+                           rng.choice(len(combos), count % len(combos), replace=False)])
+  return [{key: combos[c][choices.index(key)] if key in choices else _pick(r, rng)
+           for key, r in sorted(space.items())} for c in rng.permutation(shares)]
+
+
+def _pick(r, rng: np.random.Generator):
+  if isinstance(r, LogUniform):
+    return float(np.exp(rng.uniform(np.log(r.low), np.log(r.high))))
+  return r[int(rng.integers(len(r)))]
 
 
 def continuous_keys(space: dict) -> list[str]:

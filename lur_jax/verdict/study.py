@@ -24,7 +24,8 @@ from lur_jax.audit import scores, study as audit_study
 from lur_jax.verdict import ddpm, report, space as space_lib, stats, tune
 
 DEFAULTS = {"settings": 24, "tune_seeds": 3, "final_seeds": 16, "mechanism_seeds": 4,
-            "audit_models": 16, "arms": "", "chunk": -1}
+            "audit_models": 16, "arms": "", "chunk": -1, "draws": "independent"}
+DRAWS = ("independent", "balanced")
 TASKS = ("classification", "diffusion")
 
 
@@ -37,6 +38,8 @@ def settings_of(overrides: dict | None) -> ml_collections.ConfigDict:
                    ("mechanism_seeds", 0), ("audit_models", 0), ("chunk", -1)):
     if isinstance(s[key], bool) or not isinstance(s[key], int) or s[key] < low:
       raise ValueError(f"verdict.{key}={s[key]!r}; allowed: an int >= {low}")
+  if s.draws not in DRAWS:
+    raise ValueError(f"verdict.draws={s.draws!r}; allowed: {', '.join(DRAWS)}")
   if s.mechanism_seeds == 1:
     raise ValueError("verdict.mechanism_seeds=1; allowed: 0 (none) or an int >= 2 (an "
                      "ensemble of two models at least)")
@@ -74,8 +77,11 @@ def run(config, out_dir: str, verdict: dict | None = None, *, progress: bool = T
     out_dir: output folder (``verdict.json``, ``verdict.md``, ``verdict.png``).
     verdict: budget overrides of :data:`DEFAULTS`: ``settings`` per arm,
       ``tune_seeds``, ``final_seeds``, ``mechanism_seeds``, ``audit_models``
-      (0: no audit), ``arms`` (comma-separated, default all) and ``chunk``
-      (models trained per call; -1: the config's ``audit.chunk``, 1 for a DDPM).
+      (0: no audit), ``arms`` (comma-separated, default all), ``chunk``
+      (models trained per call; -1: the config's ``audit.chunk``, 1 for a DDPM)
+      and ``draws`` (``"balanced"``: each combination of an arm's discrete
+      choices gets an equal share of its settings, so its ensembles share one
+      compiled program; see :func:`lur_jax.verdict.space.draw`).
 
   Raises:
     ValueError: on bad settings, before any work.
@@ -140,6 +146,12 @@ def _intervals(scorer: tune.Scorer, values: np.ndarray) -> dict:
   return {k: stats.interval(values[:, i]) for i, k in enumerate(scorer.names)}
 
 
+def _balanced(s) -> list[str]:
+  """``["balanced"]`` for balanced draws, else nothing (the fingerprints of arms
+  drawn before the choice existed stay valid)."""
+  return [s.draws] if s.draws != "independent" else []
+
+
 def _read_row(path: str, key: str, log) -> dict | None:
   """The JSON at ``path`` when its fingerprint is ``key``."""
   if not os.path.exists(path):
@@ -157,11 +169,12 @@ def _tuning(exp_val, name, arm, s, group, scorer, out_dir, progress, log) -> dic
   (a rerun whose final runs changed keeps it)."""
   path = os.path.join(out_dir, "arms", f"{name}.tuning.json")
   key = cache_lib.fingerprint({**tune.arm_key(exp_val, arm),
-                               "budget": [s.settings, s.tune_seeds]})
+                               "budget": [s.settings, s.tune_seeds, *_balanced(s)]})
   tuning = _read_row(path, key, log)
   if tuning is None:
     start = time.perf_counter()
-    tuning = tune.tune(exp_val, arm, name, s.settings, group, scorer, progress=progress)
+    tuning = tune.tune(exp_val, arm, name, s.settings, group, scorer, progress=progress,
+                       balanced=s.draws == "balanced")
     tuning = {**tuning, "wall_seconds": time.perf_counter() - start, "fingerprint": key}
     checkpoint.write_json(path, tuning)
   return {k: v for k, v in tuning.items() if k != "fingerprint"}
@@ -169,7 +182,8 @@ def _tuning(exp_val, name, arm, s, group, scorer, out_dir, progress, log) -> dic
 
 def _arm_row(exp_val, exp_test, name, arm, s, groups, scorers, out_dir, progress, log) -> dict:
   key = cache_lib.fingerprint({**tune.arm_key(exp_test, arm),
-                               "budget": [s.settings, s.tune_seeds, s.final_seeds]})
+                               "budget": [s.settings, s.tune_seeds, s.final_seeds,
+                                          *_balanced(s)]})
   path = os.path.join(out_dir, "arms", f"{name}.json")
   row = _read_row(path, key, log)
   if row is not None:

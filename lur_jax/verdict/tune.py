@@ -167,11 +167,12 @@ def run_settings(exp, arm: space_lib.Arm, settings: list[dict], group: Seeds, sc
 
 
 def tune(exp, arm: space_lib.Arm, name: str, count: int, group: Seeds, scorer: Scorer, *,
-         progress=True) -> dict:
-  """Draws ``count`` settings of ``arm``, runs them on ``group`` (on the
+         progress=True, balanced=False) -> dict:
+  """Draws ``count`` settings of ``arm`` (``balanced``: see
+  :func:`lur_jax.verdict.space.draw`), runs them on ``group`` (on the
   validation split) and picks the lowest mean gap to retraining; a setting
   with a diverged seed is never picked."""
-  settings = space_lib.draw(arm.space, count, exp.config.seed, name)
+  settings = space_lib.draw(arm.space, count, exp.config.seed, name, balanced)
   values, info = run_settings(exp, arm, settings, group, scorer, progress=progress,
                               desc=f"tune {name}")
   score = scorer.gap(values, group.reference).mean(1)
