@@ -118,8 +118,12 @@ def draw(space: dict, count: int, seed: int, name: str, balanced: bool = False) 
   combos = list(itertools.product(*(space[k] for k in choices)))
   shares = np.concatenate([np.tile(np.arange(len(combos)), count // len(combos)),
                            rng.choice(len(combos), count % len(combos), replace=False)])
-  return [{key: combos[c][choices.index(key)] if key in choices else _pick(r, rng)
-           for key, r in sorted(space.items())} for c in rng.permutation(shares)]
+  settings = []
+  for c in rng.permutation(shares):
+    chosen = dict(zip(choices, combos[c]))
+    settings.append({key: chosen[key] if key in chosen else _pick(r, rng)
+                     for key, r in sorted(space.items())})
+  return settings
 
 
 def _pick(r, rng: np.random.Generator):
