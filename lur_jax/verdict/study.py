@@ -146,7 +146,7 @@ def _intervals(scorer: tune.Scorer, values: np.ndarray) -> dict:
   return {k: stats.interval(values[:, i]) for i, k in enumerate(scorer.names)}
 
 
-def _balanced(s) -> list[str]:
+def _draws_key(s) -> list[str]:
   """``["balanced"]`` for balanced draws, else nothing (the fingerprints of arms
   drawn before the choice existed stay valid)."""
   return [s.draws] if s.draws != "independent" else []
@@ -169,7 +169,7 @@ def _tuning(exp_val, name, arm, s, group, scorer, out_dir, progress, log) -> dic
   (a rerun whose final runs changed keeps it)."""
   path = os.path.join(out_dir, "arms", f"{name}.tuning.json")
   key = cache_lib.fingerprint({**tune.arm_key(exp_val, arm),
-                               "budget": [s.settings, s.tune_seeds, *_balanced(s)]})
+                               "budget": [s.settings, s.tune_seeds, *_draws_key(s)]})
   tuning = _read_row(path, key, log)
   if tuning is None:
     start = time.perf_counter()
@@ -183,7 +183,7 @@ def _tuning(exp_val, name, arm, s, group, scorer, out_dir, progress, log) -> dic
 def _arm_row(exp_val, exp_test, name, arm, s, groups, scorers, out_dir, progress, log) -> dict:
   key = cache_lib.fingerprint({**tune.arm_key(exp_test, arm),
                                "budget": [s.settings, s.tune_seeds, s.final_seeds,
-                                          *_balanced(s)]})
+                                          *_draws_key(s)]})
   path = os.path.join(out_dir, "arms", f"{name}.json")
   row = _read_row(path, key, log)
   if row is not None:
