@@ -4,6 +4,8 @@
     python benchmarks/verdict.py --parts digits_random       # one part alone
     python benchmarks/verdict.py --parts digits_random,digits_random50,digits_class  # digits
     python benchmarks/verdict.py --parts ddpm_digits         # the DDPM, its own budget
+    python benchmarks/verdict.py --parts digits_random --seed 1 --out DIR  # a replicate
+    python benchmarks/verdict.py --parts digits_random --replicates benchmarks/results,DIR
 
 Each part runs ``lur_jax.verdict.run``: every arm (the baselines and the
 ablation ladder, each rung with the ``ga`` and the ``rl`` forget objective) gets
@@ -27,10 +29,12 @@ import sys
 import tempfile
 import time
 
+import numpy as np
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from lur_jax import checkpoint, compile_cache, config as config_lib, verdict  # pylint: disable=g-import-not-at-top,wrong-import-position
-from lur_jax.verdict import report, space  # pylint: disable=g-import-not-at-top,wrong-import-position
+from lur_jax.verdict import report, space, stats  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 DIGITS = {"settings": 24, "tune_seeds": 3, "final_seeds": 16, "audit_models": 16}
 # Fashion-MNIST's CNN runs one member at a time on a CPU (audit.chunk = 1), ~3 s per
@@ -106,6 +110,52 @@ def _summary(parts: dict, results: dict) -> str:
   return "\n".join(lines) + "\n"
 
 
+def _comparisons(r: dict) -> dict:
+  """A part's paired differences by name: the headline ones, the audit's, the ladder."""
+  c, audit = r["compare"], r.get("audit") or {}
+  return {"LUR − GradDiff": c.get("lur_minus_graddiff"),
+          "LUR − best baseline": c.get("lur_minus_best_baseline"),
+          "audit: LUR − GradDiff (U-LiRA points)": audit.get("lur_minus_graddiff"),
+          **{f"ladder: {n} − {d['reference']}": d for n, d in c.get("ladder", {}).items()},
+          **{f"second-order term: {n} − {d['reference']}": d
+             for n, d in c.get("second_order", {}).items()}}
+
+
+def _replicates(dirs: list[str], names: list[str]) -> str:
+  """Each part's summary row in every replicate (each dir the ``--out`` of an
+  earlier invocation, e.g. with another ``--seed`` or ``--draws``), then per
+  part every paired difference side by side and whether its verdicts agree."""
+  parts, results, tables = {}, {}, []
+  for name in names:
+    found = {}
+    for d in dirs:
+      row = _load(os.path.join(d, "verdict", "summary.json")).get(name)
+      if not row:
+        continue
+      r = json.load(open(os.path.join(d, "verdict", name, "verdict.json")))
+      label = f"seed {r['config']['seed']}, {r['verdict'].get('draws', 'independent')} draws"
+      parts[f"{name}, {label}"], results[f"{name}, {label}"] = row, r
+      for key, diff in _comparisons(r).items():
+        if diff and diff.get("low") is not None:
+          found.setdefault(key, {})[label] = diff
+    if not found:
+      continue
+    labels = list(dict.fromkeys(lab for f in found.values() for lab in f))
+    lines = [f"**{name}**\n", "| comparison | " + " | ".join(labels)
+             + " | mean over replicates (95% t-interval over them) | the same verdict in each? |",
+             "|---" * (len(labels) + 3) + "|"]
+    for key, by in found.items():
+      scale = 100 if key.startswith("audit") else 1
+      verdicts = {d["verdict"] for d in by.values()}
+      cells = [" ".join(_difference(by[lab], scale)) if lab in by else "–" for lab in labels]
+      pooled = stats.paired([d["value"] for d in by.values()], np.zeros(len(by)))
+      lines.append(f"| {key} | " + " | ".join([*cells, " ".join(_difference(pooled, scale))]) + (
+          f" | {verdicts.pop()} |" if len(verdicts) == 1 and len(by) == len(labels) else
+          " | no |"))
+    tables.append("\n".join(lines) + "\n")
+  return _summary(parts, results) + "\n" + "\n".join(tables)
+
+
 def _arms_table(results: dict) -> str:
   """Every arm's test Avg Gap per setting (the rows of each setting's own table)."""
   names = list(dict.fromkeys(n for r in results.values() for n in r["arms"]))
@@ -136,14 +186,38 @@ def main() -> None:
   parser.add_argument("--finished", action="store_true",
                       help="write each part from the arms it has finished under --work, "
                       "without running the others (for a part that was interrupted)")
+  parser.add_argument("--seed", type=int, default=None,
+                      help="every part's seed (default: its config's): other tuning and final "
+                      "seeds, forget sets and drawn settings, a replicate of the whole verdict")
+  parser.add_argument("--draws", choices=verdict.DRAWS, default=None,
+                      help="how each arm's settings are drawn (default: the part's budget, "
+                      "independent); balanced: see lur_jax.verdict.space.draw")
   parser.add_argument("--compilation-cache", default="",
                       help="JAX's compilation cache (default: a fresh folder per invocation, "
                       "so the times are cold; arms that differ only in epochs share programs)")
+  parser.add_argument("--replicates", default="",
+                      help="comma-separated --out folders of earlier invocations: write "
+                      "their rows of --parts side by side (OUT/verdict-replicates/"
+                      "replicates.md) and run nothing")
   args = parser.parse_args()
   names = [p.strip() for p in args.parts.split(",") if p.strip()]
   for n in names:
     if n not in PARTS:
       parser.error(f"--parts: unknown part {n!r}; allowed: {', '.join(PARTS)}")
+  if args.replicates:
+    dirs = [d.strip() for d in args.replicates.split(",") if d.strip()]
+    for d in dirs:
+      if not os.path.exists(os.path.join(d, "verdict", "summary.json")):
+        parser.error(f"--replicates: {d!r} holds no verdict/summary.json; allowed: "
+                     "folders given as --out to earlier invocations")
+    table = (f"The verdict's rows in each replicate (`python benchmarks/verdict.py --parts "
+             f"{','.join(names)} --replicates {','.join(dirs)}`): the same budget and "
+             "procedure, another seed or another draw of the settings.\n\n"
+             + _replicates(dirs, names))
+    checkpoint.write_atomic(os.path.join(args.out, "verdict-replicates", "replicates.md"),
+                            table)
+    print(table, end="")
+    return
   cache = args.compilation_cache or tempfile.mkdtemp(prefix="lur-jax-verdict-cache-")
   compile_cache.enable(cache, warn=lambda msg: print(msg, file=sys.stderr))
   summary_path = os.path.join(args.out, "verdict", "summary.json")
@@ -157,6 +231,11 @@ def main() -> None:
     done[name] = {**done.get(name, {}), "compare": results["compare"]}
   for name in [] if args.report else names:
     path, overrides, budget = PARTS[name]
+    flags = ""
+    if args.seed is not None:
+      overrides, flags = [*overrides, f"seed={args.seed}"], f" --seed {args.seed}"
+    if args.draws:
+      budget, flags = {**budget, "draws": args.draws}, f"{flags} --draws {args.draws}"
     config = config_lib.apply_overrides(config_lib.load(os.path.join(ROOT, path)), overrides)
     work = os.path.join(args.work, name)
     planned = _arm_names(config, budget)
@@ -166,7 +245,7 @@ def main() -> None:
     start = time.perf_counter()
     results = verdict.run(config, work, budget, progress=not args.no_progress)
     results["wall_seconds"] = time.perf_counter() - start
-    results["command"] = f"python benchmarks/verdict.py --parts {name}"
+    results["command"] = f"python benchmarks/verdict.py --parts {name}{flags}"
     results["arms_not_run"] = [a for a in planned if a not in results["arms"]]
     results["title"] = f"{name}: {path} {' '.join(overrides)}" + (
         f" (not run: {', '.join(results['arms_not_run'])})" if results["arms_not_run"] else "")

@@ -58,3 +58,34 @@ def test_verdict_summary_shows_the_audit_where_a_part_was_audited():
   assert header.count("|") == audited.count("|") == not_audited.count("|")
   assert audited.endswith("| +28.85 [+27.65, +30.00] | worse | 1.0 |")
   assert not_audited.endswith("| – | not audited | – |")
+
+
+def test_verdict_replicates_side_by_side_say_where_the_verdicts_differ(tmp_path):
+  import verdict  # pylint: disable=g-import-not-at-top
+  from lur_jax import checkpoint  # pylint: disable=g-import-not-at-top
+
+  def diff(value, word):
+    return {"value": value, "low": value - 0.1, "high": value + 0.1, "verdict": word}
+
+  def replicate(folder, seed, draws, ladder_word):
+    compare = {"lur": "lur-ga", "graddiff": "graddiff-ga", "best_baseline": "ft",
+               "lur_minus_graddiff": diff(-0.5, "better"),
+               "lur_minus_best_baseline": diff(0.0, "no measurable difference"),
+               "ladder": {"lur-ga": {"reference": "graddiff-ga", **diff(0.3, ladder_word)}}}
+    checkpoint.write_json(str(folder / "verdict" / "summary.json"),
+                          {"p": {"compare": compare, "cold_wall_seconds": 120}})
+    checkpoint.write_json(str(folder / "verdict" / "p" / "verdict.json"),
+                          {"compare": compare, "config": {"seed": seed}, "verdict": {
+                              "draws": draws}})
+    return str(folder)
+
+  dirs = [replicate(tmp_path / "a", 0, "independent", "worse"),
+          replicate(tmp_path / "b", 1, "balanced", "no measurable difference")]
+  text = verdict._replicates(dirs, ["p", "not-run"])
+  assert "| p, seed 0, independent draws | lur-ga |" in text
+  assert "| p, seed 1, balanced draws | lur-ga |" in text
+  rows = {line.split(" | ")[0]: line for line in text.splitlines() if line.startswith("| ")}
+  assert rows["| LUR − GradDiff"].endswith("| better |")
+  assert rows["| ladder: lur-ga − graddiff-ga"].endswith("| no |")
+  assert "| -0.50 [-0.50, -0.50] better | better |" in rows["| LUR − GradDiff"]
+  assert "not-run" not in text

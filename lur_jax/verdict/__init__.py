@@ -7,6 +7,6 @@ paired differences to GradDiff with intervals, and the mechanism.
 """
 
 from lur_jax.verdict.space import Arm, LogUniform, arms
-from lur_jax.verdict.study import DEFAULTS, run
+from lur_jax.verdict.study import DEFAULTS, DRAWS, run
 
-__all__ = ["Arm", "DEFAULTS", "LogUniform", "arms", "run"]
+__all__ = ["Arm", "DEFAULTS", "DRAWS", "LogUniform", "arms", "run"]
