@@ -113,7 +113,9 @@ def get_config() -> ml_collections.ConfigDict:
   # lur_jax/verdict/space.py, each run on 3 seeds, the lowest mean Avg Gap to
   # retraining on the validation split wins (benchmarks/results/verdict/). For `lur`
   # and `graddiff` the forget objective, lookahead order and K were searched too:
-  # these are the winning arms. `settings_kind` says which kind the sections hold;
+  # these are the winning arms. They are one draw's winners: the replicates in
+  # benchmarks/results/verdict-replicates/ (another draw, another seed) picked other
+  # arms and settings. `settings_kind` says which kind the sections hold;
   # `settings_for` holds the other kinds', and a run uses the ones for its
   # forget.kind (a kind without any runs with a one-line warning).
   c.settings_for = ml_collections.ConfigDict({
