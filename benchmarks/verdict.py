@@ -4,8 +4,8 @@
     python benchmarks/verdict.py --parts digits_random       # one part alone
     python benchmarks/verdict.py --parts digits_random,digits_random50,digits_class  # digits
     python benchmarks/verdict.py --parts ddpm_digits         # the DDPM, its own budget
-    python benchmarks/verdict.py --parts digits_random --seed 1 --out DIR  # a replicate
-    python benchmarks/verdict.py --parts digits_random --replicates benchmarks/results,DIR
+    python benchmarks/verdict.py --parts digits_random --seed 1   # a replicate (see --out)
+    python benchmarks/verdict.py --parts digits_random --replicates A,B  # side by side
 
 Each part runs ``lur_jax.verdict.run``: every arm (the baselines and the
 ablation ladder, each rung with the ``ga`` and the ``rl`` forget objective) gets
@@ -134,6 +134,8 @@ def _replicates(dirs: list[str], names: list[str]) -> str:
         continue
       r = json.load(open(os.path.join(d, "verdict", name, "verdict.json")))
       label = f"seed {r['config']['seed']}, {r['verdict'].get('draws', 'independent')} draws"
+      if f"{name}, {label}" in parts:  # two folders with the same replicate
+        label = f"{label} ({d})"
       parts[f"{name}, {label}"], results[f"{name}, {label}"] = row, r
       for key, diff in _comparisons(r).items():
         if diff and diff.get("low") is not None:
@@ -177,9 +179,12 @@ def main() -> None:
   parser.add_argument("--parts", default=",".join(CLASSIFICATION),
                       help=f"comma-separated, of: {', '.join(PARTS)} (default: the "
                       "classification settings; ddpm_digits has its own budget)")
-  parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results"))
-  parser.add_argument("--work", default=os.path.join(ROOT, "runs", "verdict"),
-                      help="where the models and the finished arms are kept")
+  parser.add_argument("--out", default="",
+                      help="default: benchmarks/results, and benchmarks/results/verdict-"
+                      "replicates/seedN-DRAWS for a replicate (--seed, --draws)")
+  parser.add_argument("--work", default="",
+                      help="where the models and the finished arms are kept (default: "
+                      "runs/verdict, runs/verdict-seedN-DRAWS for a replicate)")
   parser.add_argument("--no-progress", action="store_true")
   parser.add_argument("--report", action="store_true",
                       help="only re-render the tables and figures from the results files")
@@ -200,6 +205,12 @@ def main() -> None:
                       "their rows of --parts side by side (OUT/verdict-replicates/"
                       "replicates.md) and run nothing")
   args = parser.parse_args()
+  replicate = ("" if args.seed is None else f"-seed{args.seed}") + (
+      f"-{args.draws}" if args.draws else "")
+  results_dir = os.path.join(ROOT, "benchmarks", "results")
+  args.out = args.out or (os.path.join(results_dir, "verdict-replicates", replicate[1:])
+                          if replicate else results_dir)
+  args.work = args.work or os.path.join(ROOT, "runs", "verdict" + replicate)
   names = [p.strip() for p in args.parts.split(",") if p.strip()]
   for n in names:
     if n not in PARTS:
