@@ -205,8 +205,9 @@ def main() -> None:
                       "their rows of --parts side by side (OUT/verdict-replicates/"
                       "replicates.md) and run nothing")
   args = parser.parse_args()
-  replicate = ("" if args.seed is None else f"-seed{args.seed}") + (
-      f"-{args.draws}" if args.draws else "")
+  flags = ("" if args.seed is None else f" --seed {args.seed}") + (
+      f" --draws {args.draws}" if args.draws else "")
+  replicate = flags.replace(" --seed ", "-seed").replace(" --draws ", "-")
   results_dir = os.path.join(ROOT, "benchmarks", "results")
   args.out = args.out or (os.path.join(results_dir, "verdict-replicates", replicate[1:])
                           if replicate else results_dir)
@@ -242,11 +243,8 @@ def main() -> None:
     done[name] = {**done.get(name, {}), "compare": results["compare"]}
   for name in [] if args.report else names:
     path, overrides, budget = PARTS[name]
-    flags = ""
-    if args.seed is not None:
-      overrides, flags = [*overrides, f"seed={args.seed}"], f" --seed {args.seed}"
-    if args.draws:
-      budget, flags = {**budget, "draws": args.draws}, f"{flags} --draws {args.draws}"
+    overrides = overrides + ([] if args.seed is None else [f"seed={args.seed}"])
+    budget = {**budget, **({"draws": args.draws} if args.draws else {})}
     config = config_lib.apply_overrides(config_lib.load(os.path.join(ROOT, path)), overrides)
     work = os.path.join(args.work, name)
     planned = _arm_names(config, budget)
