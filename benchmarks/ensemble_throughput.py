@@ -59,11 +59,11 @@ def main() -> None:
     sets = members._replace(retain=every) if name == "retrain" else members
     row = {"method": name}
     for chunk in chunks:
-      together, wall = _timed(lambda: ensemble.unlearn(  # pylint: disable=cell-var-from-loop
+      together, wall = _timed(lambda name=name, sets=sets, chunk=chunk: ensemble.unlearn(
           exp, name, ensemble.stack(starts), sets, progress=False, chunk=chunk))
       row.update({"steps": together.steps, f"chunk{chunk}_seconds": wall,
                   f"chunk{chunk}_run_seconds": together.seconds})
-    alone, wall_alone = _timed(lambda: [runner.run_method(
+    alone, wall_alone = _timed(lambda name=name, sets=sets: [runner.run_method(
         exp, name, starts[i], sets.retain[i], sets.forget[i], desc=f"member{i}",
         progress=False) for i in range(args.models)])
     row.update({"loop_seconds": wall_alone,

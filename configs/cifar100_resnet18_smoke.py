@@ -1,7 +1,7 @@
 """A CPU smoke variant of cifar100_resnet18.py (see cifar10_resnet18_smoke.py)."""
 
-import cifar100_resnet18
 import cifar10_resnet18_smoke
+import cifar100_resnet18
 
 
 def get_config():

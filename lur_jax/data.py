@@ -25,7 +25,7 @@ class Dataset(NamedTuple):
   x: np.ndarray  # float32 [N, ...]
   y: np.ndarray  # int32 [N]
 
-  def take(self, idx) -> "Dataset":
+  def take(self, idx) -> Dataset:
     return Dataset(self.x[idx], self.y[idx])
 
   def __len__(self):

@@ -20,8 +20,7 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 from tqdm.auto import tqdm
 
-from lur_jax import augment as augment_lib
-from lur_jax import checkpoint, data, parallel
+from lur_jax import augment as augment_lib, checkpoint, data, parallel
 
 
 class FitResult(NamedTuple):

@@ -6,12 +6,12 @@ objective also reads ``"key"``, a PRNG key the training step folds in.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 import optax
+from jax import lax
 
 ApplyFn = Callable[..., jax.Array]
 

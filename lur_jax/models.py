@@ -14,12 +14,13 @@ layer. Running statistics live apart from params, in a *model state*
 from __future__ import annotations
 
 import inspect
-from typing import Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import flax.linen as nn
-from flax import nnx
 import jax
 import jax.numpy as jnp
+from flax import nnx
 from jax import lax
 
 

@@ -12,7 +12,7 @@ update as one device on the same global batch.
 from __future__ import annotations
 
 import os
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import numpy as np

@@ -15,8 +15,17 @@ import jax
 import numpy as np
 import optax
 
-from lur_jax import cache as cache_lib, checkpoint, config as config_lib, loop, methods, models
-from lur_jax import parallel, saliency, train
+from lur_jax import (
+  cache as cache_lib,
+  checkpoint,
+  config as config_lib,
+  loop,
+  methods,
+  models,
+  parallel,
+  saliency,
+  train,
+)
 
 
 def _variables(state: train.TrainState) -> dict:

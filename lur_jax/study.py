@@ -18,8 +18,20 @@ import jax
 import ml_collections
 import numpy as np
 
-from lur_jax import cache as cache_lib, checkpoint, config as config_lib, data, methods, models
-from lur_jax import parallel, plots, plugins, results as results_lib, runner, tasks
+from lur_jax import (
+  cache as cache_lib,
+  checkpoint,
+  config as config_lib,
+  data,
+  methods,
+  models,
+  parallel,
+  plots,
+  plugins,
+  results as results_lib,
+  runner,
+  tasks,
+)
 
 
 class Experiment(NamedTuple):

@@ -8,8 +8,19 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lur_jax import (cli, config as config_lib, data, loop, losses, lur, models, parallel,
-                     saliency, study, train)
+from lur_jax import (
+  cli,
+  config as config_lib,
+  data,
+  loop,
+  losses,
+  lur,
+  models,
+  parallel,
+  saliency,
+  study,
+  train,
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMOKE = os.path.join(ROOT, "configs", "digits_smoke.py")

@@ -1,6 +1,5 @@
 """SalUn masks, Scissorhands' trim and repair, l1-sparse, and their bad settings."""
 
-import functools
 import json
 import os
 

@@ -54,7 +54,7 @@ def outputs(apply, variables, train, test, chunk: int = 0, strict: bool = True) 
 
   def logits(x):
     return np.concatenate([
-        np.concatenate([np.asarray(apply(jax.tree.map(lambda a: a[g:g + size], variables),
+        np.concatenate([np.asarray(apply(jax.tree.map(lambda a, g=g: a[g:g + size], variables),
                                          x[s:s + _EXAMPLES_PER_CALL]), np.float64)
                         for s in range(0, len(x), _EXAMPLES_PER_CALL)], axis=1)
         for g in range(0, models, size)])

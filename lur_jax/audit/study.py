@@ -20,8 +20,15 @@ import jax
 import ml_collections
 import numpy as np
 
-from lur_jax import cache as cache_lib, checkpoint, config as config_lib, methods
-from lur_jax import plots, results as results_lib, study
+from lur_jax import (
+  cache as cache_lib,
+  checkpoint,
+  config as config_lib,
+  methods,
+  plots,
+  results as results_lib,
+  study,
+)
 from lur_jax.audit import ensemble, plan as plan_lib, scores
 
 DEFAULTS = {"models": 32, "methods": "", "examples": 0, "chunk": 0, "bootstrap": 1000}

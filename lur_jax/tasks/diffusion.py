@@ -22,8 +22,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lur_jax import cache as cache_lib, checks, diffusion, loop, losses, methods, models
-from lur_jax import parallel, plots, results, train
+from lur_jax import (
+  cache as cache_lib,
+  checks,
+  diffusion,
+  loop,
+  losses,
+  methods,
+  models,
+  parallel,
+  plots,
+  results,
+  train,
+)
 from lur_jax.tasks import base
 
 GRID_PER_CLASS = 10

@@ -10,8 +10,9 @@ validation split, and the lowest wins. The winners then run on F final seeds
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent import futures
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import jax
 import ml_collections
@@ -148,7 +149,8 @@ def run_settings(exp, arm: space_lib.Arm, settings: list[dict], group: Seeds, sc
   for i, s in enumerate(settings):
     programs.setdefault(tuple((k, v) for k, v in sorted(s.items()) if k not in keys), []).append(i)
   for fixed, chosen in programs.items():
-    per = lambda a: np.concatenate([a] * len(chosen))  # member j of setting i: seed j % count
+    repeats = len(chosen)
+    per = lambda a, n=repeats: np.concatenate([a] * n)  # member j of setting i: seed j % count
     members = ensemble.Members(*(per(a) for a in group.members))
     hparams = {k: np.repeat([settings[i][k] for i in chosen], count) for k in keys}
     cfg = with_settings(exp.config, arm, dict(fixed))
