@@ -7,7 +7,7 @@ Variants: --set forget.fraction=0.5 (random 50%), or configs/cifar10_resnet18_cl
 The data must be prepared beforehand (`tfds build cifar10 --file_format=array_record`);
 nothing is downloaded at run time. Hyper-parameters are those of the public
 SalUn / Scissorhands code for CIFAR-10, ResNet-18, 10% random forgetting
-(PROTOCOL.md); the LUR settings are our starting point, not tuned on CIFAR.
+(docs/protocol.md); the LUR settings are our starting point, not tuned on CIFAR.
 """
 
 import digits

@@ -1,6 +1,6 @@
 """Datasets, the SalUn data protocol, and forget sets.
 
-Protocol (PROTOCOL.md): a fixed, seed-determined test split; 10% of each
+Protocol (docs/protocol.md): a fixed, seed-determined test split; 10% of each
 training class held out as validation; the rest is the training set D, from
 which the forget set D_f is drawn and D_r = D \\ D_f.
 """

@@ -1,6 +1,6 @@
 """The LUR objective and its gradient: exact, Hessian-vector product, first order.
 
-Notation (PROTOCOL.md). The *lookahead* loss is the one the virtual steps
+Notation (docs/protocol.md). The *lookahead* loss is the one the virtual steps
 descend; the *target* loss is evaluated after them:
 
     θ_0 = θ;  θ_{k+1} = θ_k − α ∇L_look(θ_k)          (k < K)

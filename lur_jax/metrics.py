@@ -1,4 +1,4 @@
-"""UA, RA, TA, MIA-efficacy and Avg. Gap, as PROTOCOL.md defines them."""
+"""UA, RA, TA, MIA-efficacy and Avg. Gap, as docs/protocol.md defines them."""
 
 from __future__ import annotations
 

@@ -1,0 +1,53 @@
+"""Sphinx configuration for the lur_jax documentation (MyST Markdown, executed notebooks)."""
+
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.dirname(HERE))
+
+import config_table
+
+project = "lur_jax"
+author = "the lur_jax authors"
+copyright = "2026, the lur_jax authors"
+
+extensions = [
+    "myst_nb",
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.napoleon",
+    "sphinx.ext.mathjax",
+    "sphinx.ext.viewcode",
+]
+
+# No network at build time: no intersphinx inventories are fetched.
+exclude_patterns = ["_build", "README.md", "**.ipynb_checkpoints"]
+templates_path = ["_templates"]
+source_suffix = {".md": "myst-nb", ".rst": "restructuredtext"}
+myst_enable_extensions = ["dollarmath", "colon_fence"]
+myst_heading_anchors = 3
+
+autosummary_generate = True
+autodoc_typehints = "description"
+autodoc_member_order = "bysource"
+napoleon_google_docstring = True
+napoleon_numpy_docstring = False
+
+# The tutorial runs on the CPU at build time; a cell that raises fails the build.
+nb_execution_mode = "force"
+nb_execution_timeout = 600
+nb_execution_raise_on_error = True
+nb_execution_show_tb = True
+
+html_theme = "sphinx_book_theme"
+html_title = "lur_jax"
+html_theme_options = {"show_toc_level": 2}
+html_static_path = []
+
+os.environ.setdefault("LUR_JAX_COMPILATION_CACHE", "off")
+
+
+def setup(app):
+  config_table.write(os.path.join(HERE, "_generated"))
