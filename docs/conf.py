@@ -25,7 +25,7 @@ extensions = [
 # No network at build time: no intersphinx inventories are fetched.
 exclude_patterns = ["_build", "README.md", "**.ipynb_checkpoints"]
 templates_path = ["_templates"]
-source_suffix = {".md": "myst-nb", ".rst": "restructuredtext"}
+source_suffix = {".rst": "restructuredtext", ".md": "myst-nb"}
 myst_enable_extensions = ["dollarmath", "colon_fence"]
 myst_heading_anchors = 3
 

@@ -4,80 +4,72 @@ from lur_jax.audit import run as run_audit
 from lur_jax.augment import random_crop_flip
 from lur_jax.checkpoint import RunCheckpoints, WriteError, params_checksum
 from lur_jax.compile_cache import enable as enable_compilation_cache
-from lur_jax.data import (
-                          Dataset,
-                          ForgetSplit,
-                          Splits,
-                          load_dataset,
-                          load_digits,
-                          load_fashion_mnist,
-                          load_tfds,
-                          make_forget_split,
-)
+from lur_jax.data import Dataset, ForgetSplit, Splits, load_digits, make_forget_split
+from lur_jax.datasets import load_dataset, load_fashion_mnist, load_tfds
 from lur_jax.diffusion import (
-                          Schedule,
-                          UNet,
-                          add_noise,
-                          build_unet,
-                          ddim_sample,
-                          ddpm_sample,
-                          linear_schedule,
-                          noise_objective,
+  Schedule,
+  UNet,
+  add_noise,
+  build_unet,
+  ddim_sample,
+  ddpm_sample,
+  linear_schedule,
+  noise_objective,
 )
 from lur_jax.loop import FitResult, fit
 from lur_jax.losses import (
-                          ce_objective,
-                          cross_entropy,
-                          forget_objective,
-                          random_wrong_labels,
-                          true_class_confidence,
+  ce_objective,
+  cross_entropy,
+  forget_objective,
+  random_wrong_labels,
+  true_class_confidence,
 )
 from lur_jax.lur import (
-                          LurTerms,
-                          lookahead_params,
-                          lur_loss,
-                          lur_value_and_grad,
-                          lur_value_and_grad_with_terms,
-                          tree_cosine,
+  LurTerms,
+  lookahead_params,
+  lur_loss,
+  lur_value_and_grad,
+  lur_value_and_grad_with_terms,
+  tree_cosine,
 )
 from lur_jax.methods import CLASSIFICATION, METHODS, Context, Method, Objectives
 from lur_jax.metrics import avg_gap, mia_efficacy
 from lur_jax.models import (
-                          CNN,
-                          MLP,
-                          MODELS,
-                          BatchNorm,
-                          Model,
-                          ResNet18,
-                          build_model,
-                          update_running_stats,
-                          wrap_linen,
-                          wrap_nnx,
+  CNN,
+  MLP,
+  MODELS,
+  BatchNorm,
+  Model,
+  ResNet18,
+  build_model,
+  update_running_stats,
+  wrap_linen,
+  wrap_nnx,
 )
 from lur_jax.parallel import distributed_init, make_mesh, shard_step
 from lur_jax.plots import plot_diagnostics
 from lur_jax.saliency import (
-                          forget_gradients,
-                          masked_updates,
-                          select_layers,
-                          top_fraction_mask,
-                          trim,
+  forget_gradients,
+  masked_updates,
+  select_layers,
+  top_fraction_mask,
+  trim,
 )
 from lur_jax.study import Experiment, execute, prepare, run
 from lur_jax.tasks import TASKS, Task
 from lur_jax.tasks.diffusion import frechet_distance
 from lur_jax.train import (
-                          TrainState,
-                          check_batches,
-                          conflict_metrics,
-                          gradient_step,
-                          init_state,
-                          l1_penalty,
-                          lookahead_alignment,
-                          lur_step,
-                          objective_step,
-                          optimizer,
-                          sgd,
+  TrainState,
+  check_batches,
+  conflict_metrics,
+  gradient_step,
+  init_state,
+  l1_penalty,
+  lookahead_alignment,
+  lur_step,
+  objective_step,
+  optimizer,
+  sgd,
 )
 from lur_jax.verdict import run as run_verdict
 

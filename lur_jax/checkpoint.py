@@ -17,7 +17,14 @@ from lur_jax import parallel
 
 
 def params_checksum(params) -> str:
-  """SHA-256 over every leaf's path, dtype, shape and bytes, in tree order."""
+  """A fingerprint of a pytree, equal only for bit-identical parameters.
+
+  Args:
+    params: any pytree of arrays.
+
+  Returns:
+    The hex SHA-256 over every leaf's path, dtype, shape and bytes, in tree order.
+  """
   digest = hashlib.sha256()
   for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
     leaf = np.asarray(leaf)
@@ -27,8 +34,12 @@ def params_checksum(params) -> str:
 
 
 class WriteError(Exception):
-  """A file could not be written: ``path`` and the operating system's ``reason``
-  (no space, quota, read-only, permission)."""
+  """A file could not be written (no space, quota, read-only, permission).
+
+  Attributes:
+    path: the file or folder that could not be written.
+    reason: the operating system's reason.
+  """
 
   def __init__(self, path: str, reason: str):
     super().__init__(f"cannot write {path}: {reason}")
@@ -115,6 +126,11 @@ class RunCheckpoints:
   history, seconds so far). Orbax finishes a step by renaming its folder, so
   a kill mid-save leaves no step that looks complete; a step that cannot be
   read back (a corrupted file) is reported, deleted and the previous one used.
+
+  Args:
+    directory: the run's checkpoint folder.
+    keep: how many of the newest steps to keep.
+    warn: ``str -> None`` for the one-line warning about an unreadable step.
   """
 
   def __init__(self, directory: str, keep: int = 3, warn=None):

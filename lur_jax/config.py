@@ -9,7 +9,7 @@ import sys
 
 import ml_collections
 
-from lur_jax import checks, data, methods, parallel, plugins, train
+from lur_jax import checks, data, datasets, methods, parallel, plugins, train
 
 
 def load(path: str) -> ml_collections.ConfigDict:
@@ -165,8 +165,8 @@ def validate(config: ml_collections.ConfigDict) -> list[str]:
   names = methods.parse_methods(config.methods)
   if isinstance(config.seed, bool) or not isinstance(config.seed, int) or config.seed < 0:
     raise ValueError(f"seed={config.seed!r}; allowed: an int >= 0")
-  if config.data.name not in data.DATASETS and not plugins.is_import_path(config.data.name):
-    raise ValueError(f"data.name={config.data.name!r}; allowed: {', '.join(data.DATASETS)}, "
+  if config.data.name not in datasets.DATASETS and not plugins.is_import_path(config.data.name):
+    raise ValueError(f"data.name={config.data.name!r}; allowed: {', '.join(datasets.DATASETS)}, "
                      "or an import path 'package.module:factory'")
   checks.one_of("eval.split", config.eval.split, ("test", "val"))
   checks.one_of("forget.kind", config.forget.kind, data.FORGET_KINDS)

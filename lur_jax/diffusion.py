@@ -32,15 +32,28 @@ SAMPLERS = ("ddim", "ddpm")
 
 
 class Schedule(NamedTuple):
-  """The forward process q(x_t | x_0) = N(√ᾱ_t x_0, (1 − ᾱ_t) I), t = 0 … T−1."""
+  """The forward process q(x_t | x_0) = N(√ᾱ_t x_0, (1 − ᾱ_t) I), t = 0 … T−1.
 
-  betas: jax.Array  # [T]
-  alpha_bars: jax.Array  # [T], cumulative products of 1 − β
+  Attributes:
+    betas: ``[T]`` noise variances β_t.
+    alpha_bars: ``[T]`` cumulative products ᾱ_t of 1 − β.
+  """
+
+  betas: jax.Array
+  alpha_bars: jax.Array
 
 
 def linear_schedule(steps: int = 1000, beta_start: float = 1e-4,
                     beta_end: float = 0.02) -> Schedule:
-  """Ho et al.'s linear β schedule."""
+  """Ho et al.'s linear β schedule.
+
+  Args:
+    steps: T, at least 2.
+    beta_start, beta_end: β_0 and β_{T−1}, 0 < beta_start < beta_end < 1.
+
+  Returns:
+    A :class:`Schedule`.
+  """
   if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
     raise ValueError(f"diffusion.steps={steps!r}; allowed: an int >= 2")
   if not 0 < beta_start < beta_end < 1:
@@ -76,7 +89,13 @@ class ResBlock(nn.Module):
 
 class UNet(nn.Module):
   """A compact noise-prediction U-Net: one ResBlock per level, ``len(channels) − 1``
-  halvings (28 → 14 → 7, 8 → 4), skip connections by concatenation."""
+  halvings (28 → 14 → 7, 8 → 4), skip connections by concatenation.
+
+  Attributes:
+    num_classes: the classes; label ``num_classes`` is the null class (guidance).
+    channels: the width of each level.
+    emb_dim: the width of the time and class embeddings.
+  """
 
   num_classes: int
   channels: Sequence[int] = (32, 64)
@@ -109,6 +128,15 @@ class UNet(nn.Module):
 def build_unet(num_classes: int, input_shape: Sequence[int], *,
                channels: Sequence[int] = (32, 64), emb_dim: int = 128) -> models.Model:
   """A :class:`~lur_jax.models.Model` whose ``apply`` is ``(params, x_t, t, y) -> ε̂``.
+
+  Args:
+    num_classes: the classes (a null class is added for guidance).
+    input_shape: ``[H, W]`` or ``[H, W, C]``.
+    channels: the :class:`UNet`'s widths, multiples of 8.
+    emb_dim: the embedding width.
+
+  Returns:
+    The model; its ``eval_apply`` raises (a DDPM is judged by its samples).
 
   Raises:
     ValueError: on an image size the halvings do not divide, or bad widths.
@@ -151,6 +179,15 @@ def add_noise(schedule: Schedule, batch: dict, *, p_uncond: float = 0.0,
 
   Under ``shard_map`` the draws are this device's slice of the global batch's,
   so results do not depend on the device count.
+
+  Args:
+    schedule: the forward process.
+    batch: ``{"x": images [B, ...] in [0, 1], "key": a PRNG key, ...}``.
+    p_uncond: the probability of dropping a label to the null class.
+    axis_name: the data axis under ``shard_map``.
+
+  Returns:
+    ``Noised(x_t, t, noise, drop)``: x_t, ``[B]`` steps, ε, ``[B]`` label-dropped bools.
   """
   x0 = 2.0 * batch["x"] - 1.0
   def draw(key, n):
@@ -174,9 +211,18 @@ def _per_example_mse(a, b):
 
 def noise_objective(apply_fn: Callable, schedule: Schedule, num_classes: int, *,
                     p_uncond: float = 0.0, axis_name: str | None = None) -> Callable:
-  """The DDPM loss ‖ε − ε_θ(x_t, t, y)‖², labels dropped to the null class with
-  probability ``p_uncond`` (classifier-free guidance training); the retain
-  objective."""
+  """The DDPM loss ‖ε − ε_θ(x_t, t, y)‖², the retain objective.
+
+  Args:
+    apply_fn: ``(params, x_t, t, y) -> ε̂``.
+    schedule: the forward process.
+    num_classes: the null class's label (labels dropped with ``p_uncond``).
+    p_uncond: label dropout for classifier-free guidance training.
+    axis_name: the data axis under ``shard_map``: the mean is global.
+
+  Returns:
+    A pure ``loss(params, batch) -> scalar``; the batch holds ``"key"``.
+  """
   def loss(params, batch):
     n = add_noise(schedule, batch, p_uncond=p_uncond, axis_name=axis_name)
     y = jnp.where(n.drop, num_classes, batch["y"])
@@ -241,6 +287,17 @@ def ddim_sample(apply_fn: Callable, params, schedule: Schedule, key: jax.Array,
 
   ``eta = 0`` is deterministic given ``key``; ``eta = 1`` matches DDPM's noise
   level. Jittable (``steps`` and ``shape`` static).
+
+  Args:
+    apply_fn, params: the noise model ``(params, x_t, t, y) -> ε̂``.
+    schedule, key: the forward process; the key of every draw.
+    labels: ``[N]`` classes to generate.
+    shape: one image's shape.
+    null_class, guidance: ε̂ = (1 + g)·ε̂(y) − g·ε̂(null).
+    steps, eta: DDIM's step count and noise level.
+
+  Returns:
+    ``[N, *shape]`` images in [0, 1].
   """
   total = len(schedule.betas)
   ts = jnp.linspace(total - 1, 0, steps).round().astype(jnp.int32)
@@ -270,7 +327,14 @@ def ddim_sample(apply_fn: Callable, params, schedule: Schedule, key: jax.Array,
 def ddpm_sample(apply_fn: Callable, params, schedule: Schedule, key: jax.Array,
                 labels: jax.Array, shape: Sequence[int], *, null_class: int,
                 guidance: float = 2.0) -> jax.Array:
-  """Ancestral DDPM sampling through all T steps; images in [0, 1]. Jittable."""
+  """Ancestral DDPM sampling through all T steps. Jittable.
+
+  Args:
+    apply_fn, params, schedule, key, labels, shape, null_class, guidance: see ddim_sample.
+
+  Returns:
+    ``[N, *shape]`` images in [0, 1].
+  """
   total = len(schedule.betas)
   key_init, key_steps = jax.random.split(key)
   x = jax.random.normal(key_init, (labels.shape[0], *shape))

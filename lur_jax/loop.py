@@ -24,11 +24,25 @@ from lur_jax import augment as augment_lib, checkpoint, data, parallel
 
 
 class FitResult(NamedTuple):
-  state: object  # the final TrainState (host copy); None when restored from a cache
+  """What :func:`fit` returns.
+
+  Attributes:
+    state: the final :class:`~lur_jax.TrainState` (host copy); ``None`` when
+      restored from a cache.
+    seconds: the wall clock of the steps, compilation and checkpoint writes
+      excluded.
+    compile_seconds: the time spent compiling.
+    steps: the number of steps run.
+    history: metric name -> per-step list.
+    diverged_at: the first step whose loss or gradient norm was not finite,
+      or ``None``.
+  """
+
+  state: object
   seconds: float
   compile_seconds: float
   steps: int
-  history: dict  # metric name -> per-step list
+  history: dict
   diverged_at: int | None
 
 
@@ -199,6 +213,23 @@ def fit(step_fn, state, x, y, retain_idx, forget_idx, *, mesh, epochs, batch_siz
   uninterrupted one. Metrics are checked at every save and epoch end: at the
   first non-finite loss or gradient norm the run stops, keeping the last
   good checkpoint.
+
+  Args:
+    step_fn: a pure ``(state, retain_batch, forget_batch) -> (state, metrics)``.
+    state: the starting :class:`~lur_jax.TrainState`.
+    x, y: the training set's inputs ``[N, ...]`` and labels ``[N]``.
+    retain_idx, forget_idx: indices of D_r and D_f into ``x``.
+    mesh: the device mesh (:func:`~lur_jax.make_mesh`).
+    epochs: passes over the ``iterate`` set.
+    batch_size, forget_batch_size: global batch sizes of the two sets.
+    iterate: ``"retain"`` or ``"forget"``.
+    seed: determines the data order (with ``desc``).
+    desc: the progress bar's label.
+    progress: show a progress bar.
+    augment: random crop and flip on both batches.
+    checkpoints: a :class:`~lur_jax.RunCheckpoints`, or ``None``.
+    every: save every this many steps (0: never).
+    log: ``str -> None`` for the resume line (default ``print``).
 
   Returns:
     A :class:`FitResult` whose state is this process's host copy; seconds

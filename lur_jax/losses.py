@@ -19,12 +19,28 @@ FORGET_OBJECTIVES = ("ga", "rl")
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-  """Per-example softmax cross-entropy with integer labels, shape ``[B]``."""
+  """Per-example softmax cross-entropy with integer labels.
+
+  Args:
+    logits: ``[B, C]`` unnormalised log-probabilities.
+    labels: ``[B]`` integer classes in ``0 .. C − 1``.
+
+  Returns:
+    ``[B]``: −log softmax(logits)[y] per example.
+  """
   return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
 
 
 def true_class_confidence(logits: jax.Array, labels: jax.Array) -> jax.Array:
-  """Per-example softmax probability of the true label, p_y(x)."""
+  """Per-example softmax probability of the true label, p_y(x).
+
+  Args:
+    logits: ``[B, C]`` unnormalised log-probabilities.
+    labels: ``[B]`` integer classes.
+
+  Returns:
+    ``[B]`` probabilities in [0, 1] (what MIA-efficacy attacks).
+  """
   probs = jax.nn.softmax(logits)
   return jnp.take_along_axis(probs, labels[:, None], axis=-1)[:, 0]
 
@@ -46,8 +62,16 @@ def random_wrong_labels(key: jax.Array, labels: jax.Array, num_classes: int,
                         axis_name: str | None = None) -> jax.Array:
   """Uniform labels drawn from the classes other than the true one.
 
-  With ``axis_name`` (inside ``shard_map``), ``labels`` is this device's slice
-  of the global batch and gets its slice of the global draw (:func:`global_draw`).
+  Args:
+    key: a PRNG key.
+    labels: ``[B]`` integer true classes.
+    num_classes: the number of classes C (at least 2).
+    axis_name: inside ``shard_map``, the data axis: ``labels`` is this device's
+      slice of the global batch and gets its slice of the global draw, so the
+      labels do not depend on how the batch is split.
+
+  Returns:
+    ``[B]`` int labels, each uniform over the C − 1 wrong classes.
   """
   shift = global_draw(lambda k, n: jax.random.randint(k, (n, *labels.shape[1:]), 1, num_classes),
                       key, labels.shape[0], axis_name)
@@ -55,10 +79,17 @@ def random_wrong_labels(key: jax.Array, labels: jax.Array, num_classes: int,
 
 
 def ce_objective(apply_fn: ApplyFn, axis_name: str | None = None) -> Callable:
-  """Mean cross-entropy: ``(params, batch) -> scalar`` (the retain objective).
+  """Mean cross-entropy, the retain objective.
 
-  With ``axis_name`` the mean is over the global batch (``lax.pmean`` of the
-  per-device means; devices hold equal shares).
+  Args:
+    apply_fn: ``(params, x) -> logits [B, C]``.
+    axis_name: inside ``shard_map``, the data axis: the mean is then over the
+      global batch (``lax.pmean`` of the per-device means; devices hold equal
+      shares).
+
+  Returns:
+    A pure ``loss(params, batch) -> scalar``, ``batch`` a dict with ``"x"`` and
+    ``"y"``.
   """
   def loss(params, batch):
     value = cross_entropy(apply_fn(params, batch["x"]), batch["y"]).mean()

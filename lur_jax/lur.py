@@ -36,10 +36,16 @@ MODES = ("exact", "hvp", "first_order")
 
 
 class LurTerms(NamedTuple):
-  """The two summands of J(θ), unweighted."""
+  """The two summands of J(θ), unweighted.
 
-  lookahead_loss: jax.Array  # L_look(θ)
-  target_loss: jax.Array  # L_target(θ_K)
+  Attributes:
+    lookahead_loss: L_look(θ), the loss the virtual steps descend (the retain
+      loss with ``lookahead="retain"``), a scalar.
+    target_loss: L_target(θ_K), the other loss after the K virtual steps.
+  """
+
+  lookahead_loss: jax.Array
+  target_loss: jax.Array
 
 
 class _Roles(NamedTuple):
@@ -214,7 +220,17 @@ def lur_value_and_grad_with_terms(
     params, retain_batch, forget_batch, *, retain_loss_fn, forget_loss_fn,
     inner_lr, inner_steps=1, lookahead="retain", retain_weight=1.0,
     forget_weight=1.0, mode="exact", remat=False):
-  """Like :func:`lur_value_and_grad`, also returning the :class:`LurTerms`."""
+  """Like :func:`lur_value_and_grad`, also returning the two terms of J.
+
+  Args:
+    params, retain_batch, forget_batch: as in :func:`lur_value_and_grad`.
+    retain_loss_fn, forget_loss_fn, inner_lr, inner_steps: as in :func:`lur_value_and_grad`.
+    lookahead, retain_weight, forget_weight, mode, remat: as in :func:`lur_value_and_grad`.
+
+  Returns:
+    ``(J(θ), ∇J(θ), terms)``: a scalar, a pytree like ``params`` and the
+    :class:`LurTerms` (unweighted).
+  """
   check_settings(lookahead, mode, inner_steps)
   role_kw = dict(retain_loss_fn=retain_loss_fn, forget_loss_fn=forget_loss_fn,
                  lookahead=lookahead, retain_weight=retain_weight,
@@ -242,9 +258,9 @@ def lur_value_and_grad(params: Params, retain_batch: Batch, forget_batch: Batch,
   """J(θ) and its gradient.
 
   Args:
-    params, retain_batch, forget_batch, retain_loss_fn, forget_loss_fn,
-    inner_lr, inner_steps, lookahead, retain_weight, forget_weight, remat:
-      as in :func:`lur_loss`.
+    params, retain_batch, forget_batch: as in :func:`lur_loss`.
+    retain_loss_fn, forget_loss_fn, inner_lr, inner_steps: as in :func:`lur_loss`.
+    lookahead, retain_weight, forget_weight, remat: as in :func:`lur_loss`.
     mode: ``"exact"`` (``jax.grad`` through the lookahead), ``"hvp"`` (the same
       gradient from forward-over-reverse Hessian-vector products; any K), or
       ``"first_order"`` (the lookahead displacement held constant, dropping
@@ -262,7 +278,14 @@ def lur_value_and_grad(params: Params, retain_batch: Batch, forget_batch: Batch,
 
 
 def tree_cosine(a: Params, b: Params) -> jax.Array:
-  """Cosine similarity of two pytrees seen as flat vectors (0 if either is 0)."""
+  """Cosine similarity of two pytrees seen as flat vectors.
+
+  Args:
+    a, b: pytrees of the same structure (e.g. two gradients).
+
+  Returns:
+    A scalar in [−1, 1]; 0 if either tree is all zeros.
+  """
   dot = optax.tree.vdot(a, b)
   denom = optax.tree.norm(a) * optax.tree.norm(b)
   return jnp.where(denom > 0, dot / jnp.where(denom > 0, denom, 1.0), 0.0)

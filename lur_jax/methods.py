@@ -33,6 +33,7 @@ class Objectives(NamedTuple):
   per_example: Callable
 
 
+#: The classification losses: cross-entropy on D_r; ``ga`` or ``rl`` on D_f.
 CLASSIFICATION = Objectives(
     retain=lambda apply_fn, num_classes, axis_name: losses.ce_objective(apply_fn, axis_name),
     forget=losses.forget_objective,
@@ -40,11 +41,22 @@ CLASSIFICATION = Objectives(
 
 
 class Context(NamedTuple):
+  """What every method's ``make_step`` is built from.
+
+  Attributes:
+    apply_fn: ``(params, x) -> logits`` (or the task's output).
+    num_classes: the number of classes.
+    init_fn: ``rng -> fresh params``, for re-initialisation (Scissorhands).
+    state_update: refreshes BatchNorm running statistics from a retain batch.
+    axis_name: the data axis when the step runs under ``shard_map``.
+    objectives: the task's losses (:data:`CLASSIFICATION` by default).
+  """
+
   apply_fn: Callable
   num_classes: int
-  init_fn: Callable | None = None  # rng -> fresh params (for re-initialisation)
-  state_update: Callable | None = None  # refreshes BatchNorm running statistics
-  axis_name: str | None = None  # the data axis when the step runs under shard_map
+  init_fn: Callable | None = None
+  state_update: Callable | None = None
+  axis_name: str | None = None
   objectives: Objectives = CLASSIFICATION
 
   def ce(self) -> Callable:
@@ -208,6 +220,7 @@ def _l1_tx(settings, tx):
   return optax.chain(train.l1_penalty(schedule), tx)
 
 
+#: Every unlearning method by name, as ``methods=`` and the config sections name them.
 METHODS: dict[str, Method] = {
     "retrain": Method(_finetune, from_scratch=True),
     "ft": Method(_finetune),

@@ -44,6 +44,15 @@ def mia_efficacy(retain_conf: np.ndarray, test_conf: np.ndarray, forget_conf: np
 
   An RBF SVC (C=3, gamma="auto") is fitted on p_y(x) of retain samples
   (members, 1) against test samples (non-members, 0), equal counts.
+
+  Args:
+    retain_conf: ``[N_r]`` true-class confidences on D_r.
+    test_conf: ``[N_t]`` the same on the test set.
+    forget_conf: ``[N_f]`` the same on D_f.
+    seed: draws the equal-count samples of the two sides.
+
+  Returns:
+    MIA-efficacy in percent, 0-100.
   """
   from sklearn.svm import SVC  # pylint: disable=g-import-not-at-top
   n = min(len(retain_conf), len(test_conf))
@@ -72,5 +81,13 @@ def evaluate(predict, variables, train: Dataset, forget_idx, retain_idx, test: D
 
 
 def avg_gap(result: dict, reference: dict) -> float:
-  """Mean absolute difference to the reference (Retrain) over UA, RA, TA, MIA."""
+  """The mean absolute difference to the reference (Retrain) over UA, RA, TA, MIA.
+
+  Args:
+    result: a method's metrics, ``{"UA", "RA", "TA", "MIA", ...}`` in percent.
+    reference: Retrain's, the same keys.
+
+  Returns:
+    Avg. Gap in percentage points; 0 for Retrain itself.
+  """
   return float(np.mean([abs(result[k] - reference[k]) for k in METRICS]))

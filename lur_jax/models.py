@@ -25,7 +25,12 @@ from jax import lax
 
 
 class MLP(nn.Module):
-  """Flattens the input, then ReLU hidden layers and a linear ``fc`` head."""
+  """Flattens the input, then ReLU hidden layers and a linear ``fc`` head.
+
+  Attributes:
+    num_classes: the width of ``fc``, the logits.
+    hidden: the widths of the hidden layers ``hidden_0``, ``hidden_1``, ...
+  """
 
   num_classes: int
   hidden: Sequence[int] = (128, 128)
@@ -40,14 +45,21 @@ class MLP(nn.Module):
 
 
 class CNN(nn.Module):
-  """3×3 conv blocks (ReLU, 2×2 average pool), a hidden dense layer, ``fc``;
-  with ``norm``, BatchNorm (``bn_i``) after each convolution."""
+  """3×3 conv blocks (ReLU, 2×2 average pool), a hidden dense layer, ``fc``.
+
+  Attributes:
+    num_classes: the width of ``fc``, the logits.
+    channels: the channels of the conv blocks ``conv_0``, ``conv_1``, ...
+    hidden: the width of the dense layer ``hidden_0``.
+    norm: a :class:`BatchNorm` (``bn_i``) after each convolution.
+    axis_name: BatchNorm's data axis under ``shard_map``.
+  """
 
   num_classes: int
   channels: Sequence[int] = (32, 64)
   hidden: int = 128
   norm: bool = False
-  axis_name: str | None = None  # BatchNorm's data axis under shard_map
+  axis_name: str | None = None
 
   @nn.compact
   def __call__(self, x, train: bool = True):
@@ -71,6 +83,10 @@ class BatchNorm(nn.Module):
   into the ``batch_moments`` collection (a no-op unless it is mutable);
   evaluation uses the running ``batch_stats``. With ``axis_name`` (inside
   ``shard_map``) the moments are those of the global batch.
+
+  Attributes:
+    epsilon: added to the variance.
+    axis_name: the data axis under ``shard_map`` whose global moments are used.
   """
 
   epsilon: float = 1e-5
@@ -114,11 +130,18 @@ class BasicBlock(nn.Module):
 
 
 class ResNet18(nn.Module):
-  """ResNet-18, CIFAR variant: 3×3 stem, no max-pool; groups ``layer1``-``layer4``, ``fc``."""
+  """ResNet-18, CIFAR variant: 3×3 stem, no max-pool; groups ``layer1``-``layer4``, ``fc``.
+
+  Attributes:
+    num_classes: the width of ``fc``, the logits.
+    width: the channels of ``layer1`` (doubling per group); a smaller width
+      makes CPU smoke tests cheap.
+    axis_name: BatchNorm's data axis under ``shard_map``.
+  """
 
   num_classes: int
-  width: int = 64  # channels of layer1; a smaller width makes CPU smoke tests cheap
-  axis_name: str | None = None  # BatchNorm's data axis under shard_map
+  width: int = 64
+  axis_name: str | None = None
 
   @nn.compact
   def __call__(self, x, train: bool = True):
@@ -134,18 +157,30 @@ class ResNet18(nn.Module):
     return nn.Dense(self.num_classes, name="fc")(x)
 
 
+#: The built-in Linen models by ``model.name``.
 MODELS = {"mlp": MLP, "cnn": CNN, "resnet18": ResNet18}
 
 
 class Model(NamedTuple):
-  """A model as the rest of the library sees it: pure functions only."""
+  """A model as the rest of the library sees it: pure functions only.
 
-  init: Callable[[jax.Array], dict]  # rng -> params
-  apply: Callable[[dict, jax.Array], jax.Array]  # (params, x) -> logits, training mode
-  init_state: Callable[[jax.Array], dict]  # rng -> model state ({} without BatchNorm)
-  eval_apply: Callable[[dict, dict, jax.Array], jax.Array]  # (params, state, x) -> logits
-  batch_moments: Callable[[dict, jax.Array], dict]  # (params, x) -> per-layer mean/var
-  # (params, state, x) -> the input of the ``fc`` head, evaluation mode
+  Attributes:
+    init: ``rng -> params``.
+    apply: ``(params, x [B, ...]) -> logits [B, C]`` in training mode.
+    init_state: ``rng -> model state`` (BatchNorm running statistics; ``{}``
+      without BatchNorm).
+    eval_apply: ``(params, state, x) -> logits`` in evaluation mode.
+    batch_moments: ``(params, x) -> {layer: (mean, var)}``, the training
+      moments that refresh the running statistics.
+    features: ``(params, state, x) -> [B, D]``, the input of the ``fc`` head
+      in evaluation mode (``None`` where unknown).
+  """
+
+  init: Callable[[jax.Array], dict]
+  apply: Callable[[dict, jax.Array], jax.Array]
+  init_state: Callable[[jax.Array], dict]
+  eval_apply: Callable[[dict, dict, jax.Array], jax.Array]
+  batch_moments: Callable[[dict, jax.Array], dict]
   features: Callable[[dict, dict, jax.Array], jax.Array] | None = None
 
 
@@ -190,6 +225,14 @@ def wrap_linen(module: nn.Module, input_shape: Sequence[int], name: str = "model
   ``__call__(x, train)`` gets ``train`` when it takes it; a ``batch_stats``
   collection is the model state, refreshed from the ``batch_moments`` that
   :class:`BatchNorm` sows in training.
+
+  Args:
+    module: a Linen module mapping ``[B, *input_shape]`` to ``[B, C]`` logits.
+    input_shape: the shape of one example.
+    name: named in the errors raised for inputs of the wrong shape.
+
+  Returns:
+    A :class:`Model`.
   """
   input_shape = tuple(input_shape)
   checked = _checked_input(name, input_shape)
@@ -233,6 +276,16 @@ def wrap_nnx(make: Callable[[jax.Array], nnx.Module], name: str = "model") -> Mo
   params); other state (RNG counters, say) is kept constant. Running
   statistics (``nnx.BatchStat``) are refused: their in-place update in
   training does not fit a pure loss; use :class:`BatchNorm` in a Linen module.
+
+  Args:
+    make: ``key -> nnx.Module``, the module built from an init key.
+    name: named in the errors.
+
+  Returns:
+    A :class:`Model` whose params are nested dicts of arrays.
+
+  Raises:
+    ValueError: for a module with ``nnx.BatchStat`` variables.
   """
   graphdef, template, rest = nnx.split(make(jax.random.key(0)), nnx.Param, ...)
   if jax.tree.leaves(nnx.state(nnx.merge(graphdef, template, rest), nnx.BatchStat)):
@@ -253,5 +306,14 @@ def wrap_nnx(make: Callable[[jax.Array], nnx.Module], name: str = "model") -> Mo
 
 
 def update_running_stats(state: dict, moments: dict, momentum: float = 0.9) -> dict:
-  """EMA of batch moments into running statistics (same tree structure)."""
+  """An exponential moving average of batch moments into running statistics.
+
+  Args:
+    state: the running statistics (``{}`` starts them from ``moments``).
+    moments: the batch's moments, the structure of :attr:`Model.batch_moments`.
+    momentum: the weight of the old statistics.
+
+  Returns:
+    The new running statistics, the same tree structure.
+  """
   return jax.tree.map(lambda old, new: momentum * old + (1.0 - momentum) * new, state, moments)

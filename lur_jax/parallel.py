@@ -39,7 +39,17 @@ def check_divisible(name: str, batch_size: int, devices: int) -> None:
 
 
 def make_mesh(devices: int = 0) -> Mesh:
-  """A mesh of the first ``devices`` devices (0 = all) on the axis ``"data"``."""
+  """A one-axis device mesh for data parallelism.
+
+  Args:
+    devices: how many of ``jax.devices()`` to use, from the first; 0 = all.
+
+  Returns:
+    A ``jax.sharding.Mesh`` with the single axis ``"data"``.
+
+  Raises:
+    ValueError: for a count below 0 or above the devices JAX sees.
+  """
   n = check_devices(devices)
   return Mesh(np.array(jax.devices()[:n]), (AXIS,))
 
@@ -78,11 +88,19 @@ def to_host(tree):
 
 
 def shard_step(step: Callable, mesh: Mesh) -> Callable:
-  """``step(state, retain_batch, forget_batch)`` over the mesh.
+  """A step run data-parallel over the mesh with ``jax.shard_map``.
 
   Batches are split along their leading axis; the state and the metrics are
   replicated (the step must reduce over ``"data"``, as the objectives built
   with ``axis_name="data"`` do).
+
+  Args:
+    step: a pure ``(state, retain_batch, forget_batch) -> (state, metrics)``.
+    mesh: from :func:`make_mesh`.
+
+  Returns:
+    The step over the mesh, same signature; jit it at the call site. Global
+    batch sizes must divide by the device count.
   """
   return jax.shard_map(step, mesh=mesh, in_specs=(P(), P(AXIS), P(AXIS)),
                        out_specs=(P(), P()))
@@ -97,6 +115,18 @@ def distributed_init(coordinator: str = "", num_processes: int = 0, process_id: 
   nothing starts unless ``auto``, which lets JAX detect the cluster itself
   (TPU pod slices, SLURM, Open MPI). Call before anything else touches JAX's
   devices.
+
+  Args:
+    coordinator: ``host:port`` of process 0.
+    num_processes: the number of processes.
+    process_id: this process's index, ``0 .. num_processes − 1`` (−1: unset).
+    auto: let JAX detect the cluster.
+
+  Returns:
+    Whether multi-process JAX runs (``False``: nothing was configured).
+
+  Raises:
+    ValueError: for an inconsistent process count or index.
   """
   if jax.distributed.is_initialized():
     return True

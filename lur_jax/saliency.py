@@ -36,6 +36,9 @@ def select_layers(params, layers: Sequence[str] | str):
     params: the params pytree.
     layers: layer names, or ``"all"``, or a comma-separated string of names.
 
+  Returns:
+    A pytree like ``params`` with one bool per leaf.
+
   Raises:
     ValueError: when a name selects no parameter.
   """
@@ -65,11 +68,20 @@ def check_fraction(value, key: str) -> None:
 
 def forget_gradients(loss_fn: Callable, params, x, y, *, batch_size: int,
                      absolute: bool, key: jax.Array | None = None) -> dict:
-  """Σ over forget batches of ∇loss (or of |∇loss| when ``absolute``).
+  """The gradient of a loss summed over a set, batch by batch (SalUn's saliency).
 
-  ``loss_fn(params, batch)`` must return the per-example losses ``[B]``; the
-  set is padded to whole batches with zero-weighted examples. With ``key``,
-  batch i also holds ``"key": fold_in(key, i)`` (for random losses).
+  Args:
+    loss_fn: ``(params, batch) -> [B]`` per-example losses.
+    params: the parameters θ.
+    x, y: the set's inputs ``[N, ...]`` and labels ``[N]``, padded to whole
+      batches with zero-weighted examples.
+    batch_size: examples per gradient evaluation.
+    absolute: sum ``|∇loss|`` per batch instead of ``∇loss``.
+    key: if given, batch i also holds ``"key": fold_in(key, i)`` (random losses).
+
+  Returns:
+    A pytree like ``params``: Σ over batches of ∇ Σ_batch loss (or of its
+    absolute value when ``absolute``).
   """
   n = len(y)
   x, y = jnp.asarray(x), jnp.asarray(y)
@@ -94,7 +106,16 @@ def forget_gradients(loss_fn: Callable, params, x, y, *, batch_size: int,
 
 
 def top_fraction_mask(scores, selected, fraction: float):
-  """True for the top ``fraction`` of selected entries by score (one global threshold)."""
+  """True for the top ``fraction`` of selected entries by score (one global threshold).
+
+  Args:
+    scores: a pytree of arrays (e.g. :func:`forget_gradients`).
+    selected: a pytree of bools like ``scores`` (per leaf or per entry).
+    fraction: in (0, 1]; at least one entry is kept.
+
+  Returns:
+    A pytree of bool arrays like ``scores``, False outside ``selected``.
+  """
   flat = jnp.concatenate([s[m].ravel() for s, m in zip(
       jax.tree.leaves(scores), jax.tree.leaves(selected)) if np.any(m)])
   k = max(1, int(round(fraction * flat.size)))
@@ -103,7 +124,15 @@ def top_fraction_mask(scores, selected, fraction: float):
 
 
 def masked_updates(mask) -> optax.GradientTransformation:
-  """Zeros every update outside ``mask`` (chain it last, after weight decay)."""
+  """An optax transform zeroing every update outside ``mask`` (SalUn's masked step).
+
+  Args:
+    mask: a pytree of bool arrays like the parameters.
+
+  Returns:
+    An ``optax.GradientTransformation``; chain it last, after weight decay, so
+    masked weights do not move at all.
+  """
   def update(updates, state, params=None):
     del params
     return jax.tree.map(lambda u, m: jnp.where(m, u, 0), updates, mask), state
@@ -121,12 +150,13 @@ def trim(params, fresh_params, saliency, selected, sparsity: float):
   Args:
     params: the trained params.
     fresh_params: a fresh initialisation, the values trimmed weights take.
-    saliency: connection sensitivity |θ ⊙ Σ|∇CE_f||, same structure.
+    saliency: connection sensitivity ``|θ ⊙ Σ|∇CE_f||``, same structure.
     selected: per-leaf booleans from :func:`select_layers`.
     sparsity: the fraction of selected weights kept.
 
   Returns:
-    ``(trimmed_params, reset_mask)``.
+    ``(trimmed_params, reset_mask)``: the params with the trimmed weights
+    replaced, and a bool pytree marking them.
   """
   reset = top_fraction_mask(saliency, broadcast_mask(selected, params), 1.0 - sparsity)
   return jax.tree.map(lambda p, f, r: jnp.where(r, f, p), params, fresh_params, reset), reset

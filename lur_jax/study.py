@@ -23,6 +23,7 @@ from lur_jax import (
   checkpoint,
   config as config_lib,
   data,
+  datasets,
   methods,
   models,
   parallel,
@@ -35,16 +36,28 @@ from lur_jax import (
 
 
 class Experiment(NamedTuple):
-  """A validated config with its data, forget split, model and task."""
+  """A validated config with its data, forget split, model and task.
+
+  Attributes:
+    config: the config, its forget kind's settings laid over it.
+    method_names: the methods to run, in order.
+    splits: the data (:class:`~lur_jax.Splits`).
+    forget: the forget set, its complement and the TA test set.
+    model: the task's model (:class:`~lur_jax.Model`).
+    step_model: the same model with BatchNorm synchronised over the mesh.
+    mesh: the device mesh.
+    objectives: the methods' losses (:class:`~lur_jax.Objectives`).
+    task: the task plug-in (:class:`~lur_jax.Task`).
+  """
 
   config: ml_collections.ConfigDict
   method_names: list[str]
   splits: data.Splits
   forget: data.ForgetSplit
   model: models.Model
-  step_model: models.Model  # the same model with BatchNorm synchronised over the mesh
+  step_model: models.Model
   mesh: jax.sharding.Mesh
-  objectives: methods.Objectives = methods.CLASSIFICATION  # the methods' losses
+  objectives: methods.Objectives = methods.CLASSIFICATION
   task: tasks.Task = tasks.TASKS["classification"]
 
 
@@ -54,7 +67,7 @@ def _load_splits(config) -> data.Splits:
     splits = plugins.user_splits(d.name, config.seed)
   else:
     directory = d.get("tfds_data_dir", "") if d.name.startswith("tfds:") else d.get("dir", "")
-    splits = data.load_dataset(d.name, config.seed, directory)
+    splits = datasets.load_dataset(d.name, config.seed, directory)
   splits = data.subsample(splits, config.seed, train=d.get("train_limit", 0),
                           test=d.get("test_limit", 0))
   if config.eval.split == "val":  # for tuning: TA and MIA on the validation hold-out
@@ -64,6 +77,12 @@ def _load_splits(config) -> data.Splits:
 
 def prepare(config: ml_collections.ConfigDict) -> Experiment:
   """Validates ``config`` and loads what the run needs; no training happens.
+
+  Args:
+    config: the experiment config (:func:`lur_jax.config.load` reads a file).
+
+  Returns:
+    An :class:`Experiment`.
 
   Raises:
     ValueError: naming the bad value and what is allowed.
@@ -130,7 +149,17 @@ def run(config: ml_collections.ConfigDict, out_dir: str, *, progress: bool = Tru
 
 
 def execute(exp: Experiment, out_dir: str, *, progress: bool = True, log=None) -> dict:
-  """Runs a prepared :class:`Experiment` (see :func:`run`)."""
+  """Runs a prepared :class:`Experiment`: :func:`run` after :func:`prepare`.
+
+  Args:
+    exp: from :func:`prepare`.
+    out_dir: the output folder (see :func:`run`).
+    progress: show progress bars.
+    log: a one-argument callable for status lines (default: stderr).
+
+  Returns:
+    The results dict written to ``results.json``.
+  """
   log = log or (lambda msg: print(msg, file=sys.stderr))
   warning = config_lib.kind_warning(exp.config)
   if warning:

@@ -19,18 +19,37 @@ Step = Callable[[Any, dict, dict], tuple[Any, dict]]
 
 
 class TrainState(NamedTuple):
+  """What a step carries from one call to the next (a pytree; donate it to ``jit``).
+
+  Attributes:
+    params: the parameter pytree.
+    opt_state: the optax optimiser state.
+    step: int32 scalar, the number of steps taken.
+    rng: the run's root PRNG key; step ``t`` uses ``fold_in(rng, t)``.
+    model_state: BatchNorm running statistics (``{}`` without BatchNorm).
+  """
+
   params: Any
   opt_state: Any
-  step: jax.Array  # int32 scalar
-  rng: jax.Array  # root key of the run; steps fold in ``step``
-  model_state: Any = None  # BatchNorm running statistics ({} or None without)
+  step: jax.Array
+  rng: jax.Array
+  model_state: Any = None
 
 
 StateUpdate = Callable[[Any, Any, dict], Any]  # (params, model_state, retain_batch) -> state
 
 
 def sgd(lr: float, momentum: float = 0.9, weight_decay: float = 5e-4) -> optax.GradientTransformation:
-  """SGD with momentum and (coupled) weight decay, as in the SalUn code."""
+  """SGD with momentum and (coupled) weight decay, as in the SalUn code.
+
+  Args:
+    lr: the learning rate, > 0 (or a traced per-member value in a sweep).
+    momentum: heavy-ball momentum; 0 for none.
+    weight_decay: added to the gradient as ``weight_decay · θ`` before momentum.
+
+  Returns:
+    An ``optax.GradientTransformation``.
+  """
   if not isinstance(lr, jax.core.Tracer) and not lr > 0:  # a sweep's traced lr: see ensemble
     raise ValueError(f"learning rate {lr!r}; allowed: a number > 0")
   return optax.chain(optax.add_decayed_weights(weight_decay),
@@ -41,8 +60,16 @@ OPTIMIZERS = ("sgd", "adam")
 
 
 def optimizer(settings) -> optax.GradientTransformation:
-  """``settings.optimizer`` (default "sgd": :func:`sgd`; "adam": AdamW with
-  ``weight_decay`` decoupled) at ``settings.lr``."""
+  """The optimiser a config section names.
+
+  Args:
+    settings: a method's settings (a ConfigDict or dict-like) with ``lr``,
+      ``momentum``, ``weight_decay`` and optionally ``optimizer``: ``"sgd"``
+      (the default, :func:`sgd`) or ``"adam"`` (AdamW, weight decay decoupled).
+
+  Returns:
+    An ``optax.GradientTransformation``.
+  """
   name = settings.get("optimizer", "sgd")
   if name == "adam":
     return optax.adamw(settings.lr, weight_decay=settings.weight_decay)
@@ -53,13 +80,31 @@ def optimizer(settings) -> optax.GradientTransformation:
 
 def init_state(params, tx: optax.GradientTransformation, rng: jax.Array,
                model_state=None) -> TrainState:
+  """A step's starting state.
+
+  Args:
+    params: the parameter pytree.
+    tx: the optimiser whose state is initialised.
+    rng: the run's root PRNG key.
+    model_state: BatchNorm running statistics, if any.
+
+  Returns:
+    A :class:`TrainState` at step 0.
+  """
   return TrainState(params, tx.init(params), jnp.zeros((), jnp.int32), rng,
                     {} if model_state is None else model_state)
 
 
 def check_batches(retain_batch: dict, forget_batch: dict) -> None:
-  """Raises ValueError unless both batches hold ``x`` and ``y`` of one length
-  and the two sets' examples have the same shape (checked when tracing)."""
+  """Checks the batches a step receives (when tracing, so once per shape).
+
+  Args:
+    retain_batch, forget_batch: dicts with ``"x"`` ``[B, ...]`` and ``"y"`` ``[B]``.
+
+  Raises:
+    ValueError: unless both hold ``x`` and ``y`` of one length and the two
+      sets' examples have the same shape.
+  """
   for role, batch in (("retain", retain_batch), ("forget", forget_batch)):
     if not isinstance(batch, dict) or not {"x", "y"} <= set(batch):
       raise ValueError(f"{role} batch {type(batch).__name__}; allowed: a dict with 'x' and 'y'")
@@ -93,6 +138,14 @@ def conflict_metrics(params, retain_batch, forget_batch, retain_loss_fn, forget_
 
   The cosine is the gradient-conflict measure of the LUR paper: negative
   values mean a step on the forget objective undoes retention.
+
+  Args:
+    params: θ.
+    retain_batch, forget_batch: the batches of the two losses.
+    retain_loss_fn, forget_loss_fn: ``(params, batch) -> scalar``.
+
+  Returns:
+    ``{"retain_loss", "forget_loss", "grad_cosine"}``, scalars.
   """
   retain_loss, retain_grad = jax.value_and_grad(retain_loss_fn)(params, retain_batch)
   forget_loss, forget_grad = jax.value_and_grad(forget_loss_fn)(params, forget_batch)
@@ -107,6 +160,12 @@ def lookahead_alignment(params, retain_batch, forget_batch, retain_loss_fn, forg
   θ_K is :func:`lur_jax.lookahead_params` on the retain loss (step α, K steps).
   To first order in α, L_u(θ_1) = L_u(θ) − α⟨∇L_u(θ), ∇L_r(θ)⟩, so descending the
   unlearning loss after the lookahead raises the alignment of the two gradients.
+
+  Args:
+    params: θ.
+    retain_batch, forget_batch: the batches of the two losses.
+    retain_loss_fn, forget_loss_fn: ``(params, batch) -> scalar``.
+    inner_lr, inner_steps: α and K of the virtual retain steps.
 
   Returns:
     ``lookahead_dot`` ⟨∇L_u(θ_K), ∇L_r(θ)⟩, its cosine ``lookahead_cosine``, and
@@ -153,13 +212,30 @@ def gradient_step(value_and_grad_fn: Callable, tx: optax.GradientTransformation,
 
 
 def objective_step(objective: Callable, tx: optax.GradientTransformation, **kwargs) -> Step:
-  """A step descending ``objective(params, retain_batch, forget_batch)``
-  (see :func:`gradient_step` for the keyword arguments)."""
+  """A step descending one objective of both batches.
+
+  Args:
+    objective: ``(params, retain_batch, forget_batch) -> scalar``.
+    tx: the optax optimiser.
+    **kwargs: ``retain_loss_fn``, ``forget_loss_fn``, ``state_update``, as in
+      :func:`gradient_step`.
+
+  Returns:
+    A pure step ``(state, retain_batch, forget_batch) -> (state, metrics)``.
+  """
   return gradient_step(jax.value_and_grad(objective), tx, **kwargs)
 
 
 def l1_penalty(schedule: Callable) -> optax.GradientTransformation:
-  """Adds ``schedule(count) * sign(params)`` to the gradients (an L1 subgradient)."""
+  """An optax transform adding an L1 subgradient, ``schedule(count) · sign(θ)``.
+
+  Args:
+    schedule: ``count -> α_t``, e.g. ``optax.linear_schedule(α, 0, steps)``
+      (l1-sparse).
+
+  Returns:
+    An ``optax.GradientTransformation``; chain it before the optimiser.
+  """
   def init(params):
     del params
     return optax.ScaleByScheduleState(count=jnp.zeros((), jnp.int32))
@@ -180,9 +256,8 @@ def lur_step(tx: optax.GradientTransformation, *, retain_loss_fn, forget_loss_fn
 
   Args:
     tx: the optax optimiser for the outer update.
-    retain_loss_fn, forget_loss_fn, inner_lr, inner_steps, lookahead,
-    retain_weight, forget_weight, mode, remat: as in
-      :func:`lur_jax.lur_value_and_grad`.
+    retain_loss_fn, forget_loss_fn, inner_lr, inner_steps: as in :func:`lur_value_and_grad`.
+    lookahead, retain_weight, forget_weight, mode, remat: as in :func:`lur_value_and_grad`.
     diagnostics: also compute :func:`conflict_metrics` at θ (two more
       gradients); otherwise metrics hold the LUR terms only.
     state_update: as in :func:`gradient_step`.

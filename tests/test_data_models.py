@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from lur_jax import augment, cli, data, losses, models, train
+from lur_jax import augment, cli, datasets, losses, models, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CIFAR_SMOKE = os.path.join(ROOT, "configs", "cifar10_resnet18_smoke.py")
@@ -35,7 +35,7 @@ def _fake_fashion(directory, n_train=200, n_test=50, label_max=9):
 
 def test_idx_round_trip_and_fashion_splits(tmp_path):
   _fake_fashion(tmp_path)
-  splits = data.load_fashion_mnist(0, str(tmp_path))
+  splits = datasets.load_fashion_mnist(0, str(tmp_path))
   assert len(splits.train) + len(splits.val) == 200 and len(splits.test) == 50
   assert splits.train.x.shape[1:] == (28, 28) and splits.train.x.max() <= 1.0
 
@@ -62,7 +62,7 @@ def test_bad_fashion_files_are_clear_errors(tmp_path, corrupt, match):
   elif corrupt == "garbage":
     images.write_bytes(b"not gzip at all")
   with pytest.raises(ValueError, match=match):
-    data.load_fashion_mnist(0, str(tmp_path))
+    datasets.load_fashion_mnist(0, str(tmp_path))
 
 
 def test_fashion_mnist_cli_errors_before_work(tmp_path, capsys):
@@ -75,7 +75,7 @@ def test_fashion_mnist_cli_errors_before_work(tmp_path, capsys):
 
 
 def test_real_fashion_mnist_from_the_debian_package():
-  splits = data.load_fashion_mnist(0)
+  splits = datasets.load_fashion_mnist(0)
   assert (len(splits.train), len(splits.val), len(splits.test)) == (54000, 6000, 10000)
   assert np.bincount(splits.val.y).tolist() == [600] * 10
 

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from lur_jax import cli, data
+from lur_jax import cli, datasets
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -50,7 +50,7 @@ def test_ddpm_digits_rl_and_lur_forget_the_class_and_keep_the_others(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not os.path.isfile(os.path.join(data.FASHION_MNIST_DIR,
+@pytest.mark.skipif(not os.path.isfile(os.path.join(datasets.FASHION_MNIST_DIR,
                                                    "t10k-images-idx3-ubyte.gz")),
                     reason="needs Debian's dataset-fashion-mnist")
 def test_ddpm_fashion_mnist_runs_at_28x28(tmp_path):

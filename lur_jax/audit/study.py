@@ -36,11 +36,19 @@ REFERENCE, AGAIN = "retrain", "retrain-again"  # roles of the two retrain ensemb
 
 
 class Audit(NamedTuple):
-  """A validated audit: the study it extends, its settings and its plan."""
+  """A validated audit: the study it extends, its settings and its plan.
+
+  Attributes:
+    exp: the prepared study (:class:`~lur_jax.Experiment`).
+    settings: the ``audit`` section over its defaults (``models``, ``methods``,
+      ``examples``, ``chunk``, ``bootstrap``).
+    method_names: the audited methods (retrain excluded: it is the reference).
+    plan: who forgets what: each run's forget set and seeds.
+  """
 
   exp: study.Experiment
   settings: ml_collections.ConfigDict
-  method_names: list[str]  # the audited methods (retrain excluded: it is the reference)
+  method_names: list[str]
   plan: plan_lib.Plan
 
 
@@ -86,6 +94,12 @@ def _check_settings(config, s) -> list[str]:
 def prepare(config: ml_collections.ConfigDict) -> Audit:
   """Validates ``config`` and draws the plan; nothing is trained.
 
+  Args:
+    config: a study config with an optional ``audit`` section.
+
+  Returns:
+    An :class:`Audit`.
+
   Raises:
     ValueError: naming the bad value and what is allowed.
   """
@@ -119,6 +133,16 @@ def run(config: ml_collections.ConfigDict, out_dir: str, *, progress: bool = Tru
   """Runs the audit and writes ``audit.json``, ``audit.md`` and ``audit.png``.
 
   A rerun with the same ``out_dir`` reuses every finished ensemble.
+
+  Args:
+    config: a study config with an optional ``audit`` section (``lur-jax audit``).
+    out_dir: the output folder; created if missing.
+    progress: show progress bars.
+    log: a one-argument callable for status lines (default: stderr).
+
+  Returns:
+    The results dict written to ``audit.json`` (per model: U-LiRA, the
+    NeurIPS-2023 score, the study's metrics, seconds).
 
   Raises:
     ValueError: on a bad config or output folder, before any work.
@@ -180,7 +204,15 @@ class _Trainer(NamedTuple):
 
 
 def execute(audit: Audit, out_dir: str, *, progress: bool = True, log=None) -> dict:
-  """Runs a prepared :class:`Audit` (see :func:`run`)."""
+  """Runs a prepared :class:`Audit`: :func:`run` after :func:`prepare`.
+
+  Args:
+    audit: from :func:`prepare`.
+    out_dir, progress, log: as in :func:`run`.
+
+  Returns:
+    The results dict written to ``audit.json``.
+  """
   log = log or (lambda msg: print(msg, file=sys.stderr))
   exp, p, s = audit.exp, audit.plan, audit.settings
   warning = config_lib.kind_warning(exp.config)
@@ -248,7 +280,14 @@ def _results(audit: Audit, rows: dict, reference_meta: dict) -> dict:
 
 
 def markdown_table(results: dict) -> str:
-  """The audit's table: each row's intervals, ``mean [low, high]``."""
+  """The audit's table in Markdown: each row's intervals, ``mean [low, high]``.
+
+  Args:
+    results: the dict :func:`run` returns (or ``audit.json`` read back).
+
+  Returns:
+    The table, one line per model.
+  """
   def cell(d, digits=1, scale=1.0):
     return (f"{d['value'] * scale:.{digits}f} [{d['low'] * scale:.{digits}f}, "
             f"{d['high'] * scale:.{digits}f}]")

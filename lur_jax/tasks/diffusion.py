@@ -56,7 +56,14 @@ def schedule_of(config) -> diffusion.Schedule:
 
 
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
-  """‖μ_a − μ_b‖² + Tr(Σ_a + Σ_b − 2 (Σ_a^½ Σ_b Σ_a^½)^½) of two feature sets ``[N, D]``."""
+  """The Fréchet distance between Gaussians fitted to two feature sets.
+
+  Args:
+    a, b: ``[N_a, D]`` and ``[N_b, D]`` features (e.g. a judge's penultimate layer).
+
+  Returns:
+    ‖μ_a − μ_b‖² + Tr(Σ_a + Σ_b − 2 (Σ_a^½ Σ_b Σ_a^½)^½), ≥ 0, in float64.
+  """
   a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
   cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
   w, v = np.linalg.eigh(cov_a)

@@ -18,18 +18,32 @@ from lur_jax import loop
 
 
 class LogUniform(NamedTuple):
+  """A continuous setting drawn log-uniformly.
+
+  Attributes:
+    low, high: the range's ends, 0 < low < high.
+  """
+
   low: float
   high: float
 
 
 class Arm(NamedTuple):
-  """One tuned candidate: registry ``method`` with ``fixed`` settings, drawn from ``space``."""
+  """One tuned candidate of the verdict.
+
+  Attributes:
+    method: a name of ``METHODS``.
+    fixed: settings every draw shares (e.g. ``{"mode": "first_order"}``).
+    space: the drawn settings: a :class:`LogUniform` or a tuple of choices each.
+    family: ``"baseline"``, ``"graddiff"``, ``"lur"`` (exact LUR), ``"ablation"``
+      (first order), or ``"hybrid"`` (lur_snip: trim, then LUR; not a
+      baseline of the paper).
+  """
 
   method: str
   fixed: dict
   space: dict
-  family: str  # "baseline", "graddiff", "lur" (exact LUR), "ablation" (first order),
-  # or "hybrid" (lur_snip: trim, then LUR; not a baseline of the paper)
+  family: str
 
 
 EPOCHS = (2, 5, 10, 20)
@@ -65,7 +79,11 @@ OBJECTIVES = ("ga", "rl")
 
 
 def arms() -> dict[str, Arm]:
-  """Every arm by name: the baselines, then each ladder rung with ``-ga`` and ``-rl``."""
+  """Every arm of the verdict.
+
+  Returns:
+    ``{name: Arm}``: the baselines, then each ladder rung with ``-ga`` and ``-rl``.
+  """
   out = {name: Arm(name, {}, space, "hybrid" if name == "lur_snip" else "baseline")
          for name, space in BASELINES.items()}
   for rung, (method, fixed) in LADDER.items():

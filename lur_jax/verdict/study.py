@@ -23,8 +23,11 @@ from lur_jax import cache as cache_lib, checkpoint, results as results_lib, stud
 from lur_jax.audit import scores, study as audit_study
 from lur_jax.verdict import ddpm, report, space as space_lib, stats, tune
 
+#: The verdict budget's defaults: settings drawn per arm, tuning/final/mechanism seeds,
+#: audit models, the arms (empty: all), members per program (−1: all), the draws.
 DEFAULTS = {"settings": 24, "tune_seeds": 3, "final_seeds": 16, "mechanism_seeds": 4,
             "audit_models": 16, "arms": "", "chunk": -1, "draws": "independent"}
+#: How settings are drawn: independently, or each discrete combination an equal share.
 DRAWS = ("independent", "balanced")
 TASKS = ("classification", "diffusion")
 
