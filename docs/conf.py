@@ -23,7 +23,7 @@ extensions = [
 ]
 
 # No network at build time: no intersphinx inventories are fetched.
-exclude_patterns = ["_build", "README.md", "**.ipynb_checkpoints"]
+exclude_patterns = ["_build", "_generated", "jupyter_execute", "**.ipynb_checkpoints"]
 templates_path = ["_templates"]
 source_suffix = {".rst": "restructuredtext", ".md": "myst-nb"}
 myst_enable_extensions = ["dollarmath", "colon_fence"]
@@ -45,8 +45,6 @@ html_theme = "sphinx_book_theme"
 html_title = "lur_jax"
 html_theme_options = {"show_toc_level": 2}
 html_static_path = []
-
-os.environ.setdefault("LUR_JAX_COMPILATION_CACHE", "off")
 
 
 def setup(app):

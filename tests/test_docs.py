@@ -9,15 +9,19 @@ import glob
 import inspect
 import os
 import re
+import sys
 
 import pytest
 
 import lur_jax
-from lur_jax import audit, tasks, verdict
+from lur_jax import audit, config as config_lib, config_keys, tasks, verdict
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCS = os.path.join(ROOT, "docs")
 NOTEBOOKS = {"tutorial.md"}
+sys.path.insert(0, DOCS)
+import config_table  # noqa: E402  (docs/config_table.py renders the key table)
+
 FENCE = re.compile(r"(<!-- not run: (?P<reason>[^>]*) -->\n)?```python\n(?P<code>.*?)```",
                    re.DOTALL)
 
@@ -150,3 +154,36 @@ def test_the_docstring_check_can_fail():
   bare.__doc__ = "One line."
   assert docstring_gaps(bare) == ["Args:", "Returns:"]
   assert docstring_gaps(documented) == []
+
+
+def _leaves(config, prefix=""):
+  for key, value in config.items():
+    if hasattr(value, "items"):
+      yield from _leaves(value, f"{prefix}{key}.")
+    else:
+      yield f"{prefix}{key}"
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(ROOT, "configs", "*.py"))),
+                         ids=os.path.basename)
+def test_the_key_table_holds_every_key_of_every_config(path):
+  keys = list(_leaves(config_lib.load(path).to_dict()))
+  assert keys
+  missing = [k for k in keys if config_keys.find(k) is None]
+  assert not missing, f"lur_jax/config_keys.py lacks {missing} (in {os.path.basename(path)})"
+
+
+def test_every_key_without_a_code_default_has_one_in_a_base_config():
+  defaults = config_table.defaults()
+  for key in config_keys.KEYS:
+    if key.default is None and "<" not in key.name:
+      tasks_ = ["classification", "diffusion"] if key.task == "all" else [key.task]
+      assert any(key.name in defaults[t] for t in tasks_), key.name
+
+
+def test_the_key_lookup_can_fail():
+  assert config_keys.find("lur.inner_lr").name == "lur.inner_lr"
+  assert config_keys.find("ft.lr").name == "<method>.lr"
+  assert config_keys.find("lur_snip.mode").name == "lur_snip.<lur key>"
+  assert config_keys.find("lur.no_such_key") is None
+  assert config_keys.find("nonsense") is None

@@ -1,0 +1,192 @@
+"""Every config key a study reads: what it means and the values allowed.
+
+The documentation's key table is rendered from ``KEYS`` and its defaults read from the
+shipped configs, and ``tests/test_docs.py`` checks that every key of every shipped config
+is here, so the table cannot go stale. Allowed values that the code enumerates come from
+the code's own constants.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from lur_jax import data, datasets, diffusion, losses, lur, methods, models, train
+
+
+class Key(NamedTuple):
+  """One config key.
+
+  Attributes:
+    name: the dotted path; ``<method>`` stands for any name of ``METHODS``.
+    allowed: the values allowed, in words.
+    meaning: what it does.
+    default: the value used when a config leaves the key out (``None``: every
+      config must hold it; its default is read from the shipped configs).
+    task: ``"all"``, ``"classification"`` or ``"diffusion"``.
+  """
+
+  name: str
+  allowed: str
+  meaning: str
+  default: object = None
+  task: str = "all"
+
+
+def _names(values) -> str:
+  return ", ".join(f"`{v}`" for v in values)
+
+
+_POSITIVE_INT, _POSITIVE = "an int > 0", "a number > 0"
+_LAYERS = "`all`, or comma-separated layer names (`layer3` selects `layer3_0`, `layer3_1`, ...)"
+_FRACTION = "a number in (0, 1)"
+
+KEYS: tuple[Key, ...] = (
+    Key("task", "`classification`, `diffusion`", "the task plug-in (`lur_jax.TASKS`)",
+        "classification"),
+    Key("seed", "an int >= 0", "determines the data split, forget set, inits and data orders"),
+    Key("devices", "0 (all) or 1 .. the devices JAX sees",
+        "devices on the data axis; batch sizes must divide by it", 0),
+    Key("methods", f"comma-separated: {_names(methods.METHODS)}",
+        "the methods to run, in order (a DDPM takes " + _names(diffusion.METHODS) + ")"),
+    Key("distributed.coordinator", "`host:port` or empty",
+        "process 0's address for a multi-process run (empty: `JAX_COORDINATOR_ADDRESS`)", ""),
+    Key("distributed.num_processes", "an int >= 0", "processes (0: `JAX_NUM_PROCESSES`)", 0),
+    Key("distributed.process_id", "−1 or 0 .. num_processes − 1",
+        "this process's index (−1: `JAX_PROCESS_ID`)", -1),
+    Key("distributed.auto", "true or false", "let JAX detect a TPU pod slice or SLURM/MPI job",
+        False),
+    Key("data.name", f"{_names(datasets.DATASETS)}, or `package.module:factory`",
+        "the data set (your own: [Your own model or data](own_model_data.md))"),
+    Key("data.dir", "a folder, or empty", "`fashion_mnist`: the folder of the IDX files", ""),
+    Key("data.tfds_data_dir", "a folder, or empty", "`tfds:*`: TFDS's data dir", ""),
+    Key("data.augment", "true or false", "random crop (padding 4) and flip of training batches",
+        False),
+    Key("data.train_limit", "an int >= 0", "keep this many training examples (0: all)", 0),
+    Key("data.test_limit", "an int >= 0", "keep this many test examples (0: all)", 0),
+    Key("model.name", f"{_names(models.MODELS)} (`unet` for a DDPM), or "
+        "`package.module:factory`", "the model"),
+    Key("model.hidden", "ints > 0", "`mlp`: hidden widths; `cnn`: the dense layer's width",
+        "from the model: `mlp` (128, 128), `cnn` 128", "classification"),
+    Key("model.channels", "ints > 0 (the U-Net: multiples of 8)",
+        "`cnn` and the U-Net: widths of the conv levels"),
+    Key("model.norm", "true or false", "`cnn`: BatchNorm after each convolution", False,
+        "classification"),
+    Key("model.width", _POSITIVE_INT, "`resnet18`: channels of `layer1`", 64, "classification"),
+    Key("model.emb_dim", _POSITIVE_INT, "the U-Net's time and class embedding width", 128,
+        "diffusion"),
+    Key("train.epochs", _POSITIVE_INT, "epochs of the original model and of `retrain`"),
+    Key("train.lr", _POSITIVE, "their learning rate"),
+    Key("train.batch_size", _POSITIVE_INT, "their global batch size"),
+    Key("train.momentum", "a number >= 0", "SGD momentum"),
+    Key("train.weight_decay", "a number >= 0", "weight decay (coupled for SGD)"),
+    Key("train.optimizer", _names(train.OPTIMIZERS), "SGD with momentum, or AdamW", "sgd"),
+    Key("forget.kind", _names(data.FORGET_KINDS), "how the forget set is drawn"),
+    Key("forget.fraction", _FRACTION, "`random`: the fraction of D forgotten"),
+    Key("forget.classes", "comma-separated class indices", "`class`: the classes forgotten"),
+    Key("forget.indices", "comma-separated indices, or a `.txt`/`.npy` file",
+        "`indices`: the examples of D forgotten"),
+    Key("eval.split", "`test`, `val`", "where TA and MIA are measured (`val` for tuning)"),
+    Key("eval.forget_samples", _POSITIVE_INT, "images generated for the forgotten classes",
+        None, "diffusion"),
+    Key("eval.kept_samples", _POSITIVE_INT, "images generated per kept class", None,
+        "diffusion"),
+    Key("checkpoint.every", "an int >= 0", "save the training state every this many steps "
+        "(0: never)", 500),
+    Key("checkpoint.keep", "an int >= 1", "checkpoints kept per run", 3),
+    Key("unlearn.epochs", _POSITIVE_INT, "every method's epochs unless its section says"),
+    Key("unlearn.lr", _POSITIVE, "every method's learning rate"),
+    Key("unlearn.batch_size", _POSITIVE_INT, "the global retain batch size"),
+    Key("unlearn.forget_batch_size", _POSITIVE_INT, "the global forget batch size"),
+    Key("unlearn.momentum", "a number >= 0", "SGD momentum"),
+    Key("unlearn.weight_decay", "a number >= 0", "weight decay (coupled for SGD)"),
+    Key("unlearn.optimizer", _names(train.OPTIMIZERS), "SGD with momentum, or AdamW", "sgd"),
+    Key("<method>.epochs", _POSITIVE_INT, "any `unlearn` key in a method's section overrides "
+        "it for that method (`train` for `retrain`)", "from `unlearn`"),
+    Key("<method>.lr", _POSITIVE, "likewise", "from `unlearn`"),
+    Key("<method>.batch_size", _POSITIVE_INT, "likewise", "from `unlearn`"),
+    Key("<method>.forget_batch_size", _POSITIVE_INT, "likewise", "from `unlearn`"),
+    Key("<method>.momentum", "a number >= 0", "likewise", "from `unlearn`"),
+    Key("<method>.weight_decay", "a number >= 0", "likewise", "from `unlearn`"),
+    Key("<method>.optimizer", _names(train.OPTIMIZERS), "likewise", "from `unlearn`"),
+    Key("graddiff.forget_weight", _POSITIVE, "λ in CE_r − λ·CE_f"),
+    Key("graddiff.forget_objective", _names(losses.FORGET_OBJECTIVES),
+        "the forget term: −CE (`ga`) or CE to random wrong labels (`rl`)", "ga"),
+    Key("l1_sparse.alpha", _POSITIVE, "α of α_t‖θ‖₁, decaying linearly to 0",
+        None, "classification"),
+    Key("salun.gamma", _FRACTION, "the fraction of weights updated (top by saliency)"),
+    Key("salun.layers", _LAYERS, "where the saliency mask is drawn"),
+    Key("shs.sparsity", _FRACTION, "the fraction of the chosen layers' weights kept by the "
+        "trim", None, "classification"),
+    Key("shs.layers", _LAYERS, "the layers trimmed", None, "classification"),
+    Key("shs.forget_weight", _POSITIVE, "λ of the repair's CE_r − λ·CE_f", None,
+        "classification"),
+    Key("lur.forget_objective", _names(losses.FORGET_OBJECTIVES), "the unlearning loss L_u"),
+    Key("lur.lookahead", _names(lur.LOOKAHEADS), "which loss the virtual steps descend"),
+    Key("lur.inner_lr", _POSITIVE, "α, the virtual steps' learning rate"),
+    Key("lur.inner_steps", _POSITIVE_INT, "K, the number of virtual steps"),
+    Key("lur.retain_weight", "a number", "w_r"),
+    Key("lur.forget_weight", "a number", "w_u"),
+    Key("lur.mode", _names(lur.MODES), "how ∇J is computed ([the functional API]"
+        "(functional_api.md))"),
+    Key("lur.remat", "true or false", "`exact`: rematerialise each virtual step"),
+    Key("lur.diagnostics", "true or false", "record the gradient cosine at θ every step"),
+    Key("lur_snip.<lur key>", "as the `lur` key", "`lur_snip` runs LUR with the `lur` section "
+        "laid under its own", "from `lur`", "classification"),
+    Key("lur_snip.sparsity", _FRACTION, "the trim's kept fraction", None, "classification"),
+    Key("lur_snip.layers", _LAYERS, "the layers trimmed", None, "classification"),
+    Key("diffusion.steps", "an int in [2, 100000)", "T, the forward process's steps", None,
+        "diffusion"),
+    Key("diffusion.beta_start", "a number in [1e-8, 1), < beta_end", "β_0", None, "diffusion"),
+    Key("diffusion.beta_end", "a number in [1e-8, 1)", "β_{T−1}", None, "diffusion"),
+    Key("diffusion.p_uncond", "a number in [0, 1)", "label dropout (classifier-free guidance)",
+        None, "diffusion"),
+    Key("diffusion.guidance", "a number in [0, 100]", "the guidance weight when sampling",
+        None, "diffusion"),
+    Key("diffusion.sampler", _names(diffusion.SAMPLERS), "the sampler", None, "diffusion"),
+    Key("diffusion.sample_steps", "an int in [1, steps]", "DDIM's steps", None, "diffusion"),
+    Key("diffusion.eta", "a number in [0, 1]", "DDIM's noise (0: deterministic)", None,
+        "diffusion"),
+    Key("classifier.model", _names(models.MODELS), "the judge that labels generated images",
+        None, "diffusion"),
+    Key("classifier.epochs", _POSITIVE_INT, "the judge's epochs", None, "diffusion"),
+    Key("classifier.lr", _POSITIVE, "its learning rate", None, "diffusion"),
+    Key("classifier.batch_size", _POSITIVE_INT, "its batch size", None, "diffusion"),
+    Key("classifier.momentum", "a number >= 0", "its SGD momentum", None, "diffusion"),
+    Key("classifier.weight_decay", "a number >= 0", "its weight decay", None, "diffusion"),
+    Key("audit.models", _POSITIVE_INT, "M, shadow runs per ensemble ([the audit](audit.md))",
+        32),
+    Key("audit.methods", "comma-separated method names, or empty",
+        "the audited methods (empty: `methods`)", ""),
+    Key("audit.examples", "an int >= 0", "pool examples the per-example attack scores (0: all)",
+        0),
+    Key("audit.chunk", "an int >= 0", "models vmapped per call (0: all at once)", 0),
+    Key("audit.bootstrap", _POSITIVE_INT, "resamples for the 95% intervals", 1000),
+    Key("settings_kind", _names(data.FORGET_KINDS),
+        "the forget kind the method sections are tuned for", None, "classification"),
+    Key("settings_for.<kind>.<section>.<key>", "a method key",
+        "what differs for another forget kind; a run uses its `forget.kind`'s settings",
+        None, "classification"),
+)
+
+
+def find(name: str) -> Key | None:
+  """The :class:`Key` a concrete dotted path falls under, or ``None``.
+
+  Args:
+    name: a dotted path, e.g. ``"lur.inner_lr"`` or ``"ft.lr"``.
+
+  Returns:
+    Its entry of ``KEYS`` (a method's inherited ``unlearn`` key matches the
+    ``<method>.*`` entry), or ``None`` for a key lur_jax does not read.
+  """
+  exact = {k.name: k for k in KEYS}
+  if name in exact:
+    return exact[name]
+  head, _, leaf = name.partition(".")
+  if name.startswith("settings_for."):
+    return exact["settings_for.<kind>.<section>.<key>"]
+  if head == "lur_snip" and f"lur.{leaf}" in exact:
+    return exact["lur_snip.<lur key>"]
+  if head in methods.METHODS:
+    return exact.get(f"<method>.{leaf}")
+  return None
