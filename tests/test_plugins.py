@@ -147,11 +147,12 @@ def test_broken_factories_are_refused_with_one_line(sets, match, tmp_path, capsy
   assert not out.exists()
 
 
-def test_readme_nnx_example_runs():
-  text = open(os.path.join(ROOT, "README.md")).read()
+def test_the_docs_nnx_example_runs():
+  with open(os.path.join(ROOT, "docs", "functional_api.md")) as f:
+    text = f.read()
   example = text.split("```python\n# A Flax NNX model", 1)[1].split("```", 1)[0]
   scope = {}
-  exec(compile("# A Flax NNX model" + example, "README.md", "exec"), scope)  # pylint: disable=exec-used
+  exec(compile("# A Flax NNX model" + example, "functional_api.md", "exec"), scope)
   value, grads, params = scope["value"], scope["grads"], scope["params"]
   assert value.shape == () and bool(jnp.isfinite(value))
   assert jax.tree.structure(grads) == jax.tree.structure(params)
