@@ -40,6 +40,7 @@ nb_execution_mode = "force"
 nb_execution_timeout = 600
 nb_execution_raise_on_error = True
 nb_execution_show_tb = True
+nb_render_markdown_format = "gfm"  # the tables the notebook prints
 
 html_theme = "sphinx_book_theme"
 html_title = "lur_jax"
