@@ -41,7 +41,7 @@ def _reference(path: str):
   return module
 
 
-def _confidences(rng, models: int, examples: int, shift: float):
+def confidences(rng, models: int, examples: int, shift: float):
   """``(unlearned, retrained)`` ``[models, examples]``: unit Gaussians around a
   per-example centre, the unlearned ones ``shift`` standard deviations away."""
   centre = rng.normal(0.0, 3.0, examples)
@@ -61,7 +61,7 @@ def main() -> None:
   rows = []
   for shift in (0.0, 1.0, 3.0):
     for models in (16, 32, 128):
-      unlearned, retrained = _confidences(rng, models, args.examples, shift)
+      unlearned, retrained = confidences(rng, models, args.examples, shift)
       ours = forgetting_score.epsilons(unlearned, retrained)
       ref_score = reference.compute_forget_score_from_confs(unlearned, retrained)
       ref_eps = reference._get_epsilons(  # pylint: disable=protected-access

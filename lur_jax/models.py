@@ -309,7 +309,7 @@ def update_running_stats(state: dict, moments: dict, momentum: float = 0.9) -> d
   """An exponential moving average of batch moments into running statistics.
 
   Args:
-    state: the running statistics (``{}`` starts them from ``moments``).
+    state: the running statistics, the structure of ``moments``.
     moments: the batch's moments, the structure of :attr:`Model.batch_moments`.
     momentum: the weight of the old statistics.
 

@@ -100,13 +100,25 @@ def test_smoke_study_end_to_end_and_rerun_reuses_the_original(tmp_path, capsys):
   for name in results["methods"]:
     assert (out / "models" / name).is_dir()
 
-  # Same folder, same config: the original model is restored, and every
-  # method, being deterministic, ends on the same parameters.
+  # Same folder, same config: nothing is trained again; every model and row is read back.
   assert cli.main(["run", SMOKE, "--out", str(out), "--no-progress"]) == 0
   again = json.loads((out / "results.json").read_text())
   assert again["original"]["reused"] is True
   for name, row in results["methods"].items():
+    assert again["methods"][name]["reused"] is True, name
     assert again["methods"][name]["params_checksum"] == row["params_checksum"], name
+
+  # A fresh folder trains everything again and, the runs being determined by the config
+  # and seed, ends on the same parameters (two methods, to keep the test short).
+  fresh = tmp_path / "fresh"
+  assert cli.main(["run", SMOKE, "--out", str(fresh), "--no-progress",
+                   "--set", "methods=retrain,lur"]) == 0
+  retrained = json.loads((fresh / "results.json").read_text())
+  assert retrained["original"]["reused"] is False
+  for name in ("retrain", "lur"):
+    assert retrained["methods"][name]["reused"] is False, name
+    assert (retrained["methods"][name]["params_checksum"]
+            == results["methods"][name]["params_checksum"]), name
 
 
 def test_readme_api_example_runs():

@@ -130,8 +130,13 @@ def test_batchnorm_running_statistics_follow_the_retain_batches():
   # Evaluation with those statistics reproduces the training-mode output on that batch.
   np.testing.assert_allclose(model.eval_apply(state.params, state.model_state, x),
                              model.apply(state.params, x), rtol=1e-3, atol=1e-3)
-  # The training pass reads no running statistics: losses stay pure in params and batch.
-  np.testing.assert_allclose(model.apply(params, x), model.apply(params, x))
+  # The training pass normalises with the batch's own moments, never the running statistics
+  # (so losses stay pure in params and batch): it equals evaluation with the statistics set
+  # to those moments, and not evaluation with the initial statistics.
+  train_out = model.apply(params, x)
+  np.testing.assert_allclose(train_out, model.eval_apply(params, moments, x), rtol=1e-5,
+                             atol=1e-5)
+  assert not np.allclose(train_out, model.eval_apply(params, model_state, x), atol=1e-2)
 
 
 def test_augmentation_crops_within_padding_and_flips():

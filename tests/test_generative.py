@@ -45,6 +45,8 @@ def test_sample_grids_before_and_after(study):
 
 
 def test_rerun_reuses_every_model(study):
+  """A rerun into the same folder trains nothing: every row is marked reused and read back
+  unchanged (determinism across fresh folders is tested in test_cli and test_resume)."""
   out, first = study
   again = study_lib.run(config_lib.load(SMOKE), str(out), progress=False)
   assert again["original"]["reused"]

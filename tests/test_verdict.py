@@ -148,6 +148,7 @@ def test_a_tiny_verdict_writes_its_tables(tmp_path, monkeypatch):
   config = config_lib.apply_overrides(config, ["lur.lr=0.123", "graddiff.forget_weight=0.5",
                                                "ft.lr=0.01"])
   again = verdict.run(config, str(tmp_path), budget, progress=False, log=said.append)
+  # The reused arm's numbers are read back (the reuse itself is what the lines below check).
   assert again["arms"]["lur-ga"]["final"]["gap"] == rows["lur-ga"]["final"]["gap"]
   assert again["reference"] == results["reference"]
   assert sum("reusing" in m and "models/verdict-" in m for m in said) == 2, said

@@ -35,11 +35,16 @@ def clean(tmp_path_factory):
   return json.loads((out / "results.json").read_text())
 
 
-def _failing_orbax(where: str, tensorstore_style: bool):
+def _failing_orbax(where: str, tensorstore_style: bool, succeed_first: int = 0):
+  """``CheckpointManager.save`` refusing every save under ``where`` after the first
+  ``succeed_first`` of them."""
   real = ocp.CheckpointManager.save
+  calls = []
 
   def save(self, *args, **kwargs):
     if f"{os.sep}{where}{os.sep}" in str(self.directory):
+      calls.append(1)
+    if len(calls) > succeed_first and f"{os.sep}{where}{os.sep}" in str(self.directory):
       if tensorstore_style:
         raise ValueError('RESOURCE_EXHAUSTED: Error writing local file "x/d/1": Failed to '
                          f"write 179 bytes to file 4: {NO_SPACE} [os_error_code='28']")
@@ -58,18 +63,29 @@ def _failing_mkstemp(suffix_wanted: str):
   return mkstemp
 
 
-@pytest.mark.parametrize("kind, target", [
-    ("checkpoint", ("orbax", "checkpoints", True)),
-    ("checkpoint (OSError)", ("orbax", "checkpoints", False)),
-    ("model cache", ("orbax", "models", True)),
-    ("results", ("mkstemp", "results.json", None)),
-    ("figure", ("mkstemp", ".png", None)),
+# What the rerun must say it picked up: the original's training from the checkpoint
+# that was written before the refused one (the first checkpoint succeeds, the second
+# fails), or from its last checkpoint (its finished model could not be saved), or every
+# finished model (the results or the figure failed at the end).
+RESUMED_CHECKPOINT = ["original: resuming at step 4 of"]
+RESUMED_TRAINING = ["original: resuming at step"]
+REUSED_ALL = ["reusing the original model", "reusing the retrain model",
+              "lur: finished in an earlier run"]
+
+
+@pytest.mark.parametrize("kind, target, resumed", [
+    ("checkpoint", ("orbax", "checkpoints", True), RESUMED_CHECKPOINT),
+    ("checkpoint (OSError)", ("orbax", "checkpoints", False), RESUMED_CHECKPOINT),
+    ("model cache", ("orbax", "models", True), RESUMED_TRAINING),
+    ("results", ("mkstemp", "results.json", None), REUSED_ALL),
+    ("figure", ("mkstemp", ".png", None), REUSED_ALL),
 ])
-def test_a_refused_write_is_one_line_and_the_rerun_resumes(kind, target, clean, tmp_path,
-                                                          monkeypatch, capsys):
+def test_a_refused_write_is_one_line_and_the_rerun_resumes(kind, target, resumed, clean,
+                                                          tmp_path, monkeypatch, capsys):
   writer, where, tensorstore_style = target
   if writer == "orbax":
-    monkeypatch.setattr(ocp.CheckpointManager, "save", _failing_orbax(where, tensorstore_style))
+    monkeypatch.setattr(ocp.CheckpointManager, "save", _failing_orbax(
+        where, tensorstore_style, succeed_first=1 if where == "checkpoints" else 0))
   else:
     monkeypatch.setattr(tempfile, "mkstemp", _failing_mkstemp(where))
   out = tmp_path / "run"
@@ -81,9 +97,12 @@ def test_a_refused_write_is_one_line_and_the_rerun_resumes(kind, target, clean, 
   assert "Traceback" not in err, err
   monkeypatch.undo()
   assert _main(out) == 0, kind
-  resumed = json.loads((out / "results.json").read_text())
+  log = capsys.readouterr().err
+  for line in resumed:  # it picked up what was kept instead of starting over
+    assert line in log, (kind, line, log)
+  rerun = json.loads((out / "results.json").read_text())
   for name, row in clean["methods"].items():
-    assert resumed["methods"][name]["params_checksum"] == row["params_checksum"], (kind, name)
+    assert rerun["methods"][name]["params_checksum"] == row["params_checksum"], (kind, name)
 
 
 def test_an_unwritable_compilation_cache_costs_a_warning(tmp_path, monkeypatch, capsys):
@@ -97,6 +116,9 @@ def test_an_unwritable_compilation_cache_costs_a_warning(tmp_path, monkeypatch, 
 
 
 def test_a_full_compilation_cache_costs_one_warning(tmp_path, monkeypatch, capsys):
+  # JAX has no public hook for the cache's writes (jax.experimental.compilation_cache
+  # exposes set_cache_dir and reset_cache only; entries go through an etils path), so the
+  # function that stores an entry is replaced.
   from jax._src import compilation_cache  # pylint: disable=g-import-not-at-top
 
   def full(*args, **kwargs):
