@@ -1,4 +1,4 @@
-"""Does the lookahead help? The verdict over the README's forgetting settings.
+"""Does the lookahead help? The verdict over the forgetting settings of docs/verdict.md.
 
     python benchmarks/verdict.py                             # the five classification settings
     python benchmarks/verdict.py --parts digits_random       # one part alone

@@ -59,7 +59,7 @@ def get_config() -> ml_collections.ConfigDict:
   # settings per method drawn from lur_jax/verdict/space.py's ddpm_arms, each on the
   # samples of 2 seeds that are never scored, the lowest mean DDPM gap to the retrain
   # of the same seed). They do not carry to other seeds: on 4 scored seeds their
-  # kept-class FD is 1.1-1.6x retrain's (README, "Does the lookahead help?"). GA has
+  # kept-class FD is 1.1-1.6x retrain's (docs/verdict.md). GA has
   # no working setting here (benchmarks/results/ga_class_grid_ddpm_digits.md): UA
   # rises only as the FD explodes; its winner barely forgets.
   c.ga = ml_collections.ConfigDict({"lr": 2.93e-5, "epochs": 10})

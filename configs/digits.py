@@ -14,7 +14,7 @@ def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
   c.devices = 0  # devices on the data axis (0 = all); batch sizes must divide by it
-  # Multi-process runs (see the README); empty values fall back to the
+  # Multi-process runs (docs/scale_out.md); empty values fall back to the
   # JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID variables,
   # and auto=True lets JAX detect a TPU pod slice or a SLURM/MPI job.
   c.distributed = ml_collections.ConfigDict({

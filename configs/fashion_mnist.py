@@ -35,7 +35,7 @@ def get_config():
   # method, seeds 0-1, validation split). The verdict's audit (8 runs) tells this lur
   # setting's models from retrained ones per example (U-LiRA 82.2%; 84.2% on seed 1),
   # ft's barely (50.2%; 54.2%, retraining 51.2%): chosen by Avg Gap, which does not
-  # see that (README, "Does the lookahead help?").
+  # see that (docs/verdict.md).
   c.ft.update({"lr": 0.173, "epochs": 20})
   c.ga.update({"lr": 1e-3, "epochs": 1})
   c.rl.update({"lr": 6.0e-4, "epochs": 20})

@@ -1,4 +1,4 @@
-"""The package's shape stays as the README describes it: no import cycle, no
+"""The package's shape stays as docs/design.md describes it: no import cycle, no
 module using another module's private names, small modules and functions."""
 
 import ast

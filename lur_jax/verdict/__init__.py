@@ -3,7 +3,7 @@ and of an ablation ladder (vmapped sweeps), final numbers over many seeds,
 paired differences to GradDiff with intervals, and the mechanism.
 
 ``lur_jax.verdict.run(config, out_dir)`` runs one forgetting setting;
-``benchmarks/verdict.py`` runs the five settings of the README.
+``benchmarks/verdict.py`` runs the settings of docs/verdict.md.
 """
 
 from lur_jax.verdict.space import Arm, LogUniform, arms
