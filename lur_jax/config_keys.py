@@ -37,6 +37,17 @@ def _names(values) -> str:
 
 
 _POSITIVE_INT, _POSITIVE = "an int > 0", "a number > 0"
+
+
+def _recipe(section: str, whose: str) -> list[Key]:
+  """The optimiser recipe's keys of ``train`` or ``unlearn``."""
+  return [Key(f"{section}.epochs", _POSITIVE_INT, f"epochs of {whose}"),
+          Key(f"{section}.lr", _POSITIVE, "the learning rate"),
+          Key(f"{section}.batch_size", _POSITIVE_INT, "the global (retain) batch size"),
+          Key(f"{section}.momentum", "a number >= 0", "SGD momentum"),
+          Key(f"{section}.weight_decay", "a number >= 0", "weight decay (coupled for SGD)"),
+          Key(f"{section}.optimizer", _names(train.OPTIMIZERS), "SGD with momentum, or AdamW",
+              "sgd")]
 _LAYERS = "`all`, or comma-separated layer names (`layer3` selects `layer3_0`, `layer3_1`, ...)"
 _FRACTION = "a number in (0, 1)"
 
@@ -74,12 +85,7 @@ KEYS: tuple[Key, ...] = (
     Key("model.width", _POSITIVE_INT, "`resnet18`: channels of `layer1`", 64, "classification"),
     Key("model.emb_dim", _POSITIVE_INT, "the U-Net's time and class embedding width", 128,
         "diffusion"),
-    Key("train.epochs", _POSITIVE_INT, "epochs of the original model and of `retrain`"),
-    Key("train.lr", _POSITIVE, "their learning rate"),
-    Key("train.batch_size", _POSITIVE_INT, "their global batch size"),
-    Key("train.momentum", "a number >= 0", "SGD momentum"),
-    Key("train.weight_decay", "a number >= 0", "weight decay (coupled for SGD)"),
-    Key("train.optimizer", _names(train.OPTIMIZERS), "SGD with momentum, or AdamW", "sgd"),
+    *_recipe("train", "the original model and `retrain`"),
     Key("forget.kind", _names(data.FORGET_KINDS), "how the forget set is drawn"),
     Key("forget.fraction", _FRACTION, "`random`: the fraction of D forgotten"),
     Key("forget.classes", "comma-separated class indices", "`class`: the classes forgotten"),
@@ -93,21 +99,11 @@ KEYS: tuple[Key, ...] = (
     Key("checkpoint.every", "an int >= 0", "save the training state every this many steps "
         "(0: never)", 500),
     Key("checkpoint.keep", "an int >= 1", "checkpoints kept per run", 3),
-    Key("unlearn.epochs", _POSITIVE_INT, "every method's epochs unless its section says"),
-    Key("unlearn.lr", _POSITIVE, "every method's learning rate"),
-    Key("unlearn.batch_size", _POSITIVE_INT, "the global retain batch size"),
+    *_recipe("unlearn", "every unlearning method, unless its own section says"),
     Key("unlearn.forget_batch_size", _POSITIVE_INT, "the global forget batch size"),
-    Key("unlearn.momentum", "a number >= 0", "SGD momentum"),
-    Key("unlearn.weight_decay", "a number >= 0", "weight decay (coupled for SGD)"),
-    Key("unlearn.optimizer", _names(train.OPTIMIZERS), "SGD with momentum, or AdamW", "sgd"),
-    Key("<method>.epochs", _POSITIVE_INT, "any `unlearn` key in a method's section overrides "
-        "it for that method (`train` for `retrain`)", "from `unlearn`"),
-    Key("<method>.lr", _POSITIVE, "likewise", "from `unlearn`"),
-    Key("<method>.batch_size", _POSITIVE_INT, "likewise", "from `unlearn`"),
-    Key("<method>.forget_batch_size", _POSITIVE_INT, "likewise", "from `unlearn`"),
-    Key("<method>.momentum", "a number >= 0", "likewise", "from `unlearn`"),
-    Key("<method>.weight_decay", "a number >= 0", "likewise", "from `unlearn`"),
-    Key("<method>.optimizer", _names(train.OPTIMIZERS), "likewise", "from `unlearn`"),
+    *(Key(f"<method>.{k.name.split('.')[1]}", k.allowed, "a method's own value (any `unlearn` "
+          "key; `train` for `retrain`)", "from `unlearn`")
+      for k in _recipe("unlearn", "") + [Key("unlearn.forget_batch_size", _POSITIVE_INT, "")]),
     Key("graddiff.forget_weight", _POSITIVE, "λ in CE_r − λ·CE_f"),
     Key("graddiff.forget_objective", _names(losses.FORGET_OBJECTIVES),
         "the forget term: −CE (`ga`) or CE to random wrong labels (`rl`)", "ga"),
