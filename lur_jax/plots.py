@@ -53,7 +53,7 @@ def plot_diagnostics(diagnostics: dict, path: str, title: str = "") -> None:
   if title:
     fig.suptitle(title, fontsize=11)
   fig.tight_layout()
-  _save(fig, path, dpi=110)
+  save_figure(fig, path, dpi=110)
 
 
 def save_grid(images: np.ndarray, rows: int, path: str, title: str) -> None:
@@ -68,7 +68,7 @@ def save_grid(images: np.ndarray, rows: int, path: str, title: str) -> None:
     ax.imshow(image if image.ndim == 2 else image.squeeze(), cmap="gray", vmin=0, vmax=1)
     ax.set_axis_off()
   fig.suptitle(title, fontsize=9)
-  _save(fig, path, dpi=100)
+  save_figure(fig, path, dpi=100)
 
 
 def plot_audit(rows: dict, path: str, title: str = "") -> None:
@@ -96,10 +96,10 @@ def plot_audit(rows: dict, path: str, title: str = "") -> None:
   right.set(xlabel="per-example attack accuracy (%)")
   fig.suptitle(title, fontsize=9)
   fig.tight_layout()
-  _save(fig, path, dpi=110)
+  save_figure(fig, path, dpi=110)
 
 
-def _save(fig, path: str, dpi: int) -> None:
+def save_figure(fig, path: str, dpi: int) -> None:
   """``fig`` to the PNG ``path`` through a temporary file and a rename; closes it."""
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   tmp = None

@@ -1,0 +1,131 @@
+"""Sharded parameters: the mesh's axes, the rules, the default FSDP rule, the transformer whose
+every parameter carries logical names, and the LUR gradient sharded three ways against one
+device (8 simulated devices, in a subprocess)."""
+
+import json
+import os
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import PartitionSpec as P
+
+from lur_jax import sharding
+from lur_jax.models import transformer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = transformer.TransformerConfig(vocab=64, width=32, depth=2, heads=4, seq_len=16)
+
+
+def _model(config=TINY):
+  model = transformer.Transformer(config)
+  init = lambda: model.init(jax.random.key(0), jnp.zeros((1, config.seq_len), jnp.int32))
+  return model, init
+
+
+def test_the_mesh_axes_fill_the_devices():
+  assert sharding.mesh_shape(fsdp=-1, devices=8) == {"data": 1, "fsdp": 8, "tensor": 1}
+  assert sharding.mesh_shape(data=2, fsdp=-1, devices=8) == {"data": 2, "fsdp": 4, "tensor": 1}
+  assert sharding.mesh_shape(data=2, fsdp=2, tensor=2, devices=8)["tensor"] == 2
+
+
+@pytest.mark.parametrize("axes, match", [
+    ({"data": -1, "fsdp": -1}, "mesh.data and mesh.fsdp are both -1"),
+    ({"data": 3, "fsdp": 1}, "data × fsdp × tensor = 3; allowed: the device count, 8"),
+    ({"data": 3, "fsdp": -1}, "8 devices do not divide over 3"),
+    ({"tensor": 0}, "mesh.tensor=0; allowed: an int >= 1, or -1"),
+])
+def test_a_bad_mesh_is_one_clear_error(axes, match):
+  with pytest.raises(ValueError, match=match):
+    sharding.mesh_shape(**axes, devices=8)
+
+
+def test_the_default_fsdp_rule_shards_the_largest_divisible_dimension():
+  assert sharding.fsdp_spec((1024, 4096), 8) == P(None, "fsdp")
+  assert sharding.fsdp_spec((4096, 1000), 8) == P("fsdp", None)
+  assert sharding.fsdp_spec((1001, 999), 8) == P()  # nothing divides
+  assert sharding.fsdp_spec((64,), 8) == P()  # small: replicated
+  assert sharding.fsdp_spec((1024, 4096), 1) == P()
+
+
+def test_every_transformer_parameter_has_logical_names_and_the_rules_map_them():
+  _, init = _model()
+  boxed = jax.eval_shape(lambda: init()["params"])
+  leaves = jax.tree.leaves(boxed, is_leaf=lambda x: isinstance(x, nn.LogicallyPartitioned))
+  assert leaves and all(isinstance(leaf, nn.LogicallyPartitioned) for leaf in leaves)
+  names = {n for leaf in leaves for n in leaf.names}
+  assert names == {"layers", "vocab", "embed", "heads", "kv", "mlp"}
+  assert {name for name, _ in sharding.RULES} >= names
+
+
+def test_a_dimension_that_does_not_divide_is_refused():
+  mesh = SimpleNamespace(shape={"data": 1, "fsdp": 8, "tensor": 1})
+  box = nn.LogicallyPartitioned(jax.ShapeDtypeStruct((12, 20), jnp.float32), ("embed", "mlp"))
+  with pytest.raises(ValueError, match="dimension 12 does not divide over 8 devices"):
+    sharding.param_shardings({"w": box}, mesh)
+
+
+def test_memory_is_argument_plus_output_plus_temp_minus_alias():
+  analysis = SimpleNamespace(argument_size_in_bytes=10, output_size_in_bytes=7,
+                             temp_size_in_bytes=5, alias_size_in_bytes=6)
+  compiled = SimpleNamespace(memory_analysis=lambda: analysis)
+  assert sharding.memory_bytes(compiled)["total"] == 16
+
+
+def test_the_transformer_is_causal_and_its_block_remat_changes_nothing():
+  model, init = _model()
+  params = nn.unbox(init())["params"]
+  tokens = jnp.asarray(np.random.default_rng(0).integers(0, 64, (2, 16)), jnp.int32)
+  logits = model.apply({"params": params}, tokens)
+  assert logits.shape == (2, 16, 64) and logits.dtype == jnp.float32
+  changed = model.apply({"params": params}, tokens.at[:, 10].set((tokens[:, 10] + 1) % 64))
+  np.testing.assert_array_equal(logits[:, :10], changed[:, :10])  # the past ignores the future
+  assert not np.allclose(logits[:, 10:], changed[:, 10:])
+  loss = transformer.lm_objective(lambda p, x: model.apply({"params": p}, x))
+  remat = transformer.Transformer(transformer.TransformerConfig(**{**vars(TINY), "remat": "block"}))
+  loss_remat = transformer.lm_objective(lambda p, x: remat.apply({"params": p}, x))
+  batch = {"x": tokens}
+  np.testing.assert_allclose(jax.grad(loss_remat)(params, batch)["embed"]["embedding"],
+                             jax.grad(loss)(params, batch)["embed"]["embedding"], rtol=1e-5,
+                             atol=1e-7)
+  bf16 = transformer.Transformer(transformer.TransformerConfig(**{**vars(TINY), "dtype": "bfloat16"}))
+  assert bf16.apply({"params": params}, tokens).dtype == jnp.float32  # f32 params, bf16 compute
+
+
+@pytest.mark.parametrize("field, value, match", [
+    ("heads", 3, "model.width=32 with model.heads=3"),
+    ("remat", "all", "model.remat='all'; allowed: none, block"),
+    ("dtype", "float16", "model.dtype='float16'"),
+    ("depth", 0, "model.depth=0; allowed: an int >= 1"),
+])
+def test_bad_transformer_settings_are_refused(field, value, match):
+  with pytest.raises(ValueError, match=match):
+    transformer.TransformerConfig(**{**vars(TINY), field: value}).check()
+
+
+def test_the_sharded_lur_gradient_matches_one_device():
+  """fsdp=8, data=2 × fsdp=4 and tensor=2 × fsdp=4 (hvp here; every mode in the slow suite)."""
+  rows = _fsdp_check(["hvp"])
+  assert {r["mesh"] for r in rows} == {"fsdp=8", "data=2,fsdp=4", "tensor=2,fsdp=4"}
+  for row in rows:
+    assert row["devices"] == 8 and row["placed"] and row["relative"] <= 1e-5, row
+
+
+@pytest.mark.slow
+def test_every_lur_mode_sharded_matches_one_device():
+  for row in _fsdp_check([]):
+    assert row["devices"] == 8 and row["placed"] and row["relative"] <= 1e-5, row
+
+
+def _fsdp_check(modes):
+  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+  proc = subprocess.run([sys.executable, os.path.join("tests", "fsdp_check.py"), *modes],
+                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
+                        check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return [json.loads(line) for line in proc.stdout.splitlines()]
