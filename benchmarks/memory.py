@@ -122,7 +122,8 @@ def measure(size: str, devices: int, args) -> list[dict]:
       start = time.time()
       step = jax.jit(step_fn(gradient_fn(mode, k, remat, loss), tx),
                      out_shardings=(shardings, opt_shardings), donate_argnums=0)
-      compiled = step.lower(state, batch, batch).compile()
+      with jax.set_mesh(mesh):  # the activations' constraints resolve against it
+        compiled = step.lower(state, batch, batch).compile()
       cost = compiled.cost_analysis()
       cost = cost[0] if isinstance(cost, list) else cost
       row = {"size": size, "parameters": transformer.parameter_count(config),
@@ -166,7 +167,9 @@ def table(rows, meta) -> str:
   lines = [f"Per-device memory of one SGD step of the transformer, {meta['device']}, sequences of "
            f"{meta['seq']} tokens, {meta['batch']} retain + {meta['batch']} forget per step, "
            "compiled from abstract shapes (`python benchmarks/memory.py`). × GradDiff: the "
-           "total over GradDiff's at the same size, devices and block remat.", "",
+           "total over GradDiff's at the same size, devices and block remat. GFLOP: XLA's cost "
+           "analysis of the per-device program, which counts a loop's body once (the scanned "
+           "blocks; LUR's scanned virtual steps when K > 1): not the step's FLOP count.", "",
            "| size | params | devices | block remat | mode | K | LUR remat | total GiB | "
            "temp GiB | × GradDiff | GFLOP |", "|---|---|---|---|---|---|---|---|---|---|---|"]
   base = {(r["size"], r["devices"], r["block_remat"]): r["total"] for r in rows
@@ -214,21 +217,25 @@ def main() -> None:
     if s not in SIZES:
       raise SystemExit(f"--sizes: {s!r}; allowed: {', '.join(SIZES)}")
   start = time.time()
-  rows = []
-  for size in sizes:
-    rows += measure(size, args.devices, args)
-  rows += measure(sizes[0], 1, args) if args.devices > 1 else []
   meta = {"device": results.device_description(), "versions": results.versions(),
           "seq": args.seq, "batch": args.batch, "quick": args.quick,
           "timed_size": sizes[0], "timed_steps": args.timed_steps}
-  meta["seconds"] = timed(sizes[0], args)
-  meta["wall_seconds"] = time.time() - start
   stem = os.path.join(args.out, f"memory-{meta['device'].split(' ')[0].replace(':', '-')}")
-  checkpoint.write_json(stem + ".json", {**meta, "rows": rows})
-  text = table(rows, meta)
-  checkpoint.write_atomic(stem + ".md", text)
-  figure(rows, stem + ".png")
-  print(text)
+  rows = []
+
+  def write():  # after every part, so a long run that is stopped keeps what it measured
+    meta["wall_seconds"] = time.time() - start
+    checkpoint.write_json(stem + ".json", {**meta, "rows": rows})
+    checkpoint.write_atomic(stem + ".md", table(rows, meta))
+    figure(rows, stem + ".png")
+
+  parts = [(size, args.devices) for size in sizes] + [(sizes[0], 1)] * (args.devices > 1)
+  for size, devices in parts:
+    rows += measure(size, devices, args)
+    write()
+  meta["seconds"] = timed(sizes[0], args)
+  write()
+  print(table(rows, meta))
   print(f"wall clock {meta['wall_seconds']:.0f} s")
 
 

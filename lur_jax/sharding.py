@@ -22,8 +22,10 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 AXES = ("data", "fsdp", "tensor")
 
 #: Logical axis -> mesh axis (``None``: replicated). The first rule naming an axis wins.
+#: Parameters: ``vocab`` ... ``layers``; activations: ``act_*`` (the batch over data × fsdp).
 RULES = (("batch", ("data", "fsdp")), ("vocab", "tensor"), ("embed", "fsdp"),
-         ("heads", "tensor"), ("mlp", "tensor"), ("kv", None), ("layers", None))
+         ("heads", "tensor"), ("mlp", "tensor"), ("kv", None), ("layers", None),
+         ("act_batch", ("data", "fsdp")), ("act_embed", None), ("act_vocab", "tensor"))
 
 
 def mesh_shape(data: int = 1, fsdp: int = -1, tensor: int = 1,
@@ -131,6 +133,24 @@ def param_shardings(abstract_params, mesh: Mesh, rules=RULES, min_size: int = 2 
     return NamedSharding(mesh, spec)
   return jax.tree.map(one, abstract_params,
                       is_leaf=lambda x: isinstance(x, nn.LogicallyPartitioned))
+
+
+def constrain(x: jax.Array, names: tuple[str | None, ...], rules=RULES) -> jax.Array:
+  """``x`` constrained to the mesh axes its logical ``names`` map to.
+
+  Args:
+    x: an activation inside a jitted function.
+    names: one logical name (or ``None``) per dimension.
+    rules: as in :func:`param_shardings`.
+
+  Returns:
+    ``x``, with a sharding constraint when the call runs under ``jax.set_mesh`` of a mesh
+    with the axes of :data:`AXES`; unchanged otherwise (one device, no mesh).
+  """
+  mesh = jax.sharding.get_abstract_mesh()
+  if mesh.empty or set(mesh.axis_names) != set(AXES):
+    return x
+  return jax.lax.with_sharding_constraint(x, P(*nn.logical_to_mesh_axes(names, rules)))
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:

@@ -43,8 +43,9 @@ def main():
       shardings = sharding.param_shardings(jax.eval_shape(init), mesh)
       batch = sharding.batch_sharding(mesh)
       put = lambda tree, s: jax.tree.map(jax.device_put, tree, s)
-      sharded = jax.jit(grads(mode), out_shardings=shardings)(
-          put(params, shardings), jax.device_put(retain, batch), jax.device_put(forget, batch))
+      with jax.set_mesh(mesh):  # the activations' sharding constraints resolve against it
+        sharded = jax.jit(grads(mode), out_shardings=shardings)(
+            put(params, shardings), jax.device_put(retain, batch), jax.device_put(forget, batch))
       worst = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))) / np.max(np.abs(b)))
                   for a, b in zip(jax.tree.leaves(sharded), jax.tree.leaves(alone)))
       placed = all(a.sharding.is_equivalent_to(s, a.ndim) for a, s in zip(

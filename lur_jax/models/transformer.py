@@ -21,6 +21,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from lur_jax import sharding
+
 REMAT = ("none", "block")
 
 
@@ -107,7 +109,13 @@ class Block(nn.Module):
     h = nn.Dense(c.width, dtype=dtype, name="mlp_out", kernel_init=_init(("mlp", "embed")),
                  bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)))(
                      nn.gelu(h))
-    return x + h, None
+    return _constrain(x + h), None
+
+
+def _constrain(x: jax.Array, last: str = "act_embed") -> jax.Array:
+  """Activations ``[B, T, ·]`` keep their batch axis sharded (the rules' ``act_batch``);
+  without it the partitioner may gather the whole batch onto every device."""
+  return sharding.constrain(x, ("act_batch", None, last))
 
 
 class Transformer(nn.Module):
@@ -124,7 +132,7 @@ class Transformer(nn.Module):
     c = self.config
     embed = nn.Embed(c.vocab, c.width, name="embed",
                      embedding_init=_init(("vocab", "embed")))
-    x = embed(tokens).astype(jnp.dtype(c.dtype))
+    x = _constrain(embed(tokens).astype(jnp.dtype(c.dtype)))
     block = nn.remat(Block, prevent_cse=False) if c.remat == "block" else Block
     x, _ = nn.scan(block, variable_axes={"params": 0}, split_rngs={"params": True},
                    length=c.depth, metadata_params={nn.PARTITION_NAME: "layers"})(
@@ -132,7 +140,8 @@ class Transformer(nn.Module):
     x = nn.LayerNorm(dtype=jnp.dtype(c.dtype), name="ln_final", scale_init=(
         nn.with_logical_partitioning(nn.initializers.ones, ("embed",))), bias_init=(
             nn.with_logical_partitioning(nn.initializers.zeros, ("embed",))))(x)
-    return embed.attend(x.astype(jnp.float32))  # tied embeddings
+    logits = embed.attend(x.astype(jnp.float32))  # tied embeddings
+    return _constrain(logits, "act_vocab")
 
 
 def lm_objective(apply_fn: Callable) -> Callable:
