@@ -9,11 +9,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BASES = {"classification": "configs/digits.py", "diffusion": "configs/ddpm_digits.py"}
 
 
-def _flat(config, prefix=""):
+def flat(config, prefix: str = "", skip=("settings_for",)) -> dict:
+  """``{dotted key: value}`` of a config's leaves; the sections in ``skip`` stay whole."""
   out = {}
   for key, value in config.items():
-    if hasattr(value, "items") and key != "settings_for":
-      out.update(_flat(value, f"{prefix}{key}."))
+    if hasattr(value, "items") and key not in skip:
+      out.update(flat(value, f"{prefix}{key}.", skip))
     else:
       out[f"{prefix}{key}"] = value
   return out
@@ -21,7 +22,7 @@ def _flat(config, prefix=""):
 
 def defaults() -> dict[str, dict]:
   """``{task: {dotted key: value}}`` of the shipped base configs."""
-  return {task: _flat(config_lib.load(os.path.join(ROOT, path)).to_dict())
+  return {task: flat(config_lib.load(os.path.join(ROOT, path)).to_dict())
           for task, path in BASES.items()}
 
 

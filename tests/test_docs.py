@@ -156,18 +156,10 @@ def test_the_docstring_check_can_fail():
   assert docstring_gaps(documented) == []
 
 
-def _leaves(config, prefix=""):
-  for key, value in config.items():
-    if hasattr(value, "items"):
-      yield from _leaves(value, f"{prefix}{key}.")
-    else:
-      yield f"{prefix}{key}"
-
-
 @pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(ROOT, "configs", "*.py"))),
                          ids=os.path.basename)
 def test_the_key_table_holds_every_key_of_every_config(path):
-  keys = list(_leaves(config_lib.load(path).to_dict()))
+  keys = list(config_table.flat(config_lib.load(path).to_dict(), skip=()))
   assert keys
   missing = [k for k in keys if config_keys.find(k) is None]
   assert not missing, f"lur_jax/config_keys.py lacks {missing} (in {os.path.basename(path)})"

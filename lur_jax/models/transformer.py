@@ -69,6 +69,13 @@ def _init(axes: tuple[str, ...], scale: float = 0.02) -> Callable:
   return nn.with_logical_partitioning(nn.initializers.normal(scale), axes)
 
 
+def _layer_norm(dtype, name: str) -> nn.LayerNorm:
+  return nn.LayerNorm(
+      dtype=dtype, name=name,
+      scale_init=nn.with_logical_partitioning(nn.initializers.ones, ("embed",)),
+      bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)))
+
+
 def _rotary(x: jax.Array) -> jax.Array:
   """Rotary position embedding of ``x [B, T, heads, head_dim]`` (half-split form)."""
   t, half = x.shape[1], x.shape[-1] // 2
@@ -88,10 +95,7 @@ class Block(nn.Module):
   def __call__(self, x, _):
     c = self.config
     dtype, head_dim = jnp.dtype(c.dtype), c.width // c.heads
-    norm = lambda name: nn.LayerNorm(dtype=dtype, name=name, scale_init=nn.with_logical_partitioning(
-        nn.initializers.ones, ("embed",)), bias_init=nn.with_logical_partitioning(
-            nn.initializers.zeros, ("embed",)))
-    h = norm("ln_attention")(x)
+    h = _layer_norm(dtype, "ln_attention")(x)
     qkv = [nn.DenseGeneral((c.heads, head_dim), dtype=dtype, use_bias=False, name=name,
                            kernel_init=_init(("embed", "heads", "kv")))(h)
            for name in ("query", "key", "value")]
@@ -102,7 +106,7 @@ class Block(nn.Module):
     attended = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
     x = x + nn.DenseGeneral(c.width, axis=(-2, -1), dtype=dtype, use_bias=False, name="out",
                             kernel_init=_init(("heads", "kv", "embed")))(attended)
-    h = norm("ln_mlp")(x)
+    h = _layer_norm(dtype, "ln_mlp")(x)
     h = nn.Dense(c.mlp_ratio * c.width, dtype=dtype, name="mlp_in",
                  kernel_init=_init(("embed", "mlp")),
                  bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("mlp",)))(h)
@@ -137,9 +141,7 @@ class Transformer(nn.Module):
     x, _ = nn.scan(block, variable_axes={"params": 0}, split_rngs={"params": True},
                    length=c.depth, metadata_params={nn.PARTITION_NAME: "layers"})(
                        c, name="blocks")(x, None)
-    x = nn.LayerNorm(dtype=jnp.dtype(c.dtype), name="ln_final", scale_init=(
-        nn.with_logical_partitioning(nn.initializers.ones, ("embed",))), bias_init=(
-            nn.with_logical_partitioning(nn.initializers.zeros, ("embed",))))(x)
+    x = _layer_norm(jnp.dtype(c.dtype), "ln_final")(x)
     logits = embed.attend(x.astype(jnp.float32))  # tied embeddings
     return _constrain(logits, "act_vocab")
 
