@@ -2,7 +2,7 @@
 
 Both sides run the study's methods on a prepared config: the loop calls
 ``lur_jax.runner.run_method`` once per member (the path ``lur-jax run`` takes),
-the ensemble ``lur_jax.audit.ensemble.unlearn`` once for all. Each member
+the ensemble ``lur_jax.ensemble.unlearn`` once for all. Each member
 has its own init, data order and random forget set of the config's size.
 Training is ``retrain`` on all of D from a fresh init (the originals), then
 each method unlearns from them.
@@ -25,8 +25,7 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from lur_jax import checkpoint, config as config_lib, results, runner, study  # pylint: disable=g-import-not-at-top,wrong-import-position
-from lur_jax.audit import ensemble  # pylint: disable=g-import-not-at-top,wrong-import-position
+from lur_jax import checkpoint, config as config_lib, ensemble, results, runner, study  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def _timed(fn):
@@ -64,7 +63,7 @@ def main() -> None:
       row.update({"steps": together.steps, f"chunk{chunk}_seconds": wall,
                   f"chunk{chunk}_run_seconds": together.seconds})
     alone, wall_alone = _timed(lambda name=name, sets=sets: [runner.run_method(
-        exp, name, starts[i], sets.retain[i], sets.forget[i], desc=f"member{i}",
+        exp, name, starts[i], sets.retain[i], sets.forget[i], seed=int(sets.seeds[i]), desc=f"member{i}",
         progress=False) for i in range(args.models)])
     row.update({"loop_seconds": wall_alone,
                 "loop_run_seconds": sum(r.seconds for r in alone)})
@@ -83,7 +82,7 @@ def main() -> None:
   label = lambda c: "all vmapped" if c == 0 else f"chunk {c}"
   lines = [f"{args.models} models of `{args.config}` {' '.join(args.set)} on {device}: one "
            "after another (the study's `run_method`) against one ensemble "
-           "(`lur_jax.audit.ensemble.unlearn`; *chunk c*: c members vmapped per call, the "
+           "(`lur_jax.ensemble.unlearn`; *chunk c*: c members vmapped per call, the "
            "groups in turn). Seconds of running, compilation excluded; × = loop / ensemble; "
            "wall clock with compilation in brackets.", "",
            "| method | steps | loop (s) | " + " | ".join(f"{label(c)} (s) | ×" for c in chunks)

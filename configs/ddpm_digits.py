@@ -18,7 +18,10 @@ def get_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.task = "diffusion"
   c.seed = 0
-  c.devices = 0  # devices on the data axis (0 = all); batch sizes must divide by it
+  c.devices = 0  # devices to use (0 = all)
+  # The device mesh (docs/sharding.md): batches split over data × fsdp, parameters and
+  # optimiser state over fsdp (and tensor); one axis may be -1 for the rest of the devices.
+  c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})
   c.distributed = ml_collections.ConfigDict({
       "coordinator": "", "num_processes": 0, "process_id": -1, "auto": False})
   c.methods = "retrain,ga,rl,salun,graddiff,lur"

@@ -13,7 +13,10 @@ def base_config() -> ml_collections.ConfigDict:
   other configs (fashion_mnist.py, cifar10_resnet18.py) start from."""
   c = ml_collections.ConfigDict()
   c.seed = 0
-  c.devices = 0  # devices on the data axis (0 = all); batch sizes must divide by it
+  c.devices = 0  # devices to use (0 = all)
+  # The device mesh (docs/sharding.md): batches split over data × fsdp, parameters and
+  # optimiser state over fsdp (and tensor); one axis may be -1 for the rest of the devices.
+  c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})
   # Multi-process runs (docs/scale_out.md); empty values fall back to the
   # JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID variables,
   # and auto=True lets JAX detect a TPU pod slice or a SLURM/MPI job.

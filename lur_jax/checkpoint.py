@@ -121,8 +121,10 @@ def restore_meta(directory: str) -> dict | None:
 class RunCheckpoints:
   """The resumable state of one training run, every few steps (Orbax).
 
-  Each step holds the training state (numpy leaves; a PRNG key is stored as
-  its key data) and JSON ``meta`` (position in the data order, metric
+  Each step holds the training state (sharded device arrays are saved shard
+  by shard and restored onto the shardings of ``like``, so a run saved on one
+  mesh resumes on another; a PRNG key is stored as its key data) and JSON
+  ``meta`` (position in the data order, metric
   history, seconds so far). Orbax finishes a step by renaming its folder, so
   a kill mid-save leaves no step that looks complete; a step that cannot be
   read back (a corrupted file) is reported, deleted and the previous one used.
@@ -150,7 +152,8 @@ class RunCheckpoints:
   def restore(self, like):
     """``(state, meta)`` of the newest readable step, shaped like ``like``; or ``None``."""
     storable = _storable(like)
-    abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), storable)
+    abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(
+        a.shape, a.dtype, sharding=a.sharding if isinstance(a, jax.Array) else None), storable)
     for step in sorted(self._manager.all_steps(), reverse=True):
       try:
         restored = self._manager.restore(step, args=ocp.args.Composite(
@@ -168,11 +171,12 @@ class RunCheckpoints:
 
 
 def _storable(tree):
-  """Numpy leaves; PRNG keys become their key data."""
+  """Device arrays stay as they are (each process writes its shards), other
+  leaves become numpy; PRNG keys become their key data."""
   def one(a):
     if parallel.is_key(a):
       a = jax.random.key_data(a)
-    return np.asarray(a)
+    return a if isinstance(a, jax.Array) else np.asarray(a)
   return jax.tree.map(one, tree)
 
 

@@ -1,9 +1,11 @@
-"""Command line: ``lur-jax run|audit CONFIG_FILE --out DIR [--set KEY=VALUE ...]``."""
+"""Command line: ``lur-jax run|audit CONFIG_FILE --out DIR [--set KEY=VALUE ...]`` and
+``lur-jax plan CONFIG_FILE --devices N --memory 16GiB [--set KEY=VALUE ...]``."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from lur_jax import config as config_lib
@@ -26,7 +28,39 @@ def _parser() -> argparse.ArgumentParser:
     command.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                          help="override a config value by dotted path (repeatable)")
     command.add_argument("--no-progress", action="store_true", help="hide progress bars")
+  command = commands.add_parser("plan", help="per-device memory of every method's step on a "
+                                "mesh of simulated devices, and which fit (nothing allocated)")
+  command.add_argument("config", help="Python config file with get_config()")
+  command.add_argument("--devices", type=int, required=True, help="devices of the slice")
+  command.add_argument("--memory", required=True, help="memory per device, e.g. 16GiB")
+  command.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config value by dotted path (repeatable)")
   return parser
+
+
+def _plan(args) -> int:
+  """``lur-jax plan``: compiles on ``--devices`` simulated CPU devices, prints the table."""
+  if args.devices < 1:
+    _error(f"--devices {args.devices}; allowed: an int >= 1")
+    return 2
+  # Before JAX starts its backend: that many CPU devices, and no accelerator.
+  os.environ["XLA_FLAGS"] = " ".join(
+      [f for f in os.environ.get("XLA_FLAGS", "").split()
+       if not f.startswith("--xla_force_host_platform_device_count")]
+      + [f"--xla_force_host_platform_device_count={args.devices}"])
+  import jax  # pylint: disable=g-import-not-at-top
+  jax.config.update("jax_platforms", "cpu")
+  from lur_jax import plan  # pylint: disable=g-import-not-at-top
+  try:
+    memory = plan.parse_memory(args.memory)
+    config = config_lib.apply_overrides(config_lib.load(args.config),
+                                        [*args.set, f"devices={args.devices}"])
+    rows = plan.plan(config, memory, log=lambda msg: print(msg, file=sys.stderr))
+  except ValueError as e:
+    _error(str(e))
+    return 2
+  print(plan.markdown(rows, memory, config_lib.mesh_sizes(config)), end="")
+  return 0
 
 
 def _error(message: str) -> None:
@@ -40,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
   space, quota, read-only, permission): the output folder stays resumable.
   """
   args = _parser().parse_args(argv)
+  if args.command == "plan":
+    return _plan(args)
   # Import after parsing so that --help and usage errors are instant.
   from lur_jax import checkpoint, compile_cache, study  # pylint: disable=g-import-not-at-top
   from lur_jax.audit import study as audit  # pylint: disable=g-import-not-at-top

@@ -9,7 +9,7 @@ import sys
 
 import ml_collections
 
-from lur_jax import checks, data, datasets, methods, parallel, plugins, train
+from lur_jax import checks, data, datasets, methods, parallel, plugins, sharding, train
 
 
 def load(path: str) -> ml_collections.ConfigDict:
@@ -180,16 +180,34 @@ def validate(config: ml_collections.ConfigDict) -> list[str]:
     value = checkpoint_options(config)[key]
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
       raise ValueError(f"checkpoint.{key}={value!r}; allowed: an int >= {low}")
-  devices = parallel.check_devices(config.get("devices", 0))
-  parallel.check_divisible("train.batch_size", config.train.batch_size, devices)
+  sizes = mesh_sizes(config)
+  devices, over = sizes["data"] * sizes["fsdp"], "devices"
+  if sizes["fsdp"] > 1 or sizes["tensor"] > 1:
+    over = "mesh.data × mesh.fsdp"
+  parallel.check_divisible("train.batch_size", config.train.batch_size, devices, over)
   for name in names:
     settings = method_settings(config, name)
     section = "train" if name == "retrain" else name
     checks.positive(settings.epochs, f"{section}.epochs", int)
     checks.positive(settings.lr, f"{section}.lr")
     checks.one_of(f"{section}.optimizer", settings.get("optimizer", "sgd"), train.OPTIMIZERS)
-    parallel.check_divisible(f"{section}.batch_size", settings.batch_size, devices)
+    parallel.check_divisible(f"{section}.batch_size", settings.batch_size, devices, over)
     if name != "retrain":
       parallel.check_divisible(f"{section}.forget_batch_size", settings.forget_batch_size,
-                               devices)
+                               devices, over)
   return names
+
+
+def mesh_sizes(config) -> dict[str, int]:
+  """The config's mesh: ``{"data", "fsdp", "tensor"}`` over ``devices`` devices.
+
+  ``mesh.data`` defaults to −1 (the rest), ``mesh.fsdp`` and ``mesh.tensor`` to 1,
+  so a config without a ``mesh`` section is data parallel over every device.
+
+  Raises:
+    ValueError: for a bad ``devices`` or a mesh that does not fit them.
+  """
+  devices = parallel.check_devices(config.get("devices", 0))
+  mesh = config.get("mesh", None) or {}
+  return sharding.mesh_shape(mesh.get("data", -1), mesh.get("fsdp", 1), mesh.get("tensor", 1),
+                             devices)

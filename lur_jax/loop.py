@@ -1,9 +1,12 @@
 """The training loop: the data order and its replay, one compiled step, compile
 timing, checkpoints and the divergence scan.
 
-:func:`fit` runs any pure step ``(state, retain_batch, forget_batch) -> (state,
-metrics)`` (see :mod:`lur_jax.train`) over a device mesh; everything above it
-(which method, which model, where results go) lives in :mod:`lur_jax.runner`.
+:func:`run` is the one loop: it drives a :class:`~lur_jax.steppers.Stepper`
+(one model, data-parallel or sharded over a mesh; or a vmapped ensemble)
+through the steps of pure ``(state, retain_batch, forget_batch) -> (state,
+metrics)`` functions (see :mod:`lur_jax.train`). :func:`fit` runs one model;
+:func:`lur_jax.ensemble.fit` runs an ensemble; everything above them (which
+method, which model, where results go) lives in :mod:`lur_jax.runner`.
 """
 
 from __future__ import annotations
@@ -17,10 +20,9 @@ from typing import NamedTuple
 
 import jax
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec as P
 from tqdm.auto import tqdm
 
-from lur_jax import augment as augment_lib, checkpoint, data, parallel
+from lur_jax import checkpoint, data, steppers
 
 
 class FitResult(NamedTuple):
@@ -32,8 +34,8 @@ class FitResult(NamedTuple):
     seconds: the wall clock of the steps, compilation and checkpoint writes
       excluded.
     compile_seconds: the time spent compiling.
-    steps: the number of steps run.
-    history: metric name -> per-step list.
+    steps: the number of steps planned.
+    history: metric name -> per-step list (the steps before the run diverged).
     diverged_at: the first step whose loss or gradient norm was not finite,
       or ``None``.
   """
@@ -61,19 +63,26 @@ def steps_per_epoch(iterate: str, retain_idx, forget_idx, batch_size: int,
 
 class DataOrder:
   """The batches of every epoch, drawn from one seed: replaying the first
-  epochs brings a resumed run to the same place as an uninterrupted one."""
+  epochs brings a resumed run to the same place as an uninterrupted one.
+
+  An empty forget set (plain training) gives empty forget batches and draws nothing.
+  """
 
   def __init__(self, seed: int, retain_idx, forget_idx, batch_size: int,
                forget_batch_size: int, steps: int):
     self._rng = np.random.default_rng(seed)
-    self._sets = ((np.asarray(retain_idx), batch_size), (np.asarray(forget_idx),
-                                                          forget_batch_size))
+    self._sets = ((np.asarray(retain_idx), batch_size),
+                  (np.asarray(forget_idx, np.int64).reshape(-1), forget_batch_size))
     self._steps = steps
+
+  def _draw(self, idx, batch_size):
+    if not len(idx):
+      return np.zeros((self._steps, 0), np.int32)
+    return idx[data.batch_indices(self._rng, len(idx), batch_size, self._steps)].astype(np.int32)
 
   def next_epoch(self) -> tuple[np.ndarray, np.ndarray]:
     """``(retain, forget)`` example indices, each ``[steps, batch]`` int32."""
-    return tuple(idx[data.batch_indices(self._rng, len(idx), bs, self._steps)].astype(np.int32)
-                 for idx, bs in self._sets)
+    return tuple(self._draw(idx, bs) for idx, bs in self._sets)
 
   def skip(self, epochs: int) -> None:
     for _ in range(epochs):
@@ -112,121 +121,183 @@ def compile_timer():
     _active_timers.remove(total)
 
 
-def indexed(step_fn, augment: bool = False):
-  """``(state, x, y, retain_order, forget_order, i)``: step ``i`` of an epoch,
-  gathering its batches from the device-resident data, then ``step_fn``."""
-
-  def train_step(state, x, y, r, f, i):
-    ri, fi = r[i], f[i]
-    xr, xf = x[ri], x[fi]
-    if augment:  # keyed by the step and drawn for the global batch: mesh-independent
-      key_r, key_f = jax.random.split(jax.random.fold_in(
-          jax.random.fold_in(state.rng, state.step), 0x5EED))
-      xr, xf = augment_lib.random_crop_flip(key_r, xr), augment_lib.random_crop_flip(key_f, xf)
-    return step_fn(state, {"x": xr, "y": y[ri]}, {"x": xf, "y": y[fi]})
-  return train_step
+def _first_bad(steps: list[dict]) -> np.ndarray:
+  """``[M]``: each member's first step (an index into ``steps``, each a dict of
+  ``[M]`` metrics) with a value that is not finite; -1 for none."""
+  bad = np.stack([~np.all([np.isfinite(v) for v in m.values()], axis=0) for m in steps])
+  return np.where(bad.any(0), bad.argmax(0), -1)
 
 
-def _first_bad(metrics: list[dict]) -> int | None:
-  """The index of the first step whose metrics hold NaN or Inf."""
-  for k, m in enumerate(metrics):
-    if not all(np.isfinite(v) for v in m.values()):
-      return k
-  return None
-
-
-def _resume(checkpoints, state, desc, total, log):
-  """``(state, position, history, seconds)`` from the newest readable checkpoint."""
-  restored = checkpoints.restore(state) if checkpoints is not None else None
+def _resume(checkpoints, like, desc, total, log):
+  """``(state or None, position, history, seconds)`` from the newest readable checkpoint."""
+  restored = checkpoints.restore(like) if checkpoints is not None else None
   if restored is None:
-    return state, 0, {}, 0.0
+    return None, 0, {}, 0.0
   state, meta = restored
-  if log is not None:
-    log(f"{desc}: resuming at step {meta['position']} of {total}")
-  return state, meta["position"], meta["history"], meta["seconds"]
+  (log or print)(f"{desc}: resuming at step {meta['position']} of {total}")
+  return state, meta["position"], meta.get("history", {}), meta["seconds"]
 
 
 class _Progress(NamedTuple):
   position: int  # steps done
-  history: dict
+  history: dict  # metric -> per step, a list of M values
   seconds: float  # run time so far, compilation and checkpoint writes excluded
 
 
-def _run_steps(compiled, state, arrays, order, put, progress: _Progress, *, steps, total,
-               checkpoints, every, bar):
+def _run_steps(stepper, compiled, states, data_arrays, orders, batches, progress: _Progress, *,
+               steps, total, checkpoints, every, bar):
   """Steps ``progress.position`` … ``total``; metrics reach the host at each save
-  and epoch end, where the first non-finite one stops the run.
+  and epoch end. A member's first non-finite metric is where it diverged; the
+  run stops when every member has, before saving again.
 
   Returns:
-    ``(state, history, seconds, diverged_at)``.
+    ``(states, history, seconds, diverged_at [M])``.
   """
-  x, y, r, f = arrays
   history, seconds, pending = progress.history, progress.seconds, []
+  diverged = np.full(stepper.members, -1)
   start = time.perf_counter()
   for t in range(progress.position, total):
     i = t % steps
     if i == 0 and t > progress.position:
-      r, f = put(order.next_epoch())
-    state, step_metrics = compiled(state, x, y, r, f, np.int32(i))
-    pending.append(step_metrics)
+      batches = stepper.place_batches([o.next_epoch() for o in orders])
+    outs = [compiled(s, *data_arrays, r, f, np.int32(i)) for s, (r, f) in zip(states, batches)]
+    states = [s for s, _ in outs]
+    pending.append([m for _, m in outs])
     bar.update()
     done = t + 1
     save = checkpoints is not None and every and done % every == 0 and done < total
     if not (save or done % steps == 0 or done == total):
       continue
-    host, pending = parallel.to_host(pending), []
+    host = [{k: np.concatenate([np.atleast_1d(g[k]) for g in groups]) for k in groups[0]}
+            for groups in jax.device_get(pending)]
+    pending, first = [], done - len(host)
     bad = _first_bad(host)
-    for m in host[:bad]:
+    diverged = np.where((diverged < 0) & (bad >= 0), first + bad, diverged)
+    stop = bool((diverged >= 0).all())
+    for m in host[:diverged.max() - first] if stop else host:
       for key, value in m.items():
-        history.setdefault(key, []).append(float(value))
-    if bad is not None:
-      return state, history, seconds + time.perf_counter() - start, done - len(host) + bad
+        history.setdefault(key, []).append(value.tolist())
+    if stop:
+      return states, history, seconds + time.perf_counter() - start, diverged
     if save:
       seconds += time.perf_counter() - start
-      checkpoints.save(done, parallel.to_host(state),
+      checkpoints.save(done, stepper.joined(states),
                        {"position": done, "history": history, "seconds": seconds})
       start = time.perf_counter()
-    bar.set_postfix({k: f"{np.mean(v[-steps:]):.3f}" for k, v in history.items()})
-  return state, history, seconds + time.perf_counter() - start, None
+    bar.set_postfix({k: f"{np.nanmean(v[-steps:]):.3f}" for k, v in history.items()})
+  jax.block_until_ready(states)
+  return states, history, seconds + time.perf_counter() - start, diverged
 
 
-def fit(step_fn, state, x, y, retain_idx, forget_idx, *, mesh, epochs, batch_size,
-        forget_batch_size, iterate, seed, desc, progress=True, augment=False,
-        checkpoints: checkpoint.RunCheckpoints | None = None, every: int = 0,
+class Run(NamedTuple):
+  """What :func:`run` returns (:func:`fit` and :func:`lur_jax.ensemble.fit` shape it).
+
+  Attributes:
+    state: the final state (host copy; with the stepper's member axis, if any).
+    seconds, compile_seconds: as in :class:`FitResult`.
+    steps: the number of steps planned.
+    history: metric -> ``[steps run, M]`` (``M`` = 1 for one model).
+    diverged_at: ``[M]``, each member's first non-finite step, -1 for none.
+  """
+
+  state: object
+  seconds: float
+  compile_seconds: float
+  steps: int
+  history: dict
+  diverged_at: np.ndarray
+
+
+def run(stepper: steppers.Stepper, state, x, y, orders: list[DataOrder], *, steps: int,
+        epochs: int, desc: str, progress: bool = True,
+        checkpoints: checkpoint.RunCheckpoints | None = None, every: int = 0, log=None) -> Run:
+  """Runs ``epochs`` epochs of ``steps`` steps, one compiled call per step and group.
+
+  The state is placed on the devices by ``stepper`` (replicated, sharded, or
+  members spread over the mesh). With ``checkpoints``, the state, the
+  position in the data order and the metric history are saved every
+  ``every`` steps (0: never; the caller saves the finished run), and the run
+  continues from the newest readable checkpoint, which may come from another
+  mesh; the data order is replayed from the seeds, so a resumed run is
+  bit-identical to an uninterrupted one. Metrics are checked at every save
+  and epoch end: a member's first non-finite loss or gradient norm is where
+  it diverged, and the run stops when every member has, keeping the last
+  good checkpoint. (One call per step rather than a ``lax.scan`` over the
+  epoch: XLA:CPU runs convolutions inside loops an order of magnitude slower.)
+
+  Args:
+    stepper: how the state lives on the devices and a step runs.
+    state: the starting state (host arrays; with the member axis for an ensemble).
+    x, y: the training set's inputs ``[N, ...]`` and labels ``[N]``.
+    orders: one :class:`DataOrder` per member (one for one model).
+    steps: steps per epoch.
+    epochs: epochs to run.
+    desc: the progress bar's label and the resume line's subject.
+    progress: show a progress bar.
+    checkpoints: a :class:`~lur_jax.RunCheckpoints`, or ``None``.
+    every: save every this many steps (0: never).
+    log: ``str -> None`` for the resume line (default ``print``).
+
+  Returns:
+    A :class:`Run`.
+  """
+  data.check_finite(x)
+  total = epochs * steps
+  states = stepper.place(state)
+  restored, position, history, seconds = _resume(checkpoints, stepper.joined(states), desc,
+                                                 total, log)
+  if restored is not None:
+    states = stepper.place(restored)
+  for order in orders:
+    order.skip(position // steps)
+  data_arrays = stepper.place_data(x, y)
+  first_batches = stepper.place_batches([o.next_epoch() for o in orders])
+  with compile_timer() as compile_seconds:
+    compiled = stepper.compile(states[0], data_arrays, first_batches[0])
+  with tqdm(total=total, initial=position, desc=desc, disable=not progress, file=sys.stderr,
+            leave=False, unit="step") as bar:
+    states, history, seconds, diverged = _run_steps(
+        stepper, compiled, states, data_arrays, orders, first_batches, _Progress(position, history, seconds),
+        steps=steps, total=total, checkpoints=checkpoints, every=every, bar=bar)
+  final = stepper.host(states)
+  finite = stepper.finite(final)
+  diverged = np.where((diverged < 0) & ~finite, total, diverged)  # the last update overflowed
+  history = {k: np.asarray(v, np.float64).reshape(len(v), stepper.members)
+             for k, v in history.items()}
+  return Run(final, seconds, compile_seconds[0], total, history, diverged)
+
+
+def fit(step_fn, state, x, y, retain_idx, forget_idx=(), *, mesh, epochs, batch_size,
+        forget_batch_size=0, iterate="retain", seed, desc, progress=True, augment=False,
+        shardings=None, checkpoints: checkpoint.RunCheckpoints | None = None, every: int = 0,
         log=None) -> FitResult:
-  """Runs ``epochs`` epochs of ``step_fn`` over ``mesh``, one jitted call per step.
+  """Runs ``epochs`` epochs of ``step_fn`` for one model over ``mesh`` (see :func:`run`).
 
   An epoch walks once through the ``iterate`` set ("retain" or "forget") in
-  batches; the other set's batches cycle alongside. ``step_fn`` runs under
-  ``shard_map`` with the batches split over the mesh's data axis (build it
-  with ``axis_name="data"`` objectives); the data and the state are
-  replicated. Compilation is timed separately from the run. (One call per
-  step rather than a ``lax.scan`` over the epoch: XLA:CPU runs convolutions
-  inside loops an order of magnitude slower.) With ``augment``, both batches
-  get a random crop and flip (:mod:`lur_jax.augment`) keyed by the step,
-  drawn for the global batch, so the result does not depend on the mesh.
-
-  With ``checkpoints``, the state, the position in the data order and the
-  metric history are saved every ``every`` steps (0: never; the caller saves
-  the finished run), and the run continues from the newest readable checkpoint; the data order is
-  replayed from the seed, so a resumed run is bit-identical to an
-  uninterrupted one. Metrics are checked at every save and epoch end: at the
-  first non-finite loss or gradient norm the run stops, keeping the last
-  good checkpoint.
+  batches; the other set's batches cycle alongside. Without ``shardings``
+  the state is replicated and ``step_fn`` runs under ``shard_map`` with the
+  batches split over the mesh's data axis (build it with
+  ``axis_name="data"`` objectives); with ``shardings`` (from
+  :func:`lur_jax.steppers.state_shardings`) the state is sharded and
+  ``step_fn`` is a plain step of the global batch. With ``augment``, both
+  batches get a random crop and flip (:mod:`lur_jax.augment`) keyed by the
+  step, drawn for the global batch, so the result does not depend on the mesh.
 
   Args:
     step_fn: a pure ``(state, retain_batch, forget_batch) -> (state, metrics)``.
     state: the starting :class:`~lur_jax.TrainState`.
     x, y: the training set's inputs ``[N, ...]`` and labels ``[N]``.
-    retain_idx, forget_idx: indices of D_r and D_f into ``x``.
+    retain_idx, forget_idx: indices of D_r and D_f into ``x``; without a forget
+      set (plain training) the forget batches are empty.
     mesh: the device mesh (:func:`~lur_jax.make_mesh`).
     epochs: passes over the ``iterate`` set.
     batch_size, forget_batch_size: global batch sizes of the two sets.
     iterate: ``"retain"`` or ``"forget"``.
-    seed: determines the data order (with ``desc``).
+    seed: determines the data order.
     desc: the progress bar's label.
     progress: show a progress bar.
     augment: random crop and flip on both batches.
+    shardings: the state's shardings, or ``None`` for data parallelism.
     checkpoints: a :class:`~lur_jax.RunCheckpoints`, or ``None``.
     every: save every this many steps (0: never).
     log: ``str -> None`` for the resume line (default ``print``).
@@ -235,29 +306,13 @@ def fit(step_fn, state, x, y, retain_idx, forget_idx, *, mesh, epochs, batch_siz
     A :class:`FitResult` whose state is this process's host copy; seconds
     exclude compilation and checkpoint writes.
   """
-  data.check_finite(x)
   steps = steps_per_epoch(iterate, retain_idx, forget_idx, batch_size, forget_batch_size)
-  total = epochs * steps
   order = DataOrder(seed, retain_idx, forget_idx, batch_size, forget_batch_size, steps)
-  state, position, history, seconds = _resume(checkpoints, state, desc, total, log)
-  order.skip(position // steps)
-
-  def put(batches):
-    return parallel.put(batches, NamedSharding(mesh, P(None, parallel.AXIS)))
-
-  x, y, state = parallel.put((x, y, state), parallel.replicated(mesh))  # once
-  r, f = put(order.next_epoch())
-  with compile_timer() as compile_seconds:
-    compiled = jax.jit(indexed(parallel.shard_step(step_fn, mesh), augment),
-                       donate_argnums=0).lower(
-        state, x, y, r, f, np.int32(0)).compile()
-  with tqdm(total=total, initial=position, desc=desc, disable=not progress, file=sys.stderr,
-            leave=False, unit="step") as bar:
-    state, history, seconds, diverged_at = _run_steps(
-        compiled, state, (x, y, r, f), order, put, _Progress(position, history, seconds),
-        steps=steps, total=total, checkpoints=checkpoints, every=every, bar=bar)
-  state = parallel.to_host(state)
-  finite = all(bool(np.isfinite(leaf).all()) for leaf in jax.tree.leaves(state.params))
-  if diverged_at is None and not finite:  # the last update overflowed
-    diverged_at = total
-  return FitResult(state, seconds, compile_seconds[0], total, history, diverged_at)
+  stepper = (steppers.Replicated(step_fn, mesh, augment) if shardings is None
+             else steppers.Sharded(step_fn, mesh, shardings, augment))
+  out = run(stepper, state, x, y, [order], steps=steps, epochs=epochs, desc=desc,
+            progress=progress, checkpoints=checkpoints, every=every, log=log)
+  diverged = int(out.diverged_at[0])
+  return FitResult(out.state, out.seconds, out.compile_seconds, out.steps,
+                   {k: v[:, 0].tolist() for k, v in out.history.items()},
+                   None if diverged < 0 else diverged)

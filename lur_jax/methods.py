@@ -81,7 +81,8 @@ class Method(NamedTuple):
       restricts every optimiser update, weight decay included.
     check: optional ``(settings, params)`` raising ValueError on bad settings,
       run before any work.
-    wrap_tx: optional ``(settings, tx) -> tx`` adding to the configured SGD.
+    wrap_tx: optional ``(settings, tx, total_steps) -> tx`` adding to the
+      configured SGD (``total_steps``: the run's length, for schedules).
   """
 
   make_step: Callable[[Context, Any, optax.GradientTransformation], train.Step]
@@ -214,9 +215,9 @@ def _shs_repair(ctx, settings, tx):
                              state_update=ctx.state_update)
 
 
-def _l1_tx(settings, tx):
-  """FT's optimiser plus α_t·sign(θ), α_t decaying linearly from α to 0."""
-  schedule = optax.linear_schedule(settings.alpha, 0.0, settings.total_steps)
+def _l1_tx(settings, tx, total_steps):
+  """FT's optimiser plus α_t·sign(θ), α_t decaying linearly from α to 0 over the run."""
+  schedule = optax.linear_schedule(settings.alpha, 0.0, total_steps)
   return optax.chain(train.l1_penalty(schedule), tx)
 
 

@@ -32,9 +32,10 @@ def check_devices(devices: int) -> int:
   return int(devices) or available
 
 
-def check_divisible(name: str, batch_size: int, devices: int) -> None:
+def check_divisible(name: str, batch_size: int, devices: int, over: str = "devices") -> None:
+  """ValueError unless ``batch_size`` splits evenly over ``devices`` (named ``over``)."""
   if batch_size % devices:
-    raise ValueError(f"{name}={batch_size} does not divide by devices={devices}; allowed: "
+    raise ValueError(f"{name}={batch_size} does not divide by {over}={devices}; allowed: "
                      f"a multiple of {devices}")
 
 
@@ -63,17 +64,29 @@ def is_key(a) -> bool:
   return isinstance(a, jax.Array) and jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key)
 
 
-def put(tree, sharding: NamedSharding):
+def put(tree, sharding):
   """Places a tree of arrays (the same values on every process) onto ``sharding``.
 
   Works across processes: each process fills only its own devices' parts.
+
+  Args:
+    tree: numpy or JAX arrays (a device array is moved, not copied through the host).
+    sharding: one ``Sharding`` for every leaf, or a tree of them like ``tree``.
+
+  Returns:
+    The tree of global ``jax.Array``\\ s.
   """
-  def one(a):
+  def one(a, s):
     if is_key(a):
-      return jax.random.wrap_key_data(one(jax.random.key_data(a)), impl=jax.random.key_impl(a))
+      return jax.random.wrap_key_data(one(jax.random.key_data(a), s),
+                                      impl=jax.random.key_impl(a))
+    if isinstance(a, jax.Array):
+      return a if a.sharding == s else jax.device_put(a, s)
     a = np.asarray(a)
-    return jax.make_array_from_callback(a.shape, sharding, lambda index: a[index])
-  return jax.tree.map(one, tree)
+    return jax.make_array_from_callback(a.shape, s, lambda index: a[index])
+  if isinstance(sharding, jax.sharding.Sharding):
+    return jax.tree.map(lambda a: one(a, sharding), tree)
+  return jax.tree.map(one, tree, sharding)
 
 
 def to_host(tree):

@@ -45,6 +45,7 @@ def header(exp) -> dict:
           "device": device_description(exp.mesh),
           "devices": {"count": exp.mesh.size, "kind": exp.mesh.devices.flat[0].device_kind,
                       "processes": jax.process_count()},
+          "mesh": {name: int(size) for name, size in exp.mesh.shape.items()},
           "data": {"train": len(exp.splits.train), "forget": len(fs.forget),
                    "retain": len(fs.retain), "test": len(fs.test),
                    "forgotten_classes": list(fs.forgotten_classes)}}

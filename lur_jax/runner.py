@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from typing import NamedTuple
 
 import jax
 import numpy as np
@@ -24,6 +25,8 @@ from lur_jax import (
   models,
   parallel,
   saliency,
+  sharding,
+  steppers,
   train,
 )
 
@@ -47,6 +50,53 @@ def _state_update(model: models.Model, model_state):
       state, model.batch_moments(params, batch["x"]))
 
 
+class Plan(NamedTuple):
+  """A method resolved for one run: the one place a method's step is built from.
+
+  Attributes:
+    name: the method's name.
+    method: its :class:`~lur_jax.Method`.
+    settings: its resolved config section.
+    forget_batch_size: the forget batches' size (0 without a forget set).
+    total_steps: epochs × steps per epoch (the l1 schedule's length).
+  """
+
+  name: str
+  method: methods.Method
+  settings: object
+  forget_batch_size: int
+  total_steps: int
+
+  def optimizer(self, settings=None) -> optax.GradientTransformation:
+    """The configured optimiser and the method's addition (``settings``: e.g. a
+    member's own hyperparameters; default the plan's)."""
+    settings = self.settings if settings is None else settings
+    tx = train.optimizer(settings)
+    wrap = self.method.wrap_tx
+    return tx if wrap is None else wrap(settings, tx, self.total_steps)
+
+  def context(self, exp, model_state=None, data_parallel: bool = False) -> methods.Context:
+    """The methods' :class:`~lur_jax.Context`: under ``shard_map`` over ``data``
+    (``data_parallel``) with BatchNorm synchronised, else a plain step of the
+    global batch (sharded by XLA, or one ensemble member)."""
+    ctx = methods.Context(exp.model.apply, exp.splits.num_classes, exp.model.init,
+                          objectives=exp.objectives)
+    model = exp.step_model if data_parallel else exp.model
+    return ctx._replace(apply_fn=model.apply if data_parallel else ctx.apply_fn,
+                        axis_name=parallel.AXIS if data_parallel else None,
+                        state_update=_state_update(model, model_state))
+
+
+def plan(exp, name: str, retain_idx, forget_idx) -> Plan:
+  """Method ``name`` of ``exp`` on these sets (all members of an ensemble share the sizes)."""
+  settings = config_lib.method_settings(exp.config, name)
+  method = methods.METHODS[name]
+  forget_bs = settings.get("forget_batch_size", settings.batch_size) if len(forget_idx) else 0
+  total = settings.epochs * loop.steps_per_epoch(method.iterate, retain_idx, forget_idx,
+                                                 settings.batch_size, forget_bs)
+  return Plan(name, method, settings, forget_bs, total)
+
+
 def _prepare(method: methods.Method, ctx, settings, tx, params, forget_xy, seed):
   """The method's one-off preparation (saliency, trimming), timed apart from its
   compilation: ``(params, tx, seconds, compile_seconds)``."""
@@ -63,41 +113,51 @@ def _prepare(method: methods.Method, ctx, settings, tx, params, forget_xy, seed)
   return params, tx, seconds, compile_seconds[0]
 
 
-def run_method(exp, name: str, variables, retain_idx, forget_idx, *, desc, progress,
-               checkpoint_dir: str | None = None, log=None) -> loop.FitResult:
+def run_method(exp, name: str, variables, retain_idx, forget_idx, *, seed: int, desc: str,
+               progress: bool, checkpoint_dir: str | None = None, log=None) -> loop.FitResult:
   """Runs method ``name`` from ``variables``; resumes from ``checkpoint_dir``.
 
-  Saliency and trimming (a method's ``prepare``) count as unlearning time.
+  On a mesh with ``fsdp`` or ``tensor`` > 1 the parameters and optimiser
+  state are sharded (:mod:`lur_jax.sharding`); otherwise replicated, the
+  batch split over ``data``. Saliency and trimming (a method's ``prepare``)
+  count as unlearning time.
+
+  Args:
+    exp: a prepared :class:`~lur_jax.Experiment`.
+    name: a key of :data:`~lur_jax.METHODS`.
+    variables: ``{"params", "model_state"}`` to start from.
+    retain_idx, forget_idx: the sets (``forget_idx`` empty for plain training).
+    seed: the run's random stream (init key of the state, data order, prepare).
+    desc: the progress bar's label.
+    progress: show it.
+    checkpoint_dir: where the run's checkpoints go (``None``: none).
+    log: ``str -> None`` for status lines.
+
+  Returns:
+    A :class:`~lur_jax.FitResult`.
   """
   cfg = exp.config
-  settings = config_lib.method_settings(cfg, name)
-  forget_bs = settings.get("forget_batch_size", settings.batch_size)
-  method = methods.METHODS[name]
-  settings.total_steps = settings.epochs * loop.steps_per_epoch(
-      method.iterate, retain_idx, forget_idx, settings.batch_size, forget_bs)
-  tx = train.optimizer(settings)
-  if method.wrap_tx is not None:
-    tx = method.wrap_tx(settings, tx)
+  p = plan(exp, name, retain_idx, forget_idx)
   model_state = variables["model_state"]
-  ctx = methods.Context(exp.model.apply, exp.splits.num_classes, exp.model.init,
-                        objectives=exp.objectives)
-  seed = loop.derive_seed(cfg.seed, desc)
+  data_parallel = sharding.is_data_parallel(exp.mesh)
   x, y = exp.splits.train.x, exp.splits.train.y
   params, tx, prepare_seconds, prepare_compile = _prepare(
-      method, ctx, settings, tx, variables["params"], (x[forget_idx], y[forget_idx]), seed)
-  step_fn = method.make_step(ctx._replace(  # runs under shard_map
-      apply_fn=exp.step_model.apply, axis_name=parallel.AXIS,
-      state_update=_state_update(exp.step_model, model_state)), settings, tx)
+      p.method, p.context(exp), p.settings, p.optimizer(), variables["params"],
+      (x[forget_idx], y[forget_idx]), seed)
+  step_fn = p.method.make_step(p.context(exp, model_state, data_parallel), p.settings, tx)
   state = train.init_state(params, tx, jax.random.key(seed), model_state)
+  shardings = None if data_parallel else steppers.state_shardings(
+      state, exp.mesh, sharding.param_shardings(params, exp.mesh))
   options = config_lib.checkpoint_options(cfg)
   checkpoints = None
   if checkpoint_dir is not None:
     checkpoints = checkpoint.RunCheckpoints(checkpoint_dir, options["keep"], warn=log)
   try:
     result = loop.fit(step_fn, state, x, y, retain_idx, forget_idx, mesh=exp.mesh,
-                      epochs=settings.epochs, batch_size=settings.batch_size,
-                      forget_batch_size=forget_bs, iterate=method.iterate, seed=seed,
-                      desc=desc, progress=progress, augment=cfg.data.get("augment", False),
+                      epochs=p.settings.epochs, batch_size=p.settings.batch_size,
+                      forget_batch_size=p.forget_batch_size, iterate=p.method.iterate,
+                      seed=seed, desc=desc, progress=progress,
+                      augment=cfg.data.get("augment", False), shardings=shardings,
                       checkpoints=checkpoints, every=options["every"] if checkpoints else 0,
                       log=log)
   finally:
@@ -143,8 +203,8 @@ def from_scratch(exp, cache: cache_lib.ModelCache, desc: str, retain_idx, log, p
                                             meta["steps"], {}, None), True
   checkpoints = cache.checkpoint_dir(desc, fingerprint)
   result = run_method(exp, "retrain", initial_variables(exp), np.asarray(retain_idx),
-                      np.asarray(retain_idx[:1]), desc=desc, progress=progress,
-                      checkpoint_dir=checkpoints, log=log)
+                      np.zeros(0, np.int64), seed=loop.derive_seed(cfg.seed, desc), desc=desc,
+                      progress=progress, checkpoint_dir=checkpoints, log=log)
   variables = _variables(result.state)
   if result.diverged_at is None:
     cache.save(desc, fingerprint, variables, {
@@ -195,8 +255,9 @@ def method_row(exp, cache: cache_lib.ModelCache, name: str, original, measure, l
     log(f"{name}: finished in an earlier run with these settings; reusing its results")
     return {**earlier.meta["row"], "reused": True}, earlier.meta["history"]
   checkpoints = cache.checkpoint_dir(name, fingerprint)
-  result = run_method(exp, name, original, exp.forget.retain, exp.forget.forget, desc=name,
-                      progress=progress, checkpoint_dir=checkpoints, log=log)
+  result = run_method(exp, name, original, exp.forget.retain, exp.forget.forget,
+                      seed=loop.derive_seed(cfg.seed, name), desc=name, progress=progress,
+                      checkpoint_dir=checkpoints, log=log)
   variables = _variables(result.state)
   row, diverged_at = _measured_row(result, variables, measure, name, log, reused=False)
   cache.save(name, fingerprint, variables, {

@@ -153,6 +153,11 @@ def constrain(x: jax.Array, names: tuple[str | None, ...], rules=RULES) -> jax.A
   return jax.lax.with_sharding_constraint(x, P(*nn.logical_to_mesh_axes(names, rules)))
 
 
+def is_data_parallel(mesh: Mesh) -> bool:
+  """Whether only the ``data`` axis splits the mesh (parameters stay replicated)."""
+  return all(size == 1 for name, size in mesh.shape.items() if name != "data")
+
+
 def batch_sharding(mesh: Mesh) -> NamedSharding:
   """The leading (batch) axis over ``data`` × ``fsdp``, the rest replicated."""
   return NamedSharding(mesh, P(("data", "fsdp")))

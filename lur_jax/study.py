@@ -31,6 +31,7 @@ from lur_jax import (
   plugins,
   results as results_lib,
   runner,
+  sharding,
   tasks,
 )
 
@@ -90,20 +91,33 @@ def prepare(config: ml_collections.ConfigDict) -> Experiment:
   parallel.distributed_init(**config.get("distributed", {}))
   names = config_lib.validate(config)
   task = tasks.of(config)
-  task.check(config, names, parallel.check_devices(config.get("devices", 0)))
-  mesh = parallel.make_mesh(config.get("devices", 0))
+  sizes = config_lib.mesh_sizes(config)
+  task.check(config, names, sizes["data"] * sizes["fsdp"])
+  mesh = sharding.make_mesh(**sizes, devices=parallel.check_devices(config.get("devices", 0)))
   splits = _load_splits(config)
   f = config.forget
   forget = data.make_forget_split(splits, f.kind, seed=config.seed, fraction=f.fraction,
                                   classes=f.classes, indices=f.indices)
   built = task.build(config, splits)
   abstract_params = jax.eval_shape(built.model.init, jax.random.key(0))
+  _check_sharding(config, abstract_params, mesh)
   for name in names:
     check = methods.METHODS[name].check
     if check is not None:
       check(config_lib.method_settings(config, name), abstract_params)
   return Experiment(config, names, splits, forget, built.model, built.step_model, mesh,
                     built.objectives, task)
+
+
+def _check_sharding(config, abstract_params, mesh) -> None:
+  """ValueError for parameters that cannot be sharded over ``mesh`` as asked."""
+  if sharding.is_data_parallel(mesh):
+    return
+  shardings = sharding.param_shardings(abstract_params, mesh)
+  if mesh.shape["tensor"] > 1 and not sharding.uses_tensor_axis(shardings):
+    raise ValueError(f"mesh.tensor={mesh.shape['tensor']}: model {config.model.name!r} names "
+                     "no tensor-parallel axes; allowed: mesh.tensor=1, or a model whose "
+                     "parameters carry logical names (lur_jax.models.transformer)")
 
 
 def check_out_dir(out_dir: str) -> None:

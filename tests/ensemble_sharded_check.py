@@ -13,8 +13,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_ensemble  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from lur_jax import config as config_lib, runner, study  # pylint: disable=g-import-not-at-top,wrong-import-position
-from lur_jax.audit import ensemble  # pylint: disable=g-import-not-at-top,wrong-import-position
+from lur_jax import config as config_lib, ensemble, runner, study  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def main():

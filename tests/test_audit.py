@@ -9,8 +9,8 @@ import jax
 import numpy as np
 import pytest
 
-from lur_jax import cli, config as config_lib, study
-from lur_jax.audit import ensemble, forgetting_score, plan as plan_lib, study as audit_lib
+from lur_jax import cli, config as config_lib, ensemble, study
+from lur_jax.audit import forgetting_score, plan as plan_lib, study as audit_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DIGITS = os.path.join(ROOT, "configs", "digits.py")
@@ -192,6 +192,8 @@ def test_an_interrupted_ensemble_resumes_bit_identically(tmp_path):
   whole, resumed = results
   position = (whole.steps - 1) // 5 * 5
   assert lines == [f"lur: resuming at step {position} of {whole.steps}"]
-  assert resumed.history["loss"].shape[0] == whole.steps - position
+  # The history comes back with the checkpoint: the resumed run reports every step.
+  assert resumed.history["loss"].shape == (whole.steps, 2)
+  np.testing.assert_array_equal(resumed.history["loss"], whole.history["loss"])
   for a, b in zip(jax.tree.leaves(whole.states.params), jax.tree.leaves(resumed.states.params)):
     np.testing.assert_array_equal(a, b)

@@ -10,8 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from lur_jax import config as config_lib, runner, study
-from lur_jax.audit import ensemble
+from lur_jax import config as config_lib, ensemble, runner, study
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMOKE = os.path.join(ROOT, "configs", "digits_smoke.py")
@@ -48,7 +47,7 @@ def test_each_member_matches_the_member_run_alone(exp, name, sets, bit_identical
   together = ensemble.unlearn(exp, name, ensemble.stack(starts), members, progress=False)
   for i in range(len(members.seeds)):
     alone = runner.run_method(exp, name, starts[i], members.retain[i], members.forget[i],
-                              desc=f"member{i}", progress=False)
+                              seed=int(members.seeds[i]), desc=f"member{i}", progress=False)
     for got, want in zip(jax.tree.leaves(ensemble.member(together.states.params, i)),
                          jax.tree.leaves(alone.state.params)):
       if bit_identical:

@@ -10,8 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lur_jax import config as config_lib, lookahead_params, study, train, verdict
-from lur_jax.audit import ensemble
+from lur_jax import config as config_lib, ensemble, lookahead_params, study, train, verdict
 from lur_jax.verdict import ddpm, space, stats, tune
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

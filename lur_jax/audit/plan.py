@@ -22,8 +22,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from lur_jax import loop
-from lur_jax.audit import ensemble
+from lur_jax import ensemble, loop
 
 
 class Plan(NamedTuple):
@@ -47,10 +46,10 @@ class Plan(NamedTuple):
                             self.forget)
 
   def originals(self, config_seed: int, train_size: int) -> ensemble.Members:
-    """M models on all of D (the forget set is a placeholder: training never reads it)."""
+    """M models on all of D (no forget set)."""
     every = np.tile(np.arange(train_size), (self.models, 1))
     return ensemble.Members(self.seeds(config_seed, "original", self.models), every,
-                            every[:, :1])
+                            every[:, :0])
 
 
 def make(config_seed: int, train_size: int, study_forget: np.ndarray, models: int,

@@ -24,12 +24,13 @@ from lur_jax import (
   cache as cache_lib,
   checkpoint,
   config as config_lib,
+  ensemble,
   methods,
   plots,
   results as results_lib,
   study,
 )
-from lur_jax.audit import ensemble, plan as plan_lib, scores
+from lur_jax.audit import plan as plan_lib, scores
 
 DEFAULTS = {"models": 32, "methods": "", "examples": 0, "chunk": 0, "bootstrap": 1000}
 REFERENCE, AGAIN = "retrain", "retrain-again"  # roles of the two retrain ensembles
@@ -108,6 +109,7 @@ def prepare(config: ml_collections.ConfigDict) -> Audit:
   config = ml_collections.ConfigDict(config.to_dict())
   config.methods = ",".join(["retrain", *names])  # the study checks these methods' settings
   exp = study.prepare(config)
+  ensemble.check_mesh(exp.mesh, "an audit")
   devices = exp.mesh.size
   for key, size in (("audit.models", s.models), ("audit.chunk", s.chunk)):
     if size and size % devices:

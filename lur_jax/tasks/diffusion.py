@@ -125,8 +125,8 @@ def _train_judge(exp, model, variables, init, progress) -> dict:
   every = np.arange(len(splits.train))
   result = loop.fit(
       step, train.init_state(variables["params"], tx, init, variables["model_state"]),
-      splits.train.x, splits.train.y, every, every[:1], mesh=exp.mesh, epochs=c.epochs,
-      batch_size=c.batch_size, forget_batch_size=c.batch_size, iterate="retain",
+      splits.train.x, splits.train.y, every, mesh=exp.mesh, epochs=c.epochs,
+      batch_size=c.batch_size, iterate="retain",
       seed=loop.derive_seed(exp.config.seed, "classifier-order"), desc="classifier",
       progress=progress)
   return {"variables": {"params": result.state.params,

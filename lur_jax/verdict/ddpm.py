@@ -12,8 +12,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from lur_jax import cache as cache_lib
-from lur_jax.audit import ensemble
+from lur_jax import cache as cache_lib, ensemble
 from lur_jax.tasks import diffusion as diffusion_task
 from lur_jax.verdict import tune
 

@@ -18,8 +18,8 @@ import jax
 import ml_collections
 import numpy as np
 
-from lur_jax import cache as cache_lib, config as config_lib, loop, runner, train
-from lur_jax.audit import ensemble, scores
+from lur_jax import cache as cache_lib, config as config_lib, ensemble, loop, runner, train
+from lur_jax.audit import scores
 from lur_jax.verdict import space as space_lib
 
 
@@ -107,7 +107,7 @@ def seeds_group(exp, count: int, name: str, scorer: Scorer, *, cache=None, progr
                  np.array(found.meta["reference"], float).reshape(count, len(scorer.names)))
   n = len(exp.splits.train)
   every = np.tile(np.arange(n), (count, 1))
-  on_all = ensemble.Members(members.seeds, every, every[:, :1])
+  on_all = ensemble.Members(members.seeds, every, every[:, :0])
   run = lambda m, desc: ensemble.unlearn(exp, "retrain", ensemble.fresh(exp, m.seeds), m,
                                          progress=progress, desc=desc,
                                          chunk=chunk_of(scorer.chunk, count))

@@ -1,0 +1,154 @@
+"""``lur-jax plan``: what each method's step needs per device, before renting a slice.
+
+Nothing is allocated: the study's model and every method's step are compiled from abstract
+shapes for a mesh of ``devices`` simulated CPU devices (the config's ``mesh.*``), and
+``compiled.memory_analysis()`` gives the per-device bytes (argument + output + temp − alias,
+as :func:`lur_jax.sharding.memory_bytes`). The device-resident training set is counted, as
+the study keeps it on every device. LUR runs in every mode, at K = 1, 2 and 4, with its
+``remat`` off and on. The numbers are XLA:CPU's plan of the same partitioned program: a TPU's
+or GPU's compiler fuses and schedules differently, so read them as an estimate.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from lur_jax import (
+  config as config_lib,
+  lur,
+  parallel,
+  runner,
+  sharding,
+  steppers,
+  study,
+  train,
+)
+
+_UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "m": 1e6, "mb": 1e6, "g": 1e9, "gb": 1e9,
+          "t": 1e12, "tb": 1e12, "kib": 2 ** 10, "mib": 2 ** 20, "gib": 2 ** 30, "tib": 2 ** 40}
+
+
+def parse_memory(text: str) -> int:
+  """``"16GiB"``, ``"512 MiB"``, ``"8e9"``, ``"16GB"`` -> bytes.
+
+  Raises:
+    ValueError: for anything else, naming the value and what is allowed.
+  """
+  match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([a-z]*)\s*", str(text).lower())
+  if not match or match[2] not in _UNITS or float(match[1]) <= 0:
+    raise ValueError(f"--memory {text!r}; allowed: a size > 0 like 16GiB, 512MiB, 80GB or "
+                     "8e9 (bytes)")
+  return int(float(match[1]) * _UNITS[match[2]])
+
+
+class Row(NamedTuple):
+  """One planned step.
+
+  Attributes:
+    name: the method, or ``lur mode=… K=… remat=…``.
+    bytes: ``{"argument", "output", "temp", "alias", "total"}`` per device.
+    fits: whether ``total`` fits the memory given.
+  """
+
+  name: str
+  bytes: dict
+  fits: bool
+
+
+def _variants(names: list[str]) -> list[tuple[str, list[str]]]:
+  """``(label, overrides)``: each method as configured, then LUR in every mode, K, remat."""
+  out = [(name, []) for name in names]
+  if "lur" in names:
+    for mode in lur.MODES:
+      for k in (1, 2, 4):
+        for remat in (False, True):
+          out.append((f"lur mode={mode} K={k} remat={'on' if remat else 'off'}",
+                      [f"lur.mode={mode}", f"lur.inner_steps={k}", f"lur.remat={remat}"]))
+  return out
+
+
+def _abstract(tree, shardings):
+  return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(np.shape(a), a.dtype, sharding=s),
+                      tree, shardings)
+
+
+def step_bytes(exp, name: str) -> dict:
+  """Per-device bytes of one step of method ``name`` on ``exp``'s mesh, compiled abstractly."""
+  p = runner.plan(exp, name, exp.forget.retain, exp.forget.forget)
+  data_parallel = sharding.is_data_parallel(exp.mesh)
+  key = jax.random.key(0)
+  params = jax.eval_shape(exp.model.init, key)
+  model_state = jax.eval_shape(exp.model.init_state, key)
+  tx = p.optimizer()
+  state = jax.eval_shape(lambda: train.init_state(
+      exp.model.init(key), tx, key, exp.model.init_state(key)))
+  step_fn = p.method.make_step(p.context(exp, model_state, data_parallel), p.settings, tx)
+  replicated = NamedSharding(exp.mesh, P())
+  if data_parallel:
+    stepper = steppers.Replicated(step_fn, exp.mesh)
+    shardings, batch_axes = jax.tree.map(lambda _: replicated, state), parallel.AXIS
+  else:
+    shardings = steppers.state_shardings(state, exp.mesh,
+                                         sharding.param_shardings(params, exp.mesh))
+    stepper = steppers.Sharded(step_fn, exp.mesh, shardings)
+    batch_axes = ("data", "fsdp")
+  x, y = exp.splits.train.x, exp.splits.train.y
+  data_arrays = (jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
+                 jax.ShapeDtypeStruct(y.shape, y.dtype, sharding=replicated))
+  steps = p.total_steps // p.settings.epochs
+  by_batch = NamedSharding(exp.mesh, P(None, batch_axes))
+  batches = (jax.ShapeDtypeStruct((steps, p.settings.batch_size), jnp.int32, sharding=by_batch),
+             jax.ShapeDtypeStruct((steps, p.forget_batch_size), jnp.int32, sharding=by_batch))
+  return sharding.memory_bytes(stepper.compile(_abstract(state, shardings), data_arrays,
+                                               batches))
+
+
+def plan(config, memory: int, log=print) -> list[Row]:
+  """Plans every method of ``config`` (and LUR's variants) on its mesh.
+
+  Args:
+    config: the experiment config, its ``devices`` and ``mesh.*`` set.
+    memory: bytes per device.
+    log: ``str -> None`` for each row as it is planned.
+
+  Returns:
+    One :class:`Row` per method and LUR variant.
+  """
+  exp = study.prepare(config)
+  rows = []
+  for label, sets in _variants(exp.method_names):
+    variant = config_lib.apply_overrides(config, [f"methods={label.split()[0]}", *sets])
+    config_lib.validate(variant)
+    counted = step_bytes(exp._replace(config=variant), label.split()[0])
+    rows.append(Row(label, counted, counted["total"] <= memory))
+    log(f"{label}: {size(counted['total'])} per device")
+  return rows
+
+
+def size(n: float) -> str:
+  """Bytes as ``"1.23 GiB"``, ``"45.6 MiB"`` or ``"7.8 KiB"``."""
+  for unit, scale in (("GiB", 2 ** 30), ("MiB", 2 ** 20), ("KiB", 2 ** 10)):
+    if n >= scale:
+      return f"{n / scale:.2f} {unit}"
+  return f"{int(n)} B"
+
+
+def markdown(rows: list[Row], memory: int, mesh: dict) -> str:
+  """The plan as a Markdown table (with each step's total over GradDiff's, if planned)."""
+  base = next((r.bytes["total"] for r in rows if r.name == "graddiff"), None)
+  lines = [f"Per-device memory of one step on a mesh of {mesh}, {size(memory)} per device "
+           "(XLA:CPU's plan of the partitioned program; an estimate for TPU and GPU).", "",
+           "| step | total | × GradDiff | arguments | temporaries | fits |",
+           "|---|---|---|---|---|---|"]
+  for r in rows:
+    b = r.bytes
+    ratio = f"{b['total'] / base:.2f}" if base else ""
+    lines.append(f"| {r.name} | {size(b['total'])} | {ratio} | {size(b['argument'])} | "
+                 f"{size(b['temp'])} | {'yes' if r.fits else 'no'} |")
+  return "\n".join(lines) + "\n"

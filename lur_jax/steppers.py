@@ -1,0 +1,254 @@
+"""How a training state lives on the devices and one step of it runs.
+
+:func:`lur_jax.loop.run` drives any of three steppers through the same loop:
+
+- :class:`Replicated`: one model, data parallel — the batch split over the
+  mesh's ``data`` axis under ``jax.shard_map``, the state replicated.
+- :class:`Sharded`: one model whose parameters and optimiser state are
+  sharded over ``fsdp`` (and ``tensor``) by :mod:`lur_jax.sharding`, the batch
+  over ``data`` × ``fsdp``; the step is jitted with those shardings and XLA
+  inserts the collectives.
+- :class:`Ensemble`: M models vmapped over a leading member axis, the members
+  spread over the devices, in groups of ``chunk``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from lur_jax import augment as augment_lib, parallel
+
+
+def indexed(step_fn, augment: bool = False):
+  """``(state, x, y, retain_order, forget_order, i)``: step ``i`` of an epoch,
+  gathering its batches from the device-resident data, then ``step_fn``."""
+
+  def train_step(state, x, y, r, f, i):
+    ri, fi = r[i], f[i]
+    xr, xf = x[ri], x[fi]
+    if augment:  # keyed by the step and drawn for the global batch: mesh-independent
+      key_r, key_f = jax.random.split(jax.random.fold_in(
+          jax.random.fold_in(state.rng, state.step), 0x5EED))
+      xr, xf = augment_lib.random_crop_flip(key_r, xr), augment_lib.random_crop_flip(key_f, xf)
+    return step_fn(state, {"x": xr, "y": y[ri]}, {"x": xf, "y": y[fi]})
+  return train_step
+
+
+def _gather(a):
+  """One array -> numpy on this process, whatever its sharding."""
+  if not isinstance(a, jax.Array):
+    return a
+  if parallel.is_key(a):
+    return jax.random.wrap_key_data(_gather(jax.random.key_data(a)), impl=jax.random.key_impl(a))
+  if a.is_fully_replicated:
+    return np.asarray(a.addressable_data(0))
+  if a.is_fully_addressable:
+    return np.asarray(a)
+  return np.asarray(multihost_utils.process_allgather(a, tiled=True))
+
+
+def host(tree):
+  """A tree of (replicated or sharded) device arrays -> this process's numpy copy."""
+  return jax.tree.map(_gather, tree)
+
+
+def _all_finite(params, members: int) -> np.ndarray:
+  """``[members]``: whether each member's parameters are all finite."""
+  ok = np.ones(members, bool)
+  for leaf in jax.tree.leaves(params):
+    ok &= np.isfinite(np.asarray(leaf)).reshape(members, -1).all(1)
+  return ok
+
+
+class Stepper:
+  """The interface :func:`lur_jax.loop.run` drives.
+
+  Attributes:
+    members: how many models one state holds (1 for one model).
+  """
+
+  members: int = 1
+
+  def place(self, state) -> list:
+    """The state on the devices, as a list of groups run one after another."""
+    raise NotImplementedError
+
+  def joined(self, states):
+    """The groups as one state, for a checkpoint (and the shape to restore into)."""
+    return states[0]
+
+  def place_data(self, x, y) -> tuple:
+    """The training set on the devices (replicated)."""
+    return parallel.put((x, y), NamedSharding(self.mesh, P()))
+
+  def place_batches(self, epochs: list) -> list:
+    """One epoch's ``(retain, forget)`` index arrays per member -> per group."""
+    raise NotImplementedError
+
+  def compile(self, state, data_arrays, batches):
+    """The compiled ``(state, x, y, r, f, i) -> (state, metrics)``."""
+    raise NotImplementedError
+
+  def host(self, states):
+    """The final state on the host (numpy)."""
+    return host(self.joined(states))
+
+  def finite(self, state) -> np.ndarray:
+    """``[members]``: whether each member's parameters are all finite."""
+    return _all_finite(state.params, 1)
+
+
+class Replicated(Stepper):
+  """One model, data parallel: ``step`` runs under ``shard_map`` over ``data``
+  (build it with ``axis_name="data"`` objectives), the state replicated.
+
+  Args:
+    step_fn: a pure ``(state, retain_batch, forget_batch) -> (state, metrics)``.
+    mesh: a mesh whose only axis of size > 1 is ``data``.
+    augment: random crop and flip on both batches (see :func:`indexed`).
+  """
+
+  def __init__(self, step_fn, mesh: Mesh, augment: bool = False):
+    self.step = indexed(parallel.shard_step(step_fn, mesh), augment)
+    self.mesh = mesh
+
+  def place(self, state) -> list:
+    return [parallel.put(state, NamedSharding(self.mesh, P()))]
+
+  def place_batches(self, epochs: list) -> list:
+    (r, f), = epochs
+    return [parallel.put((r, f), NamedSharding(self.mesh, P(None, parallel.AXIS)))]
+
+  def compile(self, state, data_arrays, batches):
+    return jax.jit(self.step, donate_argnums=0).lower(state, *data_arrays, *batches,
+                                                    np.int32(0)).compile()
+
+
+def state_shardings(state, mesh: Mesh, param_shardings):
+  """Shardings of a :class:`~lur_jax.TrainState`: the parameters' own, each
+  optimiser-state leaf that of the parameter whose path it ends with (Adam's
+  moments, momentum), everything else replicated.
+
+  Args:
+    state: the state (arrays or shapes).
+    mesh: the mesh.
+    param_shardings: a tree like ``state.params`` (:func:`lur_jax.sharding.param_shardings`).
+
+  Returns:
+    A tree of ``NamedSharding`` like ``state``.
+  """
+  replicated = NamedSharding(mesh, P())
+  flat = jax.tree_util.tree_flatten_with_path(state.params)[0]
+  by_path = [(jax.tree_util.keystr(path), np.shape(leaf), s) for (path, leaf), s in
+             zip(flat, jax.tree.leaves(param_shardings))]
+
+  def opt_leaf(path, leaf):
+    name = jax.tree_util.keystr(path)
+    for suffix, shape, s in by_path:
+      if name.endswith(suffix) and np.shape(leaf) == shape:
+        return s
+    return replicated
+  opt = jax.tree_util.tree_map_with_path(opt_leaf, state.opt_state)
+  return state._replace(params=param_shardings, opt_state=opt,
+                        step=replicated, rng=replicated,
+                        model_state=jax.tree.map(lambda _: replicated, state.model_state))
+
+
+class Sharded(Stepper):
+  """One model, parameters and optimiser state sharded (FSDP, tensor parallel).
+
+  ``step`` is a plain step (objectives without an ``axis_name``): every loss is
+  a mean over the global batch and XLA partitions it. It is traced under
+  ``jax.set_mesh``, so :func:`lur_jax.sharding.constrain` shards activations.
+
+  Args:
+    step_fn: a pure ``(state, retain_batch, forget_batch) -> (state, metrics)``.
+    mesh: from :func:`lur_jax.sharding.make_mesh`.
+    shardings: from :func:`state_shardings`.
+    augment: as in :class:`Replicated`.
+  """
+
+  def __init__(self, step_fn, mesh: Mesh, shardings, augment: bool = False):
+    self.step, self.mesh, self.shardings = indexed(step_fn, augment), mesh, shardings
+
+  def place(self, state) -> list:
+    return [parallel.put(state, self.shardings)]
+
+  def place_batches(self, epochs: list) -> list:
+    (r, f), = epochs
+    return [parallel.put((r, f), NamedSharding(self.mesh, P(None, ("data", "fsdp"))))]
+
+  def compile(self, state, data_arrays, batches):
+    with jax.set_mesh(self.mesh):
+      return jax.jit(self.step, donate_argnums=0,
+                     out_shardings=(self.shardings, NamedSharding(self.mesh, P()))).lower(
+          state, *data_arrays, *batches, np.int32(0)).compile()
+
+
+def groups(models: int, chunk: int, devices: int) -> list[slice]:
+  """The members one compiled call runs at once: all (``chunk`` 0) or ``chunk``."""
+  size = chunk or models
+  if size % devices or models % size:
+    raise ValueError(f"chunk={chunk} with {models} models on {devices} devices; allowed: 0 "
+                     f"(all at once) or a divisor of {models} that is a multiple of {devices}")
+  return [slice(s, s + size) for s in range(0, models, size)]
+
+
+def member(tree, m):
+  """Member ``m`` (an index or a slice) of a tree with a leading member axis."""
+  return jax.tree.map(lambda a: a[m], tree)
+
+
+class Ensemble(Stepper):
+  """M models at once: ``step`` (one member's, objectives without an
+  ``axis_name``) vmapped over a leading member axis, the member axis sharded
+  over every device of the mesh (no communication), ``chunk`` members per call.
+
+  Args:
+    step_fn: one member's pure ``(state, retain_batch, forget_batch) -> (state, metrics)``.
+    mesh: a mesh whose only axis of size > 1 is ``data``.
+    members: M.
+    chunk: members per call (0: all).
+    augment: as in :class:`Replicated`.
+  """
+
+  def __init__(self, step_fn, mesh: Mesh, members: int, chunk: int = 0, augment: bool = False):
+    if mesh.size != mesh.shape.get(parallel.AXIS, 1):
+      raise ValueError(f"mesh {dict(mesh.shape)} for an ensemble; allowed: mesh.fsdp=1 and "
+                       "mesh.tensor=1 (its models are spread over the devices, each whole)")
+    self.step, self.mesh, self.members = indexed(step_fn, augment), mesh, members
+    self.groups = groups(members, chunk, mesh.size)
+    self._by_member = NamedSharding(mesh, P(parallel.AXIS))
+
+  def place(self, state) -> list:
+    return [parallel.put(member(state, g), self._by_member) for g in self.groups]
+
+  def joined(self, states):
+    return jax.tree.map(lambda *parts: jnp.concatenate(parts) if parallel.is_key(parts[0])
+                        else np.concatenate(parts), *jax.device_get(states))
+
+  def host(self, states):
+    return self.joined(states)
+
+  def place_batches(self, epochs: list) -> list:
+    r, f = (np.stack(sets) for sets in zip(*epochs))
+    return [parallel.put((r[g], f[g]), self._by_member) for g in self.groups]
+
+  def compile(self, state, data_arrays, batches):
+    one = self.step
+    if self.groups[0].stop - self.groups[0].start == 1:  # no vmap, no member axis
+
+      def group_step(state, x, y, r, f, i):
+        new, metrics = one(member(state, 0), x, y, r[0], f[0], i)
+        return jax.tree.map(lambda a: a[None], (new, metrics))
+    else:
+      group_step = jax.vmap(one, in_axes=(0, None, None, 0, 0, None))
+    return jax.jit(group_step, donate_argnums=0).lower(state, *data_arrays, *batches,
+                                                       np.int32(0)).compile()
+
+  def finite(self, state) -> np.ndarray:
+    return _all_finite(state.params, self.members)
