@@ -20,25 +20,52 @@ from lur_jax import loop, runner, saliency, sharding, steppers, train
 
 
 class Members(NamedTuple):
-  """What makes each member its own."""
+  """What makes each member its own.
 
-  seeds: np.ndarray  # [M] ints: the init key and the data order
-  retain: np.ndarray  # [M, R] indices into the training set
-  forget: np.ndarray  # [M, F]
+  Attributes:
+    seeds: ``[M]`` ints: each member's init key, data order and random stream.
+    retain: ``[M, R]`` indices into the training set.
+    forget: ``[M, F]`` indices (``F`` = 0: plain training, no forget set).
+  """
+
+  seeds: np.ndarray
+  retain: np.ndarray
+  forget: np.ndarray
 
 
 class EnsembleResult(NamedTuple):
-  states: train.TrainState  # leaves with a leading model axis (host copies)
+  """What :func:`fit` and :func:`unlearn` return.
+
+  Attributes:
+    states: the final :class:`~lur_jax.TrainState`, leaves with a leading member axis
+      (host copies).
+    seconds: the steps' wall clock, compilation and checkpoint writes excluded.
+    compile_seconds: the time spent compiling.
+    steps: the steps planned.
+    history: metric -> ``[steps run, M]``, a resumed run's earlier steps included.
+    diverged_at: ``[M]``, each member's first non-finite step, -1 for none.
+  """
+
+  states: train.TrainState
   seconds: float
   compile_seconds: float
   steps: int
-  history: dict  # metric -> [steps run, M]
-  diverged_at: np.ndarray  # [M]: the first non-finite step, -1 for none
+  history: dict
+  diverged_at: np.ndarray
 
 
 def random_members(exp, models: int, name: str = "member") -> Members:
   """``models`` members, each forgetting its own random draw of the study's
-  forget-set size; seeds derived from the config's seed and ``name``."""
+  forget-set size.
+
+  Args:
+    exp: a prepared :class:`~lur_jax.Experiment`.
+    models: M.
+    name: seeds and sets are derived from the config's seed and this name.
+
+  Returns:
+    :class:`Members`.
+  """
   rng = np.random.default_rng(loop.derive_seed(exp.config.seed, f"{name}-sets"))
   n, f = len(exp.splits.train), len(exp.forget.forget)
   forgets = np.stack([np.sort(rng.choice(n, f, replace=False)) for _ in range(models)])
@@ -48,18 +75,41 @@ def random_members(exp, models: int, name: str = "member") -> Members:
 
 
 def stack(trees):
-  """A list of same-structure trees -> one tree with a leading model axis."""
+  """A list of same-structure trees -> one tree with a leading model axis.
+
+  Args:
+    trees: M trees of arrays.
+
+  Returns:
+    One tree of numpy arrays, each ``[M, ...]``.
+  """
   return jax.tree.map(lambda *leaves: np.stack([np.asarray(v) for v in leaves]), *trees)
 
 
 def fresh(exp, seeds):
-  """Freshly initialised variables of ``exp``'s model, one per seed, stacked."""
+  """Freshly initialised variables of ``exp``'s model, one per seed, stacked.
+
+  Args:
+    exp: a prepared :class:`~lur_jax.Experiment`.
+    seeds: ``[M]`` ints.
+
+  Returns:
+    ``{"params", "model_state"}`` with a leading member axis.
+  """
   return stack([{"params": exp.model.init(jax.random.fold_in(jax.random.key(int(s)), 0)),
                  "model_state": {}} for s in seeds])
 
 
 def member(tree, m: int):
-  """Member ``m`` of a stacked tree."""
+  """Member ``m`` of a stacked tree.
+
+  Args:
+    tree: leaves with a leading member axis.
+    m: the member's index.
+
+  Returns:
+    The member's tree.
+  """
   return steppers.member(tree, m)
 
 
@@ -69,7 +119,12 @@ def _stack_keys(keys):
 
 def check_mesh(mesh, what: str = "an ensemble") -> None:
   """ValueError unless ``mesh`` only has a data axis: ensembles spread their members
-  over the devices and replicate each member's parameters."""
+  over the devices and replicate each member's parameters.
+
+  Args:
+    mesh: the study's mesh.
+    what: names the caller in the message ("an audit", "a verdict").
+  """
   if not sharding.is_data_parallel(mesh):
     raise ValueError(f"mesh {dict(mesh.shape)} for {what}; allowed: mesh.fsdp=1 and "
                      "mesh.tensor=1 (its models are spread over the devices, each whole)")
@@ -107,6 +162,21 @@ def fit(step_fn, states, x, y, members: Members, *, mesh, epochs: int, batch_siz
   With ``checkpoints`` (a :class:`lur_jax.RunCheckpoints`) every member's
   state is saved every ``every`` steps and the run continues from the newest
   checkpoint, bit-identical to an uninterrupted one.
+
+  Args:
+    step_fn: one member's pure ``(state, retain_batch, forget_batch) -> (state, metrics)``.
+    states: the members' starting states, stacked (:func:`stack`).
+    x, y: the training set's inputs ``[N, ...]`` and labels ``[N]``.
+    members: each member's seed and sets.
+    mesh: a mesh whose only axis of size > 1 is ``data``.
+    epochs, batch_size, forget_batch_size, iterate: as in :func:`lur_jax.fit`.
+    desc: the progress bar's label.
+    progress: show it.
+    augment: random crop and flip on both batches.
+    chunk: members per call (0: all).
+    checkpoints: a :class:`~lur_jax.RunCheckpoints`, or ``None``.
+    every: save every this many steps (0: never).
+    log: ``str -> None`` for the resume line.
 
   Returns:
     An :class:`EnsembleResult`; seconds exclude compilation and checkpoint

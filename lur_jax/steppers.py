@@ -191,6 +191,9 @@ class Sharded(Stepper):
 
 def groups(models: int, chunk: int, devices: int) -> list[slice]:
   """The members one compiled call runs at once: all (``chunk`` 0) or ``chunk``."""
+  if models % devices:
+    raise ValueError(f"{models} models do not divide over {devices} devices; allowed: a "
+                     f"multiple of {devices}")
   size = chunk or models
   if size % devices or models % size:
     raise ValueError(f"chunk={chunk} with {models} models on {devices} devices; allowed: 0 "

@@ -60,6 +60,11 @@ SMOKE = os.path.join(ROOT, "configs", "digits_smoke.py")
     # data that is missing
     (["data.name=fashion_mnist", "data.dir=/nonexistent"], "apt-get install"),
     (["model.width=4"], "unknown config key 'model.width'; allowed in this section: name"),
+    # meshes that cannot be built on this one device (more in test_parallel.py, on 8)
+    (["mesh.fsdp=2"], "mesh: 1 devices do not divide over 2"),
+    (["mesh.fsdp=-1"], "mesh: mesh.data and mesh.fsdp are both -1; allowed: at most one"),
+    (["mesh.tensor=0"], "mesh.tensor=0; allowed: an int >= 1, or -1 for the rest"),
+    (["mesh.data=2", "mesh.fsdp=1"], "data × fsdp × tensor = 2; allowed: the device count, 1"),
     # distributed settings that cannot work
     (["distributed.coordinator=127.0.0.1:1", "distributed.num_processes=2",
       "distributed.process_id=5"], "process_id=5"),

@@ -82,6 +82,56 @@ def test_bad_device_counts(tmp_path, devices, message):
   assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("sets, message", [
+    (["mesh.tensor=2"], "mesh.tensor=2: model 'mlp' names no tensor-parallel axes; allowed: "
+     "mesh.tensor=1"),
+    (["mesh.data=1", "mesh.fsdp=8", "train.batch_size=60"],
+     "train.batch_size=60 does not divide by mesh.data × mesh.fsdp=8; allowed: a multiple of 8"),
+    (["mesh.data=3"], "mesh: 8 devices do not divide over 3"),
+])
+def test_bad_meshes(tmp_path, sets, message):
+  proc = _run(tmp_path / "out", *sets)
+  assert proc.returncode == 2, proc.stderr[-3000:]
+  assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+  assert not (tmp_path / "out").exists()
+
+
+def test_an_audit_refuses_sharded_parameters(tmp_path):
+  proc = _python("-m", "lur_jax", "audit", os.path.join("configs", "digits_smoke.py"), "--out",
+                 str(tmp_path / "out"), "--set", "mesh.data=1", "--set", "mesh.fsdp=8")
+  assert proc.returncode == 2
+  assert "for an audit; allowed: mesh.fsdp=1 and mesh.tensor=1" in proc.stderr, proc.stderr
+  assert not (tmp_path / "out").exists()
+
+
+def _plan(*args):
+  return _python("-m", "lur_jax", "plan", os.path.join("configs", "digits_smoke.py"),
+                 "--devices", "8", "--set", "mesh.data=1", "--set", "mesh.fsdp=8", *args)
+
+
+def test_plan_prints_each_step_and_whether_it_fits():
+  fits = _plan("--memory", "1GiB", "--set", "methods=ft,graddiff")
+  assert fits.returncode == 0, fits.stderr[-3000:]
+  rows = [line for line in fits.stdout.splitlines() if line.startswith("| ft") or
+          line.startswith("| graddiff")]
+  assert len(rows) == 2 and all(r.endswith("| yes |") for r in rows), fits.stdout
+  assert "'fsdp': 8" in fits.stdout
+  small = _plan("--memory", "1KiB", "--set", "methods=graddiff")
+  assert small.returncode == 0 and "| no |" in small.stdout, small.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--memory", "lots"], "--memory 'lots'; allowed: a size > 0 like 16GiB"),
+    (["--memory", "0GiB"], "--memory '0GiB'; allowed"),
+    (["--memory", "1GiB", "--set", "mesh.fsdp=3"],
+     "mesh: data × fsdp × tensor = 3; allowed: the device count, 8"),
+])
+def test_plan_refuses_bad_input(args, message):
+  proc = _plan(*args)
+  assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+  assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
 def _free_port():
   import socket  # pylint: disable=g-import-not-at-top
   with socket.socket() as s:
@@ -116,6 +166,39 @@ def test_two_processes_match_one(tmp_path):
   with open(tmp_path / "two" / "results.json") as f:
     two = json.load(f)
   assert two["devices"] == {"count": 2, "kind": "cpu", "processes": 2}
+  for name, row in one["methods"].items():
+    for k in ("UA", "RA", "TA", "MIA"):
+      if k in row:
+        assert abs(two["methods"][name][k] - row[k]) <= 0.5, (name, k)
+
+
+SHORT = ["data.train_limit=256", "train.epochs=1"]  # round-off only: see test_sharding.SHORT
+
+
+@pytest.mark.slow  # two processes of 4 simulated devices each, and a 1-device reference
+def test_two_processes_of_four_devices_with_fsdp8_match_one_device(tmp_path):
+  """Parameters sharded across processes: each host holds its shards, Orbax writes them."""
+  single = _run(tmp_path / "one", "devices=1", TWO, *SHORT)
+  assert single.returncode == 0, single.stderr[-3000:]
+  port = _free_port()
+  env = {**ENV, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+  sets = [f"distributed.coordinator=127.0.0.1:{port}", "distributed.num_processes=2",
+          "mesh.data=1", "mesh.fsdp=8", "checkpoint.every=3", TWO, *SHORT]
+  procs = [subprocess.Popen(
+      [sys.executable, "-m", "lur_jax", "run", os.path.join("configs", "digits_smoke.py"),
+       "--out", str(tmp_path / "two"), "--no-progress",
+       *[a for o in [*sets, f"distributed.process_id={i}"] for a in ("--set", o)]],
+      cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+      for i in range(2)]
+  outputs = [p.communicate(timeout=900) for p in procs]
+  for p, (_, err) in zip(procs, outputs):
+    assert p.returncode == 0, err[-3000:]
+  with open(tmp_path / "one" / "results.json") as f:
+    one = json.load(f)
+  with open(tmp_path / "two" / "results.json") as f:
+    two = json.load(f)
+  assert two["devices"] == {"count": 8, "kind": "cpu", "processes": 2}
+  assert two["mesh"] == {"data": 1, "fsdp": 8, "tensor": 1}
   for name, row in one["methods"].items():
     for k in ("UA", "RA", "TA", "MIA"):
       if k in row:

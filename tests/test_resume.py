@@ -122,6 +122,21 @@ def test_resume_on_another_device_count(tmp_path):
     assert abs(resumed["methods"]["lur"][k] - reference["methods"]["lur"][k]) <= 0.5, k
 
 
+FSDP8 = ["devices=8", "mesh.data=1", "mesh.fsdp=8"]
+
+
+@pytest.mark.slow  # three studies on 8 simulated devices (the restore across meshes is tested
+def test_resume_after_sigkill_under_fsdp8_is_bit_identical(tmp_path):  # in test_sharding)
+  """A TPU VM is preempted: the sharded run killed mid-LUR resumes to the same bits."""
+  reference, _ = _run(tmp_path / "whole", SLOW + FSDP8, EIGHT_DEVICES)
+  out = tmp_path / "killed"
+  _kill_during(out, "lur", 2, FSDP8, EIGHT_DEVICES)
+  resumed, log = _run(out, SLOW + FSDP8, EIGHT_DEVICES)
+  assert re.search(r"lur: resuming at step [1-9]\d* of", log), log
+  assert resumed["mesh"] == {"data": 1, "fsdp": 8, "tensor": 1}
+  assert _checksums(resumed) == _checksums(reference)
+
+
 def test_divergence_stops_the_method_and_keeps_its_last_good_checkpoint(tmp_path):
   out = tmp_path / "out"
   results, log = _run(out, ["methods=retrain,ga,ft", "ga.lr=1e12", "ga.epochs=20",

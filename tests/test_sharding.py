@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from lur_jax import sharding
+from lur_jax import plan, sharding
 from lur_jax.models import transformer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -123,9 +123,57 @@ def test_every_lur_mode_sharded_matches_one_device():
 
 
 def _fsdp_check(modes):
+  return _eight_devices("fsdp_check.py", *modes)
+
+
+def _eight_devices(script, *args):
   env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
-  proc = subprocess.run([sys.executable, os.path.join("tests", "fsdp_check.py"), *modes],
+  proc = subprocess.run([sys.executable, os.path.join("tests", script), *args],
                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
                         check=False)
   assert proc.returncode == 0, proc.stderr[-3000:]
   return [json.loads(line) for line in proc.stdout.splitlines()]
+
+
+# A study short enough that float round-off is all that can differ (the long smoke study
+# drifts by a ReLU that flips at step 53 of the original's training on fsdp=8).
+SHORT = ["--set", "data.train_limit=256", "--set", "train.epochs=1"]
+
+
+def _study_rows(tmp_path, *meshes):
+  rows = _eight_devices("fsdp_study_check.py", str(tmp_path), *meshes, *SHORT)
+  assert {r["mesh"] for r in rows} == set(meshes)
+  assert len(rows) == 10 * len(meshes)  # every method of the smoke config
+  return rows
+
+
+def test_every_method_of_the_study_sharded_fsdp8_matches_one_device(tmp_path):
+  for row in _study_rows(tmp_path, "1,8,1"):
+    assert row["relative"] <= 1e-5 and row["metrics"] <= 0.5, row
+    assert row["mesh_recorded"] == {"data": 1, "fsdp": 8, "tensor": 1}
+
+
+@pytest.mark.slow
+def test_every_method_of_the_study_on_data2_fsdp4_matches_one_device(tmp_path):
+  for row in _study_rows(tmp_path, "2,4,1"):
+    assert row["relative"] <= 1e-5 and row["metrics"] <= 0.5, row
+
+
+def test_a_checkpoint_saved_on_fsdp8_restores_on_other_meshes_bit_identically():
+  rows = _eight_devices("mesh_checkpoint_check.py")
+  assert [r["devices"] for r in rows] == [8, 4, 1]
+  for row in rows:
+    assert row["identical"] and row["sharded_as_target"] and row["position"] == 7, row
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("16GiB", 16 * 2 ** 30), ("512 MiB", 512 * 2 ** 20), ("80GB", 80 * 10 ** 9),
+    ("8e9", 8 * 10 ** 9), ("1.5gib", int(1.5 * 2 ** 30)), ("4096", 4096)])
+def test_memory_sizes_parse(text, expected):
+  assert plan.parse_memory(text) == expected
+
+
+@pytest.mark.parametrize("text", ["lots", "16 GiBs", "-1GiB", "0", ""])
+def test_a_bad_memory_size_is_one_clear_error(text):
+  with pytest.raises(ValueError, match=f"--memory {text!r}; allowed: a size > 0 like 16GiB"):
+    plan.parse_memory(text)
