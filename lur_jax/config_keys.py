@@ -22,7 +22,7 @@ class Key(NamedTuple):
     meaning: what it does.
     default: the value used when a config leaves the key out (``None``: every
       config must hold it; its default is read from the shipped configs).
-    task: ``"all"``, ``"classification"`` or ``"diffusion"``.
+    task: ``"all"``, ``"classification"``, ``"diffusion"`` or ``"language"``.
   """
 
   name: str
@@ -52,7 +52,7 @@ _LAYERS = "`all`, or comma-separated layer names (`layer3` selects `layer3_0`, `
 _FRACTION = "a number in (0, 1)"
 
 KEYS: tuple[Key, ...] = (
-    Key("task", "`classification`, `diffusion`", "the task plug-in (`lur_jax.TASKS`)",
+    Key("task", "`classification`, `diffusion`, `language`", "the task plug-in (`lur_jax.TASKS`)",
         "classification"),
     Key("seed", "an int >= 0", "determines the data split, forget set, inits and data orders"),
     Key("devices", "0 (all) or 1 .. the devices JAX sees", "devices to use", 0),
@@ -89,7 +89,19 @@ KEYS: tuple[Key, ...] = (
         "`cnn` and the U-Net: widths of the conv levels"),
     Key("model.norm", "true or false", "`cnn`: BatchNorm after each convolution", False,
         "classification"),
-    Key("model.width", _POSITIVE_INT, "`resnet18`: channels of `layer1`", 64, "classification"),
+    Key("model.width", _POSITIVE_INT,
+        "`resnet18`: channels of `layer1`; the transformer: its embedding width", 64),
+    Key("model.vocab", _POSITIVE_INT, "the transformer's vocabulary", 256, "language"),
+    Key("model.depth", _POSITIVE_INT, "the transformer's blocks", 2, "language"),
+    Key("model.heads", "an int > 0 dividing `model.width` into heads of an even size",
+        "the transformer's attention heads", 4, "language"),
+    Key("model.seq_len", _POSITIVE_INT, "the transformer's longest sequence", 64, "language"),
+    Key("model.mlp_ratio", _POSITIVE_INT, "the transformer's MLP width over `model.width`", 4,
+        "language"),
+    Key("model.dtype", "`float32`, `bfloat16`", "the transformer's compute dtype (parameters "
+        "stay float32)", "float32", "language"),
+    Key("model.remat", "`none`, `block`", "rematerialise each transformer block in the "
+        "backward pass", "none", "language"),
     Key("model.emb_dim", _POSITIVE_INT, "the U-Net's time and class embedding width", 128,
         "diffusion"),
     *_recipe("train", "the original model and `retrain`"),

@@ -12,7 +12,7 @@ import numpy as np
 from lur_jax import data
 
 TFDS_DATASETS = ("cifar10", "cifar100", "svhn_cropped", "mnist", "fashion_mnist")
-DATASETS = ("digits", "fashion_mnist", *(f"tfds:{n}" for n in TFDS_DATASETS))
+DATASETS = ("digits", "fashion_mnist", "markov", *(f"tfds:{n}" for n in TFDS_DATASETS))
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"  # Debian's dataset-fashion-mnist
 _IDX_DTYPES = {0x08: np.uint8}
 
@@ -128,12 +128,49 @@ def load_tfds(name: str, seed: int, data_dir: str | None = None, *,
                     num_classes=num_classes, test=test)
 
 
+def load_markov(seed: int, *, vocab: int = 64, seq_len: int = 32, sources: int = 8,
+                size: int = 2400, val_fraction: float = 0.1) -> data.Splits:
+  """Token sequences from ``sources`` random Markov chains: data for a language model.
+
+  Each source has its own sparse transition table (4 likely successors per token, drawn
+  once from a fixed generator, so the data set is the same for every ``seed``); a sequence's
+  label is its source, so class-wise forgetting removes one source's sequences. 1/6 of each
+  source is the test set and ``val_fraction`` of the rest the validation hold-out.
+
+  Args:
+    seed: chooses the validation hold-out.
+    vocab: the number of tokens.
+    seq_len: tokens per sequence.
+    sources: the number of chains (classes).
+    size: sequences in all.
+    val_fraction: the fraction of each source's training sequences held out.
+
+  Returns:
+    :class:`~lur_jax.Splits` of int32 tokens ``[N, seq_len]``, ``sources`` classes.
+  """
+  rng = np.random.default_rng(20260101)
+  table = np.full((sources, vocab, vocab), 1e-3)
+  for s in range(sources):
+    for t in range(vocab):
+      table[s, t, rng.choice(vocab, 4, replace=False)] += rng.dirichlet(np.ones(4))
+  cumulative = np.cumsum(table / table.sum(-1, keepdims=True), -1)
+  labels = np.arange(size) % sources
+  tokens = np.empty((size, seq_len), np.int32)
+  tokens[:, 0] = rng.integers(0, vocab, size)
+  for t in range(1, seq_len):
+    rows = cumulative[labels, tokens[:, t - 1]]
+    tokens[:, t] = np.minimum((rows < rng.random((size, 1))).sum(-1), vocab - 1)
+  return data.split(data.Dataset(tokens, labels.astype(np.int32)), seed, test_fraction=1 / 6,
+                    val_fraction=val_fraction, num_classes=sources)
+
+
 def load_dataset(name: str, seed: int, directory: str = "") -> data.Splits:
   """Loads a built-in data set by name (``data.name`` in a config).
 
   Args:
     name: one of ``DATASETS``: ``"digits"`` (embedded), ``"fashion_mnist"``
-      (Debian's IDX files) or ``"tfds:NAME"`` (a prepared TFDS data set).
+      (Debian's IDX files), ``"markov"`` (generated token sequences) or ``"tfds:NAME"``
+      (a prepared TFDS data set).
     seed: chooses the test split (digits) and the validation hold-out.
     directory: where the files are (Fashion-MNIST's folder, TFDS's data dir);
       empty for the default.
@@ -148,6 +185,8 @@ def load_dataset(name: str, seed: int, directory: str = "") -> data.Splits:
     splits = data.load_digits(seed)
   elif name == "fashion_mnist":
     splits = load_fashion_mnist(seed, directory or FASHION_MNIST_DIR)
+  elif name == "markov":
+    splits = load_markov(seed)
   elif name.startswith("tfds:"):
     splits = load_tfds(name[len("tfds:"):], seed, directory or None)
   else:

@@ -83,7 +83,6 @@ def step_bytes(exp, name: str) -> dict:
   p = runner.plan(exp, name, exp.forget.retain, exp.forget.forget)
   data_parallel = sharding.is_data_parallel(exp.mesh)
   key = jax.random.key(0)
-  params = jax.eval_shape(exp.model.init, key)
   model_state = jax.eval_shape(exp.model.init_state, key)
   tx = p.optimizer()
   state = jax.eval_shape(lambda: train.init_state(
@@ -95,7 +94,7 @@ def step_bytes(exp, name: str) -> dict:
     shardings, batch_axes = jax.tree.map(lambda _: replicated, state), parallel.AXIS
   else:
     shardings = steppers.state_shardings(state, exp.mesh,
-                                         sharding.param_shardings(params, exp.mesh))
+                                         sharding.model_shardings(exp.model, exp.mesh))
     stepper = steppers.Sharded(step_fn, exp.mesh, shardings)
     batch_axes = ("data", "fsdp")
   x, y = exp.splits.train.x, exp.splits.train.y

@@ -147,7 +147,7 @@ def run_method(exp, name: str, variables, retain_idx, forget_idx, *, seed: int, 
   step_fn = p.method.make_step(p.context(exp, model_state, data_parallel), p.settings, tx)
   state = train.init_state(params, tx, jax.random.key(seed), model_state)
   shardings = None if data_parallel else steppers.state_shardings(
-      state, exp.mesh, sharding.param_shardings(params, exp.mesh))
+      state, exp.mesh, sharding.model_shardings(exp.model, exp.mesh))
   options = config_lib.checkpoint_options(cfg)
   checkpoints = None
   if checkpoint_dir is not None:

@@ -135,6 +135,22 @@ def param_shardings(abstract_params, mesh: Mesh, rules=RULES, min_size: int = 2 
                       is_leaf=lambda x: isinstance(x, nn.LogicallyPartitioned))
 
 
+def model_shardings(model, mesh: Mesh, min_size: int = 2 ** 14):
+  """:func:`param_shardings` of a :class:`~lur_jax.Model`'s parameters: by their logical
+  names when the model has a ``partitioned`` init, else by the default FSDP rule.
+
+  Args:
+    model: a :class:`~lur_jax.Model`.
+    mesh: from :func:`make_mesh`.
+    min_size: as in :func:`fsdp_spec`.
+
+  Returns:
+    A tree of ``NamedSharding`` like the model's (unboxed) parameters.
+  """
+  init = getattr(model, "partitioned", None) or model.init
+  return param_shardings(jax.eval_shape(init, jax.random.key(0)), mesh, min_size=min_size)
+
+
 def constrain(x: jax.Array, names: tuple[str | None, ...], rules=RULES) -> jax.Array:
   """``x`` constrained to the mesh axes its logical ``names`` map to.
 
@@ -145,10 +161,12 @@ def constrain(x: jax.Array, names: tuple[str | None, ...], rules=RULES) -> jax.A
 
   Returns:
     ``x``, with a sharding constraint when the call runs under ``jax.set_mesh`` of a mesh
-    with the axes of :data:`AXES`; unchanged otherwise (one device, no mesh).
+    with the axes of :data:`AXES`; unchanged otherwise (one device, no mesh, or inside
+    ``shard_map``, where the batch is already split).
   """
   mesh = jax.sharding.get_abstract_mesh()
-  if mesh.empty or set(mesh.axis_names) != set(AXES):
+  if mesh.empty or set(mesh.axis_names) != set(AXES) or any(
+      t == jax.sharding.AxisType.Manual for t in mesh.axis_types):  # inside shard_map
     return x
   return jax.lax.with_sharding_constraint(x, P(*nn.logical_to_mesh_axes(names, rules)))
 

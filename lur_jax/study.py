@@ -100,7 +100,7 @@ def prepare(config: ml_collections.ConfigDict) -> Experiment:
                                   classes=f.classes, indices=f.indices)
   built = task.build(config, splits)
   abstract_params = jax.eval_shape(built.model.init, jax.random.key(0))
-  _check_sharding(config, abstract_params, mesh)
+  _check_sharding(config, built.model, mesh)
   for name in names:
     check = methods.METHODS[name].check
     if check is not None:
@@ -109,11 +109,11 @@ def prepare(config: ml_collections.ConfigDict) -> Experiment:
                     built.objectives, task)
 
 
-def _check_sharding(config, abstract_params, mesh) -> None:
+def _check_sharding(config, model, mesh) -> None:
   """ValueError for parameters that cannot be sharded over ``mesh`` as asked."""
   if sharding.is_data_parallel(mesh):
     return
-  shardings = sharding.param_shardings(abstract_params, mesh)
+  shardings = sharding.model_shardings(model, mesh)
   if mesh.shape["tensor"] > 1 and not sharding.uses_tensor_axis(shardings):
     raise ValueError(f"mesh.tensor={mesh.shape['tensor']}: model {config.model.name!r} names "
                      "no tensor-parallel axes; allowed: mesh.tensor=1, or a model whose "

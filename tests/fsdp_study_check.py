@@ -1,12 +1,13 @@
 """The digits smoke study with sharded parameters against one device; run by test_sharding.py.
 
     XLA_FLAGS=--xla_force_host_platform_device_count=8 python tests/fsdp_study_check.py OUT \
-        [MESH ...] [--set key=value ...]
+        [MESH ...] [--config NAME] [--set key=value ...]
 
-MESH is ``data,fsdp,tensor`` (default ``1,8,1``). Runs the study once on 1 device and once per
-mesh on 8, every method of the smoke config, and prints one JSON line per (mesh, method): the
+MESH is ``data,fsdp,tensor`` (default ``1,8,1``); NAME a config of ``configs/`` (default
+``digits_smoke``). Runs the study once on 1 device and once per mesh on 8, every method of
+the config, and prints one JSON line per (mesh, method): the
 largest relative difference of any parameter to the 1-device run and the largest difference of
-UA, RA, TA and MIA (percentage points).
+UA, RA, TA and MIA (percentage points) or of the NLLs.
 """
 
 import json
@@ -21,11 +22,15 @@ sys.path.insert(0, ROOT)
 import lur_jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 from lur_jax import cache, checkpoint, config as config_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-SMOKE = os.path.join(ROOT, "configs", "digits_smoke.py")
 
 
-def _run(out, sets):
-  cfg = config_lib.apply_overrides(config_lib.load(SMOKE), sets)
+# The metrics compared: classification's (percent) and the language task's NLLs.
+KEYS = ("UA", "RA", "TA", "MIA", "forget_nll", "retain_nll", "test_nll")
+
+
+def _run(out, sets, name):
+  cfg = config_lib.apply_overrides(config_lib.load(os.path.join(ROOT, "configs", f"{name}.py")),
+                                   sets)
   results = lur_jax.run(cfg, out, progress=False, log=lambda msg: None)
   params = {name: checkpoint.restore_model(cache.ModelCache(out).model_dir(name), None)[0]
             for name in results["methods"]}
@@ -34,19 +39,23 @@ def _run(out, sets):
 
 def main(argv):
   out, rest = argv[0], argv[1:]
+  options = ("--set", "--config")
   sets = [rest[i + 1] for i, a in enumerate(rest) if a == "--set"]
-  meshes = [a for i, a in enumerate(rest) if a != "--set" and (i == 0 or rest[i - 1] != "--set")]
-  one, one_params = _run(os.path.join(out, "one"), [*sets, "devices=1"])
+  name = next((rest[i + 1] for i, a in enumerate(rest) if a == "--config"), "digits_smoke")
+  meshes = [a for i, a in enumerate(rest)
+            if a not in options and (i == 0 or rest[i - 1] not in options)]
+  one, one_params = _run(os.path.join(out, "one"), [*sets, "devices=1"], name)
   for spec in meshes or ["1,8,1"]:
     data, fsdp, tensor = (int(v) for v in spec.split(","))
     got, got_params = _run(os.path.join(out, spec.replace(",", "-")), [
-        *sets, "devices=8", f"mesh.data={data}", f"mesh.fsdp={fsdp}", f"mesh.tensor={tensor}"])
-    for name, row in one["methods"].items():
+        *sets, "devices=8", f"mesh.data={data}", f"mesh.fsdp={fsdp}", f"mesh.tensor={tensor}"],
+        name)
+    for method, row in one["methods"].items():
       worst = max(float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-12)) for a, b in zip(
-          jax.tree.leaves(got_params[name]), jax.tree.leaves(one_params[name])))
-      metrics = max((abs(got["methods"][name][k] - row[k]) for k in ("UA", "RA", "TA", "MIA")
-                     if k in row), default=0.0)
-      print(json.dumps({"mesh": spec, "method": name, "relative": worst, "metrics": metrics,
+          jax.tree.leaves(got_params[method]), jax.tree.leaves(one_params[method])))
+      metrics = max((abs(got["methods"][method][k] - row[k]) for k in KEYS if k in row),
+                    default=0.0)
+      print(json.dumps({"mesh": spec, "method": method, "relative": worst, "metrics": metrics,
                         "mesh_recorded": got.get("mesh")}), flush=True)
 
 

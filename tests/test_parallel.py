@@ -87,7 +87,7 @@ def test_bad_device_counts(tmp_path, devices, message):
      "mesh.tensor=1"),
     (["mesh.data=1", "mesh.fsdp=8", "train.batch_size=60"],
      "train.batch_size=60 does not divide by mesh.data × mesh.fsdp=8; allowed: a multiple of 8"),
-    (["mesh.data=3"], "mesh: 8 devices do not divide over 3"),
+    (["mesh.data=3", "mesh.fsdp=-1"], "mesh: 8 devices do not divide over 3"),
 ])
 def test_bad_meshes(tmp_path, sets, message):
   proc = _run(tmp_path / "out", *sets)
@@ -123,8 +123,8 @@ def test_plan_prints_each_step_and_whether_it_fits():
 @pytest.mark.parametrize("args, message", [
     (["--memory", "lots"], "--memory 'lots'; allowed: a size > 0 like 16GiB"),
     (["--memory", "0GiB"], "--memory '0GiB'; allowed"),
-    (["--memory", "1GiB", "--set", "mesh.fsdp=3"],
-     "mesh: data × fsdp × tensor = 3; allowed: the device count, 8"),
+    (["--memory", "1GiB", "--set", "mesh.tensor=3"],
+     "mesh: data × fsdp × tensor = 24; allowed: the device count, 8"),
 ])
 def test_plan_refuses_bad_input(args, message):
   proc = _plan(*args)

@@ -174,6 +174,9 @@ class Model(NamedTuple):
       moments that refresh the running statistics.
     features: ``(params, state, x) -> [B, D]``, the input of the ``fc`` head
       in evaluation mode (``None`` where unknown).
+    partitioned: ``rng -> params`` boxed with logical axis names
+      (``nn.LogicallyPartitioned``), for sharding by :data:`lur_jax.sharding.RULES`;
+      ``None``: the default FSDP rule.
   """
 
   init: Callable[[jax.Array], dict]
@@ -182,6 +185,7 @@ class Model(NamedTuple):
   eval_apply: Callable[[dict, dict, jax.Array], jax.Array]
   batch_moments: Callable[[dict, jax.Array], dict]
   features: Callable[[dict, dict, jax.Array], jax.Array] | None = None
+  partitioned: Callable[[jax.Array], dict] | None = None
 
 
 def build_model(name: str, num_classes: int, input_shape: Sequence[int], *,

@@ -1,0 +1,120 @@
+"""Language modelling: the transformer on token sequences, next-token losses, and each
+model's negative log-likelihood on the forget, retain and test sets against retraining.
+
+The methods are the classification methods on next-token prediction: ``ga`` ascends the
+forget sequences' next-token loss, ``rl`` trains them towards random wrong tokens, SalUn and
+Scissorhands score parameters by the per-sequence loss. Any token data will do: the generated
+``markov`` set, or your own :class:`~lur_jax.Splits` of int32 tokens ``[N, T]`` (a
+sequence's label is what class-wise forgetting removes).
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lur_jax import checks, losses, methods, models, results
+from lur_jax.models import transformer
+from lur_jax.tasks import base
+
+FIELDS = ("vocab", "width", "depth", "heads", "seq_len", "mlp_ratio", "dtype", "remat")
+COLUMNS = (("Forget NLL", "forget_nll"), ("Retain NLL", "retain_nll"), ("Test NLL", "test_nll"))
+
+
+def model_config(config) -> transformer.TransformerConfig:
+  """The transformer of ``config.model`` (its fields, defaults for the rest)."""
+  return transformer.TransformerConfig(**{k: v for k, v in config.model.items() if k in FIELDS})
+
+
+def check(config, method_names, devices) -> None:
+  """The checks only a language study needs (see ``configs/lm_smoke.py``)."""
+  del method_names, devices
+  checks.one_of("model.name", config.model.name, ("transformer",))
+  unknown = sorted(set(config.model) - {"name", *FIELDS})
+  if unknown:
+    raise ValueError(f"model.{unknown[0]}: unknown for the transformer; allowed: "
+                     f"{', '.join(FIELDS)}")
+  model_config(config).check()
+
+
+def _shifted(apply_fn):
+  """Logits of positions 0 .. T − 2, each predicting the next token."""
+  return lambda params, x: apply_fn(params, x)[:, :-1]
+
+
+def _on_next_tokens(loss):
+  """A classification loss on ``{"x", "y"}`` -> the same on the next tokens."""
+  return lambda params, batch: loss(params, {**batch, "y": batch["x"][:, 1:]})
+
+
+def objectives(vocab: int) -> methods.Objectives:
+  """The methods' losses on next-token prediction (``rl`` draws from the vocabulary)."""
+  return methods.Objectives(
+      retain=lambda apply_fn, num_classes, axis_name: _on_next_tokens(
+          losses.ce_objective(_shifted(apply_fn), axis_name)),
+      forget=lambda name, apply_fn, num_classes, axis_name: _on_next_tokens(
+          losses.forget_objective(name, _shifted(apply_fn), vocab, axis_name)),
+      per_example=lambda apply_fn: lambda params, batch: losses.cross_entropy(
+          _shifted(apply_fn)(params, batch["x"]), batch["x"][:, 1:]).mean(-1))
+
+
+def build_model(config: transformer.TransformerConfig) -> models.Model:
+  """The transformer as a :class:`~lur_jax.Model` (no model state; logical names kept)."""
+  module = transformer.Transformer(config)
+  partitioned = lambda rng: module.init(rng, jnp.zeros((1, config.seq_len), jnp.int32))["params"]
+  apply = lambda params, x: module.apply({"params": params}, x)
+  return models.Model(init=lambda rng: nn.unbox(partitioned(rng)), apply=apply,
+                      init_state=lambda rng: {}, eval_apply=lambda params, state, x: apply(
+                          params, x), batch_moments=lambda params, x: {},
+                      partitioned=partitioned)
+
+
+def build(config, splits) -> base.Built:
+  """The transformer on ``splits``' token sequences."""
+  c = model_config(config)
+  x = splits.train.x
+  if not np.issubdtype(x.dtype, np.integer) or x.ndim != 2:
+    raise ValueError(f"data: {x.dtype} inputs of shape {x.shape[1:]}; allowed for a language "
+                     "model: int token sequences [N, T]")
+  if x.shape[1] > c.seq_len or int(x.max()) >= c.vocab or int(x.min()) < 0:
+    raise ValueError(f"data: sequences of {x.shape[1]} tokens in 0..{int(x.max())}; allowed: "
+                     f"at most model.seq_len={c.seq_len} tokens below model.vocab={c.vocab}")
+  model = build_model(c)
+  return base.Built(model, model, objectives(c.vocab))
+
+
+def measurer(exp, cache, log, progress):
+  """Each model's mean next-token NLL on D_f, D_r and the test set."""
+  del cache, log, progress
+  nll = jax.jit(lambda params, x: losses.cross_entropy(
+      _shifted(exp.model.apply)(params, x), x[:, 1:]).mean(-1))
+  train, fs = exp.splits.train, exp.forget
+
+  def mean_nll(params, x, chunk=256):
+    return float(np.mean(np.concatenate([np.asarray(nll(params, x[i:i + chunk]))
+                                         for i in range(0, len(x), chunk)])))
+
+  def measure(variables, name):
+    del name
+    params = variables["params"]
+    row = {"forget_nll": mean_nll(params, train.x[fs.forget]),
+           "retain_nll": mean_nll(params, train.x[fs.retain]),
+           "test_nll": mean_nll(params, fs.test.x)}
+    if not all(np.isfinite(v) for v in row.values()):
+      raise FloatingPointError("non-finite NLL")
+    return row
+  return measure, {}
+
+
+def compare(row: dict, reference: dict | None) -> dict:
+  """``nll_gap``: the mean absolute difference of the three NLLs to the retrain's."""
+  keys = [key for _, key in COLUMNS]
+  ok = reference is not None and all(k in row and k in reference for k in keys)
+  return {"nll_gap": float(np.mean([abs(row[k] - reference[k]) for k in keys])) if ok else None}
+
+
+TASK = base.Task(check=check, build=build, measurer=measurer, compare=compare,
+                 columns=(*(results.Column(title, key) for title, key in COLUMNS),
+                          results.Column("NLL Gap", "nll_gap")))
