@@ -10,9 +10,8 @@ Every method of the core registry runs on next-token prediction and is measured 
 negative log-likelihood on the forget, retain and test sequences against retraining.
 """
 
-import ml_collections
-
 import digits
+import ml_collections
 
 
 def get_config() -> ml_collections.ConfigDict:

@@ -22,8 +22,6 @@ sys.path.insert(0, ROOT)
 import lur_jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 from lur_jax import cache, checkpoint, config as config_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-
-
 # The metrics compared: classification's (percent) and the language task's NLLs.
 KEYS = ("UA", "RA", "TA", "MIA", "forget_nll", "retain_nll", "test_nll")
 
