@@ -102,6 +102,8 @@ KEYS: tuple[Key, ...] = (
         "stay float32)", "float32", "language"),
     Key("model.remat", "`none`, `block`", "rematerialise each transformer block in the "
         "backward pass", "none", "language"),
+    Key("model.scan_unroll", _POSITIVE_INT, "transformer blocks per iteration of the layer "
+        "scan", 1, "language"),
     Key("model.emb_dim", _POSITIVE_INT, "the U-Net's time and class embedding width", 128,
         "diffusion"),
     *_recipe("train", "the original model and `retrain`"),

@@ -39,6 +39,8 @@ class TransformerConfig:
     mlp_ratio: the MLP's hidden width over ``width``.
     dtype: the compute dtype, ``"float32"`` or ``"bfloat16"`` (parameters stay float32).
     remat: ``"none"``, or ``"block"`` to rematerialise each block in the backward pass.
+    scan_unroll: blocks per iteration of the layer scan (``depth``: fully unrolled, which
+      XLA's cost analysis needs to count every block's FLOPs).
   """
 
   vocab: int = 256
@@ -49,10 +51,11 @@ class TransformerConfig:
   mlp_ratio: int = 4
   dtype: str = "float32"
   remat: str = "none"
+  scan_unroll: int = 1
 
   def check(self) -> None:
     """Raises ValueError naming the first bad field."""
-    for name in ("vocab", "width", "depth", "heads", "seq_len", "mlp_ratio"):
+    for name in ("vocab", "width", "depth", "heads", "seq_len", "mlp_ratio", "scan_unroll"):
       value = getattr(self, name)
       if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"model.{name}={value!r}; allowed: an int >= 1")
@@ -139,6 +142,7 @@ class Transformer(nn.Module):
     x = _constrain(embed(tokens).astype(jnp.dtype(c.dtype)))
     block = nn.remat(Block, prevent_cse=False) if c.remat == "block" else Block
     x, _ = nn.scan(block, variable_axes={"params": 0}, split_rngs={"params": True},
+                   unroll=c.scan_unroll,
                    length=c.depth, metadata_params={nn.PARTITION_NAME: "layers"})(
                        c, name="blocks")(x, None)
     x = _layer_norm(jnp.dtype(c.dtype), "ln_final")(x)

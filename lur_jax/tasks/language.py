@@ -19,7 +19,8 @@ from lur_jax import checks, losses, methods, models, results
 from lur_jax.models import transformer
 from lur_jax.tasks import base
 
-FIELDS = ("vocab", "width", "depth", "heads", "seq_len", "mlp_ratio", "dtype", "remat")
+FIELDS = ("vocab", "width", "depth", "heads", "seq_len", "mlp_ratio", "dtype", "remat",
+          "scan_unroll")
 COLUMNS = (("Forget NLL", "forget_nll"), ("Retain NLL", "retain_nll"), ("Test NLL", "test_nll"))
 
 
