@@ -6,6 +6,7 @@ A block preceded by ``<!-- not run: REASON -->`` is skipped; the reason stays in
 The tutorial is a notebook, executed by the docs build (``sphinx-build -W``)."""
 
 import glob
+import importlib
 import inspect
 import os
 import re
@@ -84,10 +85,10 @@ def documented_objects() -> list:
   paths += re.findall(r"^\.\. autodata:: ([\w.]+)$", text, re.MULTILINE)
   objects = []
   for path in paths:
-    module, *attrs = path.split(".")
-    obj = __import__(module)
-    for attr in attrs:
-      obj = getattr(obj, attr)
+    parts = path.split(".")
+    obj = importlib.import_module(parts[0])
+    for i, attr in enumerate(parts[1:], 1):  # a submodule the package does not import
+      obj = getattr(obj, attr, None) or importlib.import_module(".".join(parts[:i + 1]))
     objects.append(obj)
   return objects
 
