@@ -37,9 +37,14 @@ def _variables(state: train.TrainState) -> dict:
 
 def initial_variables(exp) -> dict:
   """The init shared by the original model and retrain (they differ only in data):
-  ``{"params": ..., "model_state": ...}``."""
+  ``{"params": ..., "model_state": ...}``. On a sharded mesh the parameters are
+  created already sharded (a jitted init with ``out_shardings``): no device ever
+  holds them whole."""
   key = jax.random.fold_in(jax.random.key(exp.config.seed), 0)
-  return {"params": exp.model.init(key), "model_state": exp.model.init_state(key)}
+  init = exp.model.init
+  if not sharding.is_data_parallel(exp.mesh):
+    init = jax.jit(init, out_shardings=sharding.model_shardings(exp.model, exp.mesh))
+  return {"params": init(key), "model_state": exp.model.init_state(key)}
 
 
 def _state_update(model: models.Model, model_state):

@@ -145,45 +145,15 @@ def _free_port():
 TWO = "methods=retrain,rl,shs,lur"
 
 
-def test_two_processes_match_one(tmp_path):
-  single = _run(tmp_path / "one", "devices=1", TWO)
+def _two_processes(tmp_path, devices_each, sets, single_sets=()):
+  """The smoke study on one device and in two processes (``devices_each`` simulated devices
+  each) with ``sets``; ``(one, two)`` results, two's metrics checked within 0.5 of one's."""
+  single = _run(tmp_path / "one", "devices=1", TWO, *single_sets)
   assert single.returncode == 0, single.stderr[-3000:]
   port = _free_port()
-  env = {k: v for k, v in ENV.items() if k != "XLA_FLAGS"}  # one CPU device per process
-  procs = [subprocess.Popen(
-      [sys.executable, "-m", "lur_jax", "run", os.path.join("configs", "digits_smoke.py"),
-       "--out", str(tmp_path / "two"), "--no-progress",
-       "--set", f"distributed.coordinator=127.0.0.1:{port}",
-       "--set", "distributed.num_processes=2", "--set", f"distributed.process_id={i}",
-       "--set", "checkpoint.every=5", "--set", TWO],
-      cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-      for i in range(2)]
-  outputs = [p.communicate(timeout=900) for p in procs]
-  for p, (_, err) in zip(procs, outputs):
-    assert p.returncode == 0, err[-3000:]
-  with open(tmp_path / "one" / "results.json") as f:
-    one = json.load(f)
-  with open(tmp_path / "two" / "results.json") as f:
-    two = json.load(f)
-  assert two["devices"] == {"count": 2, "kind": "cpu", "processes": 2}
-  for name, row in one["methods"].items():
-    for k in ("UA", "RA", "TA", "MIA"):
-      if k in row:
-        assert abs(two["methods"][name][k] - row[k]) <= 0.5, (name, k)
-
-
-SHORT = ["data.train_limit=256", "train.epochs=1"]  # round-off only: see test_sharding.SHORT
-
-
-@pytest.mark.slow  # two processes of 4 simulated devices each, and a 1-device reference
-def test_two_processes_of_four_devices_with_fsdp8_match_one_device(tmp_path):
-  """Parameters sharded across processes: each host holds its shards, Orbax writes them."""
-  single = _run(tmp_path / "one", "devices=1", TWO, *SHORT)
-  assert single.returncode == 0, single.stderr[-3000:]
-  port = _free_port()
-  env = {**ENV, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
-  sets = [f"distributed.coordinator=127.0.0.1:{port}", "distributed.num_processes=2",
-          "mesh.data=1", "mesh.fsdp=8", "checkpoint.every=3", TWO, *SHORT]
+  env = {**ENV, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices_each}"}
+  sets = [f"distributed.coordinator=127.0.0.1:{port}", "distributed.num_processes=2", TWO,
+          *sets]
   procs = [subprocess.Popen(
       [sys.executable, "-m", "lur_jax", "run", os.path.join("configs", "digits_smoke.py"),
        "--out", str(tmp_path / "two"), "--no-progress",
@@ -197,9 +167,25 @@ def test_two_processes_of_four_devices_with_fsdp8_match_one_device(tmp_path):
     one = json.load(f)
   with open(tmp_path / "two" / "results.json") as f:
     two = json.load(f)
-  assert two["devices"] == {"count": 8, "kind": "cpu", "processes": 2}
-  assert two["mesh"] == {"data": 1, "fsdp": 8, "tensor": 1}
   for name, row in one["methods"].items():
     for k in ("UA", "RA", "TA", "MIA"):
       if k in row:
         assert abs(two["methods"][name][k] - row[k]) <= 0.5, (name, k)
+  return one, two
+
+
+def test_two_processes_match_one(tmp_path):
+  _, two = _two_processes(tmp_path, 1, ["checkpoint.every=5"])
+  assert two["devices"] == {"count": 2, "kind": "cpu", "processes": 2}
+
+
+SHORT = ["data.train_limit=256", "train.epochs=1"]  # round-off only: see test_sharding.SHORT
+
+
+@pytest.mark.slow  # two processes of 4 simulated devices each, and a 1-device reference
+def test_two_processes_of_four_devices_with_fsdp8_match_one_device(tmp_path):
+  """Parameters sharded across processes: each host holds its shards, Orbax writes them."""
+  _, two = _two_processes(tmp_path, 4, ["mesh.data=1", "mesh.fsdp=8", "checkpoint.every=3",
+                                        *SHORT], SHORT)
+  assert two["devices"] == {"count": 8, "kind": "cpu", "processes": 2}
+  assert two["mesh"] == {"data": 1, "fsdp": 8, "tensor": 1}
