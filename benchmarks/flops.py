@@ -29,8 +29,8 @@ sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 import flax.linen as nn  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-
 import memory  # noqa: E402
+
 from lur_jax import checkpoint, results  # noqa: E402
 from lur_jax.models import transformer  # noqa: E402
 
