@@ -155,6 +155,10 @@ def _run_steps(stepper, compiled, states, data_arrays, orders, batches, progress
   """
   history, seconds, pending = progress.history, progress.seconds, []
   diverged = np.full(stepper.members, -1)
+  if history:  # resumed: members that diverged before the checkpoint stay diverged
+    steps_run = len(next(iter(history.values())))
+    diverged = _first_bad([{k: np.asarray(v[t]) for k, v in history.items()}
+                           for t in range(steps_run)])
   start = time.perf_counter()
   for t in range(progress.position, total):
     i = t % steps

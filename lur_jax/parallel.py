@@ -70,7 +70,8 @@ def put(tree, sharding):
   Works across processes: each process fills only its own devices' parts.
 
   Args:
-    tree: numpy or JAX arrays (a device array is moved, not copied through the host).
+    tree: numpy or JAX arrays (a device array is copied device to device, not through
+      the host, and never aliased).
     sharding: one ``Sharding`` for every leaf, or a tree of them like ``tree``.
 
   Returns:
@@ -80,8 +81,8 @@ def put(tree, sharding):
     if is_key(a):
       return jax.random.wrap_key_data(one(jax.random.key_data(a), s),
                                       impl=jax.random.key_impl(a))
-    if isinstance(a, jax.Array):
-      return a if a.sharding == s else jax.device_put(a, s)
+    if isinstance(a, jax.Array):  # a copy: the caller's array survives a donating step
+      return jax.device_put(a, s, may_alias=False)
     a = np.asarray(a)
     return jax.make_array_from_callback(a.shape, s, lambda index: a[index])
   if isinstance(sharding, jax.sharding.Sharding):

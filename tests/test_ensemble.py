@@ -82,3 +82,32 @@ def test_eight_devices_give_the_same_members_as_one():
   assert {r["method"] for r in rows} == {"lur", "salun"}
   for row in rows:
     assert row["devices"] == 8 and row["relative"] <= 1e-6, row
+
+
+def test_a_member_that_diverged_before_a_checkpoint_stays_diverged_after_resume(tmp_path):
+  """Member 0's metrics turn NaN at step 2; the checkpoint at step 6 is resumed from."""
+  from lur_jax import checkpoint, train  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+
+  def step(state, retain_batch, forget_batch):
+    bad = (state.step >= 2) & (state.params["w"] == 0)
+    return state._replace(step=state.step + 1), {"loss": jnp.where(bad, jnp.nan, 1.0)}
+
+  states = ensemble.stack([train.TrainState({"w": np.float32(w)}, (), np.int32(0),
+                                            jax.random.key_data(jax.random.key(0)), {})
+                           for w in (0.0, 1.0)])
+  states = states._replace(rng=jax.random.wrap_key_data(states.rng))
+  members = ensemble.Members(np.array([1, 2]), np.tile(np.arange(8), (2, 1)),
+                             np.zeros((2, 0), np.int64))
+  x, y = np.zeros((8, 2), np.float32), np.zeros(8, np.int32)
+  mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("data",))
+  results = []
+  for _ in range(2):  # the second run resumes from the first's last checkpoint (step 6)
+    saver = checkpoint.RunCheckpoints(str(tmp_path / "ckpt"), 1)
+    results.append(ensemble.fit(step, states, x, y, members, mesh=mesh, epochs=8, batch_size=8,
+                                forget_batch_size=0, iterate="retain", progress=False,
+                                checkpoints=saver, every=3, log=lambda msg: None))
+    saver.close()
+  assert results[0].diverged_at.tolist() == [2, -1]
+  assert results[1].diverged_at.tolist() == [2, -1]
+  assert results[1].history["loss"].shape == (8, 2)
