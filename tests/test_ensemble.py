@@ -86,8 +86,9 @@ def test_eight_devices_give_the_same_members_as_one():
 
 def test_a_member_that_diverged_before_a_checkpoint_stays_diverged_after_resume(tmp_path):
   """Member 0's metrics turn NaN at step 2; the checkpoint at step 6 is resumed from."""
-  from lur_jax import checkpoint, train  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+
+  from lur_jax import checkpoint, train  # pylint: disable=g-import-not-at-top
 
   def step(state, retain_batch, forget_batch):
     bad = (state.step >= 2) & (state.params["w"] == 0)
