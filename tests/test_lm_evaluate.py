@@ -1,0 +1,33 @@
+"""Teacher-forced answer NLLs and greedy decoding on models whose answers are known."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lur_jax.lm import evaluate
+
+VOCAB, EOS = 6, 1
+
+
+def successor_model(params, tokens):
+  """Predicts token + 1 (mod VOCAB) with logit ``params``; the rest at 0."""
+  return params * jnp.eye(VOCAB)[(tokens + 1) % VOCAB]
+
+
+def test_answer_nll_is_the_mean_over_answer_tokens():
+  tokens = np.array([[2, 3, 4, 5, 0], [2, 4, 1, 0, 0]], np.int32)
+  labels = np.array([[0, 0, 1, 1, 0], [0, 1, 1, 0, 0]], bool)
+  nll = evaluate.answer_nll(successor_model, 5.0, tokens, labels, chunk=1)
+  right = -np.log(np.exp(5) / (np.exp(5) + VOCAB - 1))  # the successor was the label
+  wrong = -np.log(1 / (np.exp(5) + VOCAB - 1))
+  np.testing.assert_allclose(nll, [right, (wrong + wrong) / 2], rtol=1e-5)
+
+
+def test_greedy_decoding_follows_the_argmax_and_stops_at_eos():
+  prompts = np.zeros((2, 10), np.int32)
+  prompts[0, :2] = [2, 3]  # continues 4, 5, 0, 1 (EOS), then pads
+  prompts[1, :1] = [4]  # continues 5, 0, 1 (EOS)
+  out = evaluate.greedy(successor_model, 5.0, prompts, [2, 1], max_new=6, eos=EOS, pad=9)
+  np.testing.assert_array_equal(out, [[4, 5, 0, 1, 9, 9], [5, 0, 1, 9, 9, 9]])
+  with pytest.raises(ValueError, match="allowed: prompt \\+ max_new <= the buffer"):
+    evaluate.greedy(successor_model, 5.0, prompts, [2, 1], max_new=9, eos=EOS)
