@@ -248,8 +248,8 @@ def run(stepper: steppers.Stepper, state, x, y, orders: list[DataOrder], *, step
   data.check_finite(x)
   total = epochs * steps
   states = stepper.place(state)
-  restored, position, history, seconds = _resume(checkpoints, stepper.joined(states), desc,
-                                                 total, log)
+  like = stepper.joined(states) if checkpoints is not None else None  # the shape to restore
+  restored, position, history, seconds = _resume(checkpoints, like, desc, total, log)
   if restored is not None:
     states = stepper.place(restored)
   for order in orders:

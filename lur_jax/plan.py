@@ -22,7 +22,6 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from lur_jax import (
   config as config_lib,
   lur,
-  parallel,
   runner,
   sharding,
   steppers,
@@ -91,17 +90,16 @@ def step_bytes(exp, name: str) -> dict:
   replicated = NamedSharding(exp.mesh, P())
   if data_parallel:
     stepper = steppers.Replicated(step_fn, exp.mesh)
-    shardings, batch_axes = jax.tree.map(lambda _: replicated, state), parallel.AXIS
+    shardings = jax.tree.map(lambda _: replicated, state)
   else:
     shardings = steppers.state_shardings(state, exp.mesh,
                                          sharding.model_shardings(exp.model, exp.mesh))
     stepper = steppers.Sharded(step_fn, exp.mesh, shardings)
-    batch_axes = ("data", "fsdp")
   x, y = exp.splits.train.x, exp.splits.train.y
   data_arrays = (jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
                  jax.ShapeDtypeStruct(y.shape, y.dtype, sharding=replicated))
   steps = p.total_steps // p.settings.epochs
-  by_batch = NamedSharding(exp.mesh, P(None, batch_axes))
+  by_batch = NamedSharding(exp.mesh, P(None, stepper.batch_axes))
   batches = (jax.ShapeDtypeStruct((steps, p.settings.batch_size), jnp.int32, sharding=by_batch),
              jax.ShapeDtypeStruct((steps, p.forget_batch_size), jnp.int32, sharding=by_batch))
   return sharding.memory_bytes(stepper.compile(_abstract(state, shardings), data_arrays,

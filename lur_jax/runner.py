@@ -87,8 +87,7 @@ class Plan(NamedTuple):
     ctx = methods.Context(exp.model.apply, exp.splits.num_classes, exp.model.init,
                           objectives=exp.objectives)
     model = exp.step_model if data_parallel else exp.model
-    return ctx._replace(apply_fn=model.apply if data_parallel else ctx.apply_fn,
-                        axis_name=parallel.AXIS if data_parallel else None,
+    return ctx._replace(apply_fn=model.apply, axis_name=parallel.AXIS if data_parallel else None,
                         state_update=_state_update(model, model_state))
 
 

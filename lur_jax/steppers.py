@@ -69,9 +69,11 @@ class Stepper:
 
   Attributes:
     members: how many models one state holds (1 for one model).
+    batch_axes: the mesh axes one model's batches split over.
   """
 
   members: int = 1
+  batch_axes: str | tuple[str, ...] = parallel.AXIS
 
   def place(self, state) -> list:
     """The state on the devices, as a list of groups run one after another."""
@@ -87,7 +89,8 @@ class Stepper:
 
   def place_batches(self, epochs: list) -> list:
     """One epoch's ``(retain, forget)`` index arrays per member -> per group."""
-    raise NotImplementedError
+    (r, f), = epochs
+    return [parallel.put((r, f), NamedSharding(self.mesh, P(None, self.batch_axes)))]
 
   def compile(self, state, data_arrays, batches):
     """The compiled ``(state, x, y, r, f, i) -> (state, metrics)``."""
@@ -118,10 +121,6 @@ class Replicated(Stepper):
 
   def place(self, state) -> list:
     return [parallel.put(state, NamedSharding(self.mesh, P()))]
-
-  def place_batches(self, epochs: list) -> list:
-    (r, f), = epochs
-    return [parallel.put((r, f), NamedSharding(self.mesh, P(None, parallel.AXIS)))]
 
   def compile(self, state, data_arrays, batches):
     return jax.jit(self.step, donate_argnums=0).lower(state, *data_arrays, *batches,
@@ -172,15 +171,13 @@ class Sharded(Stepper):
     augment: as in :class:`Replicated`.
   """
 
+  batch_axes = ("data", "fsdp")
+
   def __init__(self, step_fn, mesh: Mesh, shardings, augment: bool = False):
     self.step, self.mesh, self.shardings = indexed(step_fn, augment), mesh, shardings
 
   def place(self, state) -> list:
     return [parallel.put(state, self.shardings)]
-
-  def place_batches(self, epochs: list) -> list:
-    (r, f), = epochs
-    return [parallel.put((r, f), NamedSharding(self.mesh, P(None, ("data", "fsdp"))))]
 
   def compile(self, state, data_arrays, batches):
     with jax.set_mesh(self.mesh):

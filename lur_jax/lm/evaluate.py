@@ -7,6 +7,7 @@ transformer of :mod:`lur_jax.models.transformer`).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import jax
@@ -29,14 +30,31 @@ def answer_nll(apply_fn: Callable, params, tokens, labels, chunk: int = 256) -> 
   Returns:
     ``[N]`` float64: the ``avg_loss`` open-unlearning's probability and truth ratio read.
   """
-  @jax.jit
-  def mean_nll(params, tokens, labels):
-    total, count = losses.sequence_nll(apply_fn(params, tokens), tokens, labels)
-    return total / jnp.maximum(count, 1)
-
   tokens, labels = np.asarray(tokens), np.asarray(labels)
-  return np.concatenate([np.asarray(mean_nll(params, tokens[i:i + chunk], labels[i:i + chunk]),
-                                    np.float64) for i in range(0, len(tokens), chunk)])
+  return np.concatenate([np.asarray(_mean_nll(apply_fn, params, tokens[i:i + chunk],
+                                              labels[i:i + chunk]), np.float64)
+                         for i in range(0, len(tokens), chunk)])
+
+
+# Module-level and keyed by the model: one compilation per model and shape, not per call.
+@functools.partial(jax.jit, static_argnums=0)
+def _mean_nll(apply_fn, params, tokens, labels):
+  total, count = losses.sequence_nll(apply_fn(params, tokens), tokens, labels)
+  return total / jnp.maximum(count, 1)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 4, 5, 6))
+def _greedy(apply_fn, params, buffer, lengths, max_new, eos, pad):
+  rows = jnp.arange(buffer.shape[0])
+
+  def step(i, carry):
+    buffer, done = carry
+    position = lengths + i
+    logits = apply_fn(params, buffer)[rows, position - 1]
+    token = jnp.where(done, pad, jnp.argmax(logits, -1).astype(buffer.dtype))
+    return buffer.at[rows, position].set(token), done | (token == eos)
+  buffer, _ = lax.fori_loop(0, max_new, step, (buffer, jnp.zeros(len(rows), bool)))
+  return jax.vmap(lambda b, n: lax.dynamic_slice(b, (n,), (max_new,)))(buffer, lengths)
 
 
 def greedy(apply_fn: Callable, params, prompts, prompt_lengths, max_new: int, eos: int,
@@ -63,17 +81,5 @@ def greedy(apply_fn: Callable, params, prompts, prompt_lengths, max_new: int, eo
   if int(lengths.max()) + max_new > prompts.shape[1]:
     raise ValueError(f"prompts of up to {int(lengths.max())} tokens and max_new={max_new} in a "
                      f"buffer of {prompts.shape[1]}; allowed: prompt + max_new <= the buffer")
-  rows = jnp.arange(prompts.shape[0])
-
-  @jax.jit
-  def run(params, buffer, lengths):
-    def step(i, carry):
-      buffer, done = carry
-      position = lengths + i
-      logits = apply_fn(params, buffer)[rows, position - 1]
-      token = jnp.where(done, pad, jnp.argmax(logits, -1).astype(buffer.dtype))
-      return buffer.at[rows, position].set(token), done | (token == eos)
-    buffer, _ = lax.fori_loop(0, max_new, step, (buffer, jnp.zeros(len(rows), bool)))
-    return jax.vmap(lambda b, n: lax.dynamic_slice(b, (n,), (max_new,)))(buffer, lengths)
-
-  return np.asarray(run(params, prompts, lengths))
+  return np.asarray(_greedy(apply_fn, params, prompts, lengths, int(max_new), int(eos),
+                            int(pad)))
