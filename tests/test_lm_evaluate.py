@@ -31,3 +31,32 @@ def test_greedy_decoding_follows_the_argmax_and_stops_at_eos():
   np.testing.assert_array_equal(out, [[4, 5, 0, 1, 9, 9], [5, 0, 1, 9, 9, 9]])
   with pytest.raises(ValueError, match="allowed: prompt \\+ max_new <= the buffer"):
     evaluate.greedy(successor_model, 5.0, prompts, [2, 1], max_new=9, eos=EOS)
+
+
+def test_token_stats_and_teacher_forcing_skip_the_prompt_and_eos():
+  tokens = np.array([[2, 3, 4, 5, 1, 0]], np.int32)  # prompt 2; answer 3 4 5; EOS
+  labels = np.array([[0, 1, 1, 1, 1, 0]], bool)
+  (logprobs, mu, var), = evaluate.token_stats(successor_model, 5.0, tokens, labels)
+  right = np.log(np.exp(5) / (np.exp(5) + VOCAB - 1))
+  np.testing.assert_allclose(logprobs, [right] * 3, rtol=1e-5)  # EOS's own (wrong) not scored
+  p = np.exp([right] + [right - 5] * (VOCAB - 1))
+  np.testing.assert_allclose(mu, [(p * np.log(p)).sum()] * 3, rtol=1e-5)
+  np.testing.assert_allclose(var, [(p * np.log(p) ** 2).sum() - (p * np.log(p)).sum() ** 2] * 3,
+                             rtol=1e-4)
+  (predicted, answer), = evaluate.teacher_forced(successor_model, 5.0, tokens, labels)
+  np.testing.assert_array_equal(predicted, [3, 4, 5])
+  np.testing.assert_array_equal(answer, [3, 4, 5])
+
+
+def test_grad_norms_are_per_example_and_zero_at_a_minimum():
+  params = {"w": jnp.ones((VOCAB, VOCAB))}
+  model = lambda p, x: p["w"][x]
+  tokens = np.array([[2, 3, 4, 1], [2, 3, 4, 1]], np.int32)
+  labels = np.array([[0, 1, 1, 1]] * 2, bool)
+  norms = evaluate.grad_norms(model, params, tokens, labels, chunk=1)
+  # uniform logits: d(mean NLL)/dw at rows 2, 3: (softmax − onehot)/2 each
+  row = np.full(VOCAB, 1 / VOCAB)
+  row[3] -= 1
+  np.testing.assert_allclose(norms, [np.sqrt(2) * np.linalg.norm(row) / 2] * 2, rtol=1e-5)
+  peaked = {"w": 50 * jnp.eye(VOCAB)[(jnp.arange(VOCAB) + 1) % VOCAB]}
+  assert evaluate.grad_norms(model, peaked, tokens, labels).max() < 1e-12

@@ -83,3 +83,24 @@ def test_model_utility_is_a_harmonic_mean_and_zero_with_any_zero():
 def test_extraction_strength(predictions, expected):
   assert metrics.extraction_strength(predictions, [1, 2, 3, 4]) == pytest.approx(expected)
   assert metrics.extraction_strength([], []) == 0.0
+
+
+def test_membership_scores_auc_and_privleak():
+  assert metrics.min_k([-1.0, -5.0, -2.0, -0.5, -3.0], k=0.4) == pytest.approx(4.0)  # 2 lowest
+  assert metrics.min_k([-1.0, -5.0], k=0.4) == pytest.approx(5.0)  # at least one token
+  assert metrics.min_k([]) == 0.0
+  assert metrics.min_k_plus_plus([-1.0, -3.0], [-1.0, -1.0], [4.0, 0.0], k=0.5) == pytest.approx(
+      2 / np.sqrt(1e-6))  # σ² clamped at 1e-6
+  assert metrics.zlib_score(2.0, "ab") == pytest.approx(2.0 / len(__import__("zlib").compress(b"ab")))
+  assert metrics.auc([0.1, 0.2], [0.8, 0.9]) == 1.0  # members' losses lower: AUC 1
+  assert metrics.auc([0.8, 0.9], [0.1, 0.2]) == 0.0
+  assert metrics.privleak(0.5) == pytest.approx(0.0)
+  assert metrics.privleak(0.9, 0.6) == pytest.approx((0.1 - 0.4) / 0.4 * 100)
+
+
+def test_rouge_l_recall_stems_and_counts_the_reference():
+  recall = metrics.rouge_l_recall(["The cats were running home", "cat home the", "nothing"],
+                                  ["the cat runs home"] * 2 + ["a b"])
+  # stemmed, cats -> cat and running, runs -> run: the whole reference in order; then the
+  # longest common subsequence "cat home", 2 of the reference's 4 words
+  np.testing.assert_allclose(recall, [1.0, 0.5, 0.0])

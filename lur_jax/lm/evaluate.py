@@ -83,3 +83,104 @@ def greedy(apply_fn: Callable, params, prompts, prompt_lengths, max_new: int, eo
                      f"buffer of {prompts.shape[1]}; allowed: prompt + max_new <= the buffer")
   return np.asarray(_greedy(apply_fn, params, prompts, lengths, int(max_new), int(eos),
                             int(pad)))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _token_stats(apply_fn, params, tokens):
+  logp = jax.nn.log_softmax(apply_fn(params, tokens)[:, :-1].astype(jnp.float32))
+  target = jnp.take_along_axis(logp, tokens[:, 1:, None], -1)[..., 0]
+  p = jnp.exp(logp)
+  mu = (p * logp).sum(-1)
+  return target, mu, (p * logp**2).sum(-1) - mu**2
+
+
+def scored_positions(labels) -> list[np.ndarray]:
+  """Per example, the positions t whose next token the membership attacks score: the answer's
+  tokens without EOS (open-unlearning's ``tokenwise_logprobs`` drops the last labelled one).
+
+  Args:
+    labels: ``[N, T]`` bool loss masks.
+
+  Returns:
+    ``N`` index arrays into ``[T − 1]``.
+  """
+  return [np.flatnonzero(row[1:])[:-1] for row in np.asarray(labels)]
+
+
+def token_stats(apply_fn: Callable, params, tokens, labels,
+                chunk: int = 256) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+  """Per example, over the answer tokens without EOS: each token's log-probability, and the
+  mean μ and variance σ² of log p under the model's next-token distribution (Min-K%++).
+
+  Args:
+    apply_fn, params: the model.
+    tokens, labels: ``[N, T]``.
+    chunk: examples per call.
+
+  Returns:
+    ``N`` tuples ``(logprobs, mu, var)`` of ``[n_i]`` float64 arrays.
+  """
+  tokens = np.asarray(tokens)
+  stats = [np.concatenate(parts).astype(np.float64) for parts in zip(*(
+      [np.asarray(a) for a in _token_stats(apply_fn, params, tokens[i:i + chunk])]
+      for i in range(0, len(tokens), chunk)))]
+  return [tuple(s[i, where] for s in stats) for i, where in enumerate(scored_positions(labels))]
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _grad_norms(apply_fn, params, tokens, weights):
+  def loss(p, x, w):
+    logp = jax.nn.log_softmax(apply_fn(p, x[None])[0, :-1].astype(jnp.float32))
+    target = jnp.take_along_axis(logp, x[1:, None], -1)[:, 0]
+    return -(target * w).sum() / jnp.maximum(w.sum(), 1)
+
+  def norms(x, w):
+    leaves = jax.tree.leaves(jax.grad(loss)(params, x, w))
+    return jnp.mean(jnp.stack([jnp.linalg.norm(g.ravel()) for g in leaves]))
+  return jax.vmap(norms)(tokens, weights)
+
+
+def grad_norms(apply_fn: Callable, params, tokens, labels, chunk: int = 32) -> np.ndarray:
+  """GradNorm's score: per example, the mean over parameter tensors of the L2 norm of the
+  gradient of its mean answer NLL (EOS excluded), one example at a time (vmapped).
+
+  Args:
+    apply_fn, params: the model.
+    tokens, labels: ``[N, T]``.
+    chunk: examples per call (each holds a gradient the size of the model).
+
+  Returns:
+    ``[N]`` float64.
+  """
+  tokens = np.asarray(tokens)
+  weights = np.zeros((len(tokens), tokens.shape[1] - 1), np.float32)
+  for i, where in enumerate(scored_positions(labels)):
+    weights[i, where] = 1
+  return np.concatenate([np.asarray(_grad_norms(apply_fn, params, tokens[i:i + chunk],
+                                                weights[i:i + chunk]), np.float64)
+                         for i in range(0, len(tokens), chunk)])
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _argmax(apply_fn, params, tokens):
+  return jnp.argmax(apply_fn(params, tokens)[:, :-1], -1)
+
+
+def teacher_forced(apply_fn: Callable, params, tokens, labels,
+                   chunk: int = 256) -> list[tuple[np.ndarray, np.ndarray]]:
+  """Per example, the teacher-forced argmax predictions and the true tokens over the answer
+  without EOS (what extraction strength compares).
+
+  Args:
+    apply_fn, params: the model.
+    tokens, labels: ``[N, T]``.
+    chunk: examples per call.
+
+  Returns:
+    ``N`` pairs ``(predictions [n_i], answer tokens [n_i])``.
+  """
+  tokens = np.asarray(tokens)
+  predicted = np.concatenate([np.asarray(_argmax(apply_fn, params, tokens[i:i + chunk]))
+                              for i in range(0, len(tokens), chunk)])
+  return [(predicted[i, where], tokens[i, 1:][where])
+          for i, where in enumerate(scored_positions(labels))]

@@ -128,3 +128,96 @@ def extraction_strength(predictions, labels) -> float:
       k = start
       break
   return 1 - k / n
+
+
+def rouge_l_recall(generations, answers) -> np.ndarray:
+  """Per example, the ROUGE-L recall of a generation against its answer (``rouge-score``,
+  Porter stemmer, as open-unlearning's ``eval_text_similarity``).
+
+  Args:
+    generations: the decoded generations.
+    answers: the reference answers.
+
+  Returns:
+    ``[N]`` recalls in [0, 1].
+  """
+  from rouge_score import rouge_scorer  # imported here: only the TOFU metrics need it
+
+  scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+  return np.array([scorer.score(answer, generation)["rougeL"].recall
+                   for generation, answer in zip(generations, answers, strict=True)])
+
+
+# The membership attacks. Every score is signed like a loss (higher: less likely a member),
+# and AUC counts the forget set as label 0, the holdout as 1: AUC 1 when the forget set is much
+# more likely than the holdout, 0.5 when the attack cannot tell them apart.
+
+def min_k(logprobs, k: float = 0.4) -> float:
+  """Min-K% Prob: the negated mean of the lowest max(1, ⌊k·n⌋) token log-probabilities.
+
+  Args:
+    logprobs: ``[n]`` the answer tokens' log-probabilities (EOS excluded).
+    k: the fraction kept.
+
+  Returns:
+    The score (0 for an empty answer).
+  """
+  logprobs = np.asarray(logprobs, np.float64)
+  if logprobs.size == 0:
+    return 0.0
+  return float(-np.sort(logprobs)[:max(1, int(len(logprobs) * k))].mean())
+
+
+def min_k_plus_plus(logprobs, mu, var, k: float = 0.4) -> float:
+  """Min-K%++: Min-K% of (log p − μ)/σ, μ and σ² the mean and variance of log p under the
+  model's own next-token distribution (σ² clamped at 1e-6).
+
+  Args:
+    logprobs, mu, var: ``[n]`` per answer token (EOS excluded).
+    k: the fraction kept.
+
+  Returns:
+    The score (0 for an empty answer).
+  """
+  mu, var = np.asarray(mu, np.float64), np.asarray(var, np.float64)
+  return min_k((np.asarray(logprobs, np.float64) - mu) / np.sqrt(np.maximum(var, 1e-6)), k)
+
+
+def zlib_score(avg_nll: float, text: str) -> float:
+  """ZLib: the mean answer NLL over the zlib-compressed length of the answer's text."""
+  import zlib
+
+  return float(avg_nll / len(zlib.compress(text.encode("utf-8"))))
+
+
+def auc(member_scores, nonmember_scores) -> float:
+  """The attack's ROC AUC, the members (forget set) labelled 0 and the non-members
+  (holdout) 1, as open-unlearning's ``mia_auc``.
+
+  Args:
+    member_scores, nonmember_scores: loss-like scores of each set.
+
+  Returns:
+    The AUC (1: members clearly more likely; 0.5: indistinguishable).
+  """
+  from sklearn.metrics import roc_auc_score
+
+  scores = np.concatenate([np.asarray(member_scores, np.float64),
+                           np.asarray(nonmember_scores, np.float64)])
+  labels = np.r_[np.zeros(len(member_scores)), np.ones(len(nonmember_scores))]
+  return float(roc_auc_score(labels, scores))
+
+
+def privleak(auc_model: float, auc_retain: float = 0.5) -> float:
+  """privleak, in percent: (s − r)/r × 100 with s = 1 − AUC(Min-K%) of the unlearned model and
+  r the same of the retain model (0.5 without one); near 0 is good.
+
+  Args:
+    auc_model: the unlearned model's Min-K% AUC.
+    auc_retain: the retain model's.
+
+  Returns:
+    The relative difference in percent (with open-unlearning's 1e-10 guard).
+  """
+  score, ref = 1 - auc_model, 1 - auc_retain
+  return float((score - ref) / (ref + EPS) * 100)
