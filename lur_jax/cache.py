@@ -53,24 +53,33 @@ class Cached(NamedTuple):
 
 
 class ModelCache:
-  """``models/`` and ``checkpoints/`` of one output folder."""
+  """``models/`` and ``checkpoints/`` of one output folder.
 
-  def __init__(self, out_dir: str, log=None):
+  A study of several variants (TOFU's forget splits) gives each a ``scope``: its
+  models go to ``models/<scope>/<name>``, while those every variant shares (the
+  original, a pretrained start) are loaded and saved with ``shared=True`` in
+  ``models/<name>``.
+  """
+
+  def __init__(self, out_dir: str, log=None, scope: str = ""):
     self.out_dir = out_dir
+    self.scope = scope
     self._log = log or (lambda msg: None)
 
-  def model_dir(self, name: str) -> str:
+  def model_dir(self, name: str, shared: bool = False) -> str:
+    if self.scope and not shared:
+      return os.path.join(self.out_dir, "models", self.scope, name)
     return os.path.join(self.out_dir, "models", name)
 
   def checkpoint_dir(self, name: str, key: str) -> str:
     return os.path.join(self.out_dir, "checkpoints", f"{name}-{key}")
 
-  def load(self, name: str, key: str, abstract=None) -> Cached | None:
+  def load(self, name: str, key: str, abstract=None, shared: bool = False) -> Cached | None:
     """The model ``name`` with fingerprint ``key``, or ``None``.
 
     Without ``abstract`` (the shapes to restore into) only the meta is read.
     """
-    for directory, legacy in ((self.model_dir(name), False),
+    for directory, legacy in ((self.model_dir(name, shared), False),
                               (self.model_dir(f"{name}-{key}"), True)):
       meta = checkpoint.restore_meta(directory)
       if meta is None or (not legacy and meta.get("fingerprint") != key):
@@ -81,6 +90,6 @@ class ModelCache:
       return Cached(variables, meta, directory)
     return None
 
-  def save(self, name: str, key: str, variables, meta: dict) -> None:
+  def save(self, name: str, key: str, variables, meta: dict, shared: bool = False) -> None:
     """Stores ``variables`` as ``models/<name>`` with ``meta`` and the fingerprint."""
-    save_replacing(self.model_dir(name), variables, {**meta, "fingerprint": key})
+    save_replacing(self.model_dir(name, shared), variables, {**meta, "fingerprint": key})

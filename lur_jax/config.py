@@ -137,15 +137,19 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides) -> ml_collecti
 
 
 # A method whose settings lay over another method's section.
-INHERITS = {"lur_snip": ("lur", "lur_snip")}
+INHERITS = {"lur_snip": ("lur", "lur_snip"), "lur_npo": ("lur", "lur_npo"),
+            "lur_simnpo": ("lur", "lur_simnpo")}
 
 
 def method_settings(config: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
-  """A method's settings: ``unlearn`` (or ``train`` for retrain) with the
-  method's own section laid over it, ``None`` meaning "inherit"."""
+  """A method's settings: ``unlearn`` (or ``train`` for retrain), the sections it
+  inherits, its registry defaults (``Method.defaults``), then its own section, ``None``
+  meaning "inherit"."""
   base = config.train if name == "retrain" else config.unlearn
   settings = ml_collections.ConfigDict(base.to_dict())
   for section in INHERITS.get(name, (name,)):
+    if section == name:
+      settings.update(methods.METHODS[name].defaults or {})
     for key, value in config.get(section, {}).items():
       if value is not None:
         settings[key] = value
@@ -191,6 +195,8 @@ def validate(config: ml_collections.ConfigDict) -> list[str]:
     checks.positive(settings.epochs, f"{section}.epochs", int)
     checks.positive(settings.lr, f"{section}.lr")
     checks.one_of(f"{section}.optimizer", settings.get("optimizer", "sgd"), train.OPTIMIZERS)
+    checks.one_of(f"{section}.iterate", settings.get("iterate", "retain"), ("retain", "forget"))
+    checks.one_of(f"{section}.schedule", settings.get("schedule", "constant"), train.SCHEDULES)
     parallel.check_divisible(f"{section}.batch_size", settings.batch_size, devices, over)
     if name != "retrain":
       parallel.check_divisible(f"{section}.forget_batch_size", settings.forget_batch_size,

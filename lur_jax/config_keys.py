@@ -22,7 +22,7 @@ class Key(NamedTuple):
     meaning: what it does.
     default: the value used when a config leaves the key out (``None``: every
       config must hold it; its default is read from the shipped configs).
-    task: ``"all"``, ``"classification"``, ``"diffusion"`` or ``"language"``.
+    task: ``"all"``, ``"classification"``, ``"diffusion"``, ``"language"`` or ``"tofu"``.
   """
 
   name: str
@@ -47,13 +47,15 @@ def _recipe(section: str, whose: str) -> list[Key]:
           Key(f"{section}.momentum", "a number >= 0", "SGD momentum"),
           Key(f"{section}.weight_decay", "a number >= 0", "weight decay (coupled for SGD)"),
           Key(f"{section}.optimizer", _names(train.OPTIMIZERS), "SGD with momentum, or AdamW",
-              "sgd")]
+              "sgd"),
+          Key(f"{section}.schedule", _names(train.SCHEDULES), "the learning rate: constant, or "
+              "a 5% linear warm-up then a cosine decay to 0", "constant")]
 _LAYERS = "`all`, or comma-separated layer names (`layer3` selects `layer3_0`, `layer3_1`, ...)"
 _FRACTION = "a number in (0, 1)"
 
 KEYS: tuple[Key, ...] = (
-    Key("task", "`classification`, `diffusion`, `language`", "the task plug-in (`lur_jax.TASKS`)",
-        "classification"),
+    Key("task", "`classification`, `diffusion`, `language`, `tofu`",
+        "the task plug-in (`lur_jax.TASKS`)", "classification"),
     Key("seed", "an int >= 0", "determines the data split, forget set, inits and data orders"),
     Key("devices", "0 (all) or 1 .. the devices JAX sees", "devices to use", 0),
     Key("mesh.data", "an int >= 1, or −1 for the rest",
@@ -112,6 +114,25 @@ KEYS: tuple[Key, ...] = (
     Key("forget.classes", "comma-separated class indices", "`class`: the classes forgotten"),
     Key("forget.indices", "comma-separated indices, or a `.txt`/`.npy` file",
         "`indices`: the examples of D forgotten"),
+    Key("forget.split", "comma-separated: `forget01`, `forget05`, `forget10`",
+        "`authors`: the TOFU forget splits, each a study of its own under `out/<split>/`",
+        None, "tofu"),
+    Key("tofu.authors", _POSITIVE_INT, "fictitious authors trained on (TOFU: 200)", None,
+        "tofu"),
+    Key("tofu.questions", "1 .. 20", "questions per author (TOFU: 20)", None, "tofu"),
+    Key("tofu.paraphrases", "true or false", "train on each question's paraphrased answer "
+        "too (a second sequence per pair)", None, "tofu"),
+    Key("tofu.perturbed", _POSITIVE_INT, "wrong answers per question (TOFU: 5)", None, "tofu"),
+    Key("tofu.data_seed", "an int >= 0", "the generator's seed (the data, apart from `seed`)",
+        None, "tofu"),
+    Key("tofu.pretrain_epochs", _POSITIVE_INT, "epochs on the general-knowledge set before "
+        "the authors", None, "tofu"),
+    Key("tofu.npo_beta", _POSITIVE, "NPO's β (every method with the `npo` objective)", None,
+        "tofu"),
+    Key("tofu.simnpo_beta", _POSITIVE, "SimNPO's β", None, "tofu"),
+    Key("tofu.simnpo_delta", "a number", "SimNPO's δ", None, "tofu"),
+    Key("tofu.eval_retain", _POSITIVE_INT, "retain pairs scored for model utility", None,
+        "tofu"),
     Key("eval.split", "`test`, `val`", "where TA and MIA are measured (`val` for tuning)"),
     Key("eval.forget_samples", _POSITIVE_INT, "images generated for the forgotten classes",
         None, "diffusion"),
@@ -126,8 +147,13 @@ KEYS: tuple[Key, ...] = (
           "key; `train` for `retrain`)", "from `unlearn`")
       for k in _recipe("unlearn", "") + [Key("unlearn.forget_batch_size", _POSITIVE_INT, "")]),
     Key("graddiff.forget_weight", _POSITIVE, "λ in CE_r − λ·CE_f"),
-    Key("graddiff.forget_objective", _names(losses.FORGET_OBJECTIVES),
+    Key("graddiff.forget_objective", _names(losses.FORGET_OBJECTIVES) + "; on TOFU `ga`, "
+        "`npo`, `simnpo`",
         "the forget term: −CE (`ga`) or CE to random wrong labels (`rl`)", "ga"),
+    Key("<method>.retain_loss", "`nll`; on TOFU also `kl`", "GradDiff's, NPO's and "
+        "SimNPO's retain term: the NLL, or KL to the model before unlearning", "nll"),
+    Key("<method>.iterate", "`retain`, `forget`", "the set an epoch walks (the other cycles "
+        "alongside)", "the method's own"),
     Key("l1_sparse.alpha", _POSITIVE, "α of α_t‖θ‖₁, decaying linearly to 0",
         None, "classification"),
     Key("salun.gamma", _FRACTION, "the fraction of weights updated (top by saliency)"),
@@ -137,7 +163,8 @@ KEYS: tuple[Key, ...] = (
     Key("shs.layers", _LAYERS, "the layers trimmed", None, "classification"),
     Key("shs.forget_weight", _POSITIVE, "λ of the repair's CE_r − λ·CE_f", None,
         "classification"),
-    Key("lur.forget_objective", _names(losses.FORGET_OBJECTIVES), "the unlearning loss L_u"),
+    Key("lur.forget_objective", _names(losses.FORGET_OBJECTIVES) + "; on TOFU `ga`, `npo`, "
+        "`simnpo`", "the unlearning loss L_u"),
     Key("lur.lookahead", _names(lur.LOOKAHEADS), "which loss the virtual steps descend"),
     Key("lur.inner_lr", _POSITIVE, "α, the virtual steps' learning rate"),
     Key("lur.inner_steps", _POSITIVE_INT, "K, the number of virtual steps"),
@@ -149,6 +176,9 @@ KEYS: tuple[Key, ...] = (
     Key("lur.diagnostics", "true or false", "record the gradient cosine at θ every step"),
     Key("lur_snip.<lur key>", "as the `lur` key", "`lur_snip` runs LUR with the `lur` section "
         "laid under its own", "from `lur`", "classification"),
+    Key("lur_npo.<lur key>", "as the `lur` key", "`lur_npo` and `lur_simnpo`: LUR with the "
+        "`npo` or `simnpo` objective, the `lur` section laid under their own", "from `lur`",
+        "tofu"),
     Key("lur_snip.sparsity", _FRACTION, "the trim's kept fraction", None, "classification"),
     Key("lur_snip.layers", _LAYERS, "the layers trimmed", None, "classification"),
     Key("diffusion.steps", "an int in [2, 100000)", "T, the forward process's steps", None,
@@ -204,6 +234,8 @@ def find(name: str) -> Key | None:
     return exact["settings_for.<kind>.<section>.<key>"]
   if head == "lur_snip" and f"lur.{leaf}" in exact:
     return exact["lur_snip.<lur key>"]
+  if head in ("lur_npo", "lur_simnpo") and f"lur.{leaf}" in exact:
+    return exact["lur_npo.<lur key>"]
   if head in methods.METHODS:
     return exact.get(f"<method>.{leaf}")
   return None

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-FORGET_KINDS = ("random", "class", "indices")
+FORGET_KINDS = ("random", "class", "indices", "authors")  # authors: task="tofu" only
 
 
 class Dataset(NamedTuple):
@@ -222,6 +222,9 @@ def make_forget_split(splits: Splits, kind: str, *, seed: int, fraction: float =
     if len(idx) == n:
       raise ValueError(f"forget.indices forgets all {n} training examples")
     forget = np.sort(np.asarray(idx))
+  elif kind == "authors":
+    raise ValueError("forget.kind='authors' forgets TOFU authors; allowed only with "
+                     "task='tofu' (configs/tofu.py)")
   else:
     raise ValueError(f"forget.kind={kind!r}; allowed: {', '.join(FORGET_KINDS)}")
   retain = np.setdiff1d(np.arange(n), forget)

@@ -275,7 +275,8 @@ def unlearn(exp, name: str, variables, members: Members, *, hparams=None, wrap=N
     states = states._replace(opt_state=(states.opt_state, {**extra, "hparams": hparams}))
   return fit(step, states, exp.splits.train.x, exp.splits.train.y, members, mesh=exp.mesh,
              epochs=settings.epochs, batch_size=settings.batch_size,
-             forget_batch_size=p.forget_batch_size, iterate=method.iterate, desc=desc or name, progress=progress,
+             forget_batch_size=p.forget_batch_size, iterate=p.iterate, desc=desc or name,
+             progress=progress,
              augment=exp.config.data.get("augment", False), chunk=chunk,
              checkpoints=checkpoints, every=every, log=log)
 

@@ -26,11 +26,19 @@ class Objectives(NamedTuple):
       scalar``, the unlearning objective ``name`` ("ga" or "rl"), minimised.
     per_example: ``(apply_fn) -> (params, batch) -> [B]``, the loss whose
       gradient on D_f SalUn and Scissorhands score.
+    forget_names: the names ``forget`` accepts.
+    needs_reference: ``forget`` and ``retain_kl`` take ``reference=``, the frozen
+      parameters the run starts from (NPO's reference model).
+    retain_kl: optional ``(apply_fn, axis_name, reference) -> (params, batch) ->
+      scalar``, KL(reference ‖ model) on a retain batch (``retain_loss="kl"``).
   """
 
   retain: Callable
   forget: Callable
   per_example: Callable
+  forget_names: tuple[str, ...] = losses.FORGET_OBJECTIVES
+  needs_reference: bool = False
+  retain_kl: Callable | None = None
 
 
 #: The classification losses: cross-entropy on D_r; ``ga`` or ``rl`` on D_f.
@@ -50,6 +58,8 @@ class Context(NamedTuple):
     state_update: refreshes BatchNorm running statistics from a retain batch.
     axis_name: the data axis when the step runs under ``shard_map``.
     objectives: the task's losses (:data:`CLASSIFICATION` by default).
+    reference: the parameters the run starts from, frozen, when the objectives
+      need them (``Objectives.needs_reference``).
   """
 
   apply_fn: Callable
@@ -58,13 +68,19 @@ class Context(NamedTuple):
   state_update: Callable | None = None
   axis_name: str | None = None
   objectives: Objectives = CLASSIFICATION
+  reference: Any = None
 
-  def ce(self) -> Callable:
-    """The retain objective (cross-entropy when classifying)."""
+  def ce(self, name: str = "nll") -> Callable:
+    """The retain objective: the task's (cross-entropy when classifying), or with
+    ``name="kl"`` the KL divergence from the reference."""
+    if name == "kl":
+      return self.objectives.retain_kl(self.apply_fn, self.axis_name, self.reference)
     return self.objectives.retain(self.apply_fn, self.num_classes, self.axis_name)
 
   def forget(self, name: str) -> Callable:
-    return self.objectives.forget(name, self.apply_fn, self.num_classes, self.axis_name)
+    extra = {"reference": self.reference} if self.objectives.needs_reference else {}
+    return self.objectives.forget(name, self.apply_fn, self.num_classes, self.axis_name,
+                                  **extra)
 
 
 class Method(NamedTuple):
@@ -83,6 +99,8 @@ class Method(NamedTuple):
       run before any work.
     wrap_tx: optional ``(settings, tx, total_steps) -> tx`` adding to the
       configured SGD (``total_steps``: the run's length, for schedules).
+    defaults: settings laid under the method's own config section (NPO's
+      forget objective and weight).
   """
 
   make_step: Callable[[Context, Any, optax.GradientTransformation], train.Step]
@@ -91,6 +109,7 @@ class Method(NamedTuple):
   prepare: Callable | None = None
   check: Callable | None = None
   wrap_tx: Callable | None = None
+  defaults: dict | None = None
 
 
 def _diagnosed(ctx: Context, objective, tx, forget="ga"):
@@ -118,8 +137,9 @@ def _random_labels(ctx, settings, tx):
 
 
 def _graddiff(ctx, settings, tx):
-  """CE_r + λ·L_u: LUR without the lookahead (α = 0), ``ga`` (−CE_f) by default."""
-  ce = ctx.ce()
+  """CE_r + λ·L_u: LUR without the lookahead (α = 0), ``ga`` (−CE_f) by default; NPO and
+  SimNPO are this with their forget objectives."""
+  ce = ctx.ce(settings.get("retain_loss", "nll"))
   objective = settings.get("forget_objective", "ga")
   unlearn = ctx.forget(objective)
   weight = settings.forget_weight
@@ -145,13 +165,18 @@ def _check_lur(settings, params):
     lur.check_settings(settings.lookahead, settings.mode, settings.inner_steps)
   except ValueError as e:
     raise ValueError(f"lur.{e}") from None
-  checks.one_of("lur.forget_objective", settings.forget_objective, losses.FORGET_OBJECTIVES)
 
 
-def _check_graddiff(settings, params):
-  del params
-  checks.one_of("graddiff.forget_objective", settings.get("forget_objective", "ga"),
-                losses.FORGET_OBJECTIVES)
+def check_objectives(settings, objectives: Objectives) -> None:
+  """ValueError when a method's ``forget_objective`` or ``retain_loss`` is not one the
+  task's objectives provide."""
+  name = settings.name
+  if "forget_objective" in settings:
+    checks.one_of(f"{name}.forget_objective", settings.forget_objective,
+                  objectives.forget_names)
+  retain = settings.get("retain_loss", "nll")
+  checks.one_of(f"{name}.retain_loss", retain,
+                ("nll", "kl") if objectives.retain_kl is not None else ("nll",))
 
 
 def _check_lur_snip(settings, params):
@@ -227,8 +252,15 @@ METHODS: dict[str, Method] = {
     "ft": Method(_finetune),
     "ga": Method(_gradient_ascent, iterate="forget"),
     "rl": Method(_random_labels),
-    "graddiff": Method(_graddiff, check=_check_graddiff),
+    "graddiff": Method(_graddiff),
+    # NPO (β in the task's objectives) and SimNPO: GradDiff with their forget losses and
+    # open-unlearning's TOFU weights γ (α = 1); language tasks only (Objectives.forget_names).
+    "npo": Method(_graddiff, defaults={"forget_objective": "npo", "forget_weight": 1.0}),
+    "simnpo": Method(_graddiff, defaults={"forget_objective": "simnpo",
+                                          "forget_weight": 0.125}),
     "lur": Method(_lur, check=_check_lur),
+    "lur_npo": Method(_lur, check=_check_lur, defaults={"forget_objective": "npo"}),
+    "lur_simnpo": Method(_lur, check=_check_lur, defaults={"forget_objective": "simnpo"}),
     "l1_sparse": Method(_finetune, wrap_tx=_l1_tx, check=_check_l1),
     "salun": Method(_random_labels, prepare=_salun_mask, check=_check_salun),
     "shs": Method(_shs_repair, prepare=_trim, check=_check_trim),

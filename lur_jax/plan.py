@@ -118,6 +118,8 @@ def plan(config, memory: int, log=print) -> list[Row]:
     One :class:`Row` per method and LUR variant.
   """
   exp = study.prepare(config)
+  if isinstance(exp, study.Variants):  # every variant has the same model and batches
+    exp = exp.experiments[0][1]
   rows = []
   for label, sets in _variants(exp.method_names):
     variant = config_lib.apply_overrides(config, [f"methods={label.split()[0]}", *sets])

@@ -11,11 +11,13 @@ import jax
 
 
 class Column(NamedTuple):
-  """A column of the results table: ``row[key]`` with ``digits`` decimals."""
+  """A column of the results table: ``row[key]`` with ``digits`` decimals (in
+  scientific notation with ``scientific``: p-values)."""
 
   header: str
   key: str
   digits: int = 2
+  scientific: bool = False
 
 
 def versions() -> dict:
@@ -61,8 +63,8 @@ def add_comparisons(results: dict, compare) -> None:
                                  if reference is not None else None)
 
 
-def _cell(value, digits=2) -> str:
-  return "-" if value is None else f"{value:.{digits}f}"
+def _cell(value, digits=2, scientific=False) -> str:
+  return "-" if value is None else f"{value:.{digits}{'e' if scientific else 'f'}}"
 
 
 def markdown_table(results: dict, columns: tuple[Column, ...]) -> str:
@@ -75,6 +77,6 @@ def markdown_table(results: dict, columns: tuple[Column, ...]) -> str:
       lines.append(f"| {name} | diverged at step {row['diverged_at_step']} "
                    + "|" * len(columns) + timing)
       continue
-    lines.append(f"| {name} | " + " | ".join(_cell(row[c.key], c.digits) for c in columns)
+    lines.append(f"| {name} | " + " | ".join(_cell(row[c.key], c.digits, c.scientific) for c in columns)
                  + " |" + timing)
   return "\n".join(lines) + "\n"

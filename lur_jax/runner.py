@@ -64,6 +64,7 @@ class Plan(NamedTuple):
     settings: its resolved config section.
     forget_batch_size: the forget batches' size (0 without a forget set).
     total_steps: epochs × steps per epoch (the l1 schedule's length).
+    iterate: the set an epoch walks, ``settings.iterate`` or the method's own.
   """
 
   name: str
@@ -71,12 +72,13 @@ class Plan(NamedTuple):
   settings: object
   forget_batch_size: int
   total_steps: int
+  iterate: str = "retain"
 
   def optimizer(self, settings=None) -> optax.GradientTransformation:
     """The configured optimiser and the method's addition (``settings``: e.g. a
     member's own hyperparameters; default the plan's)."""
     settings = self.settings if settings is None else settings
-    tx = train.optimizer(settings)
+    tx = train.optimizer(settings, self.total_steps)
     wrap = self.method.wrap_tx
     return tx if wrap is None else wrap(settings, tx, self.total_steps)
 
@@ -96,9 +98,10 @@ def plan(exp, name: str, retain_idx, forget_idx) -> Plan:
   settings = config_lib.method_settings(exp.config, name)
   method = methods.METHODS[name]
   forget_bs = settings.get("forget_batch_size", settings.batch_size) if len(forget_idx) else 0
-  total = settings.epochs * loop.steps_per_epoch(method.iterate, retain_idx, forget_idx,
+  iterate = settings.get("iterate", method.iterate) if len(forget_idx) else "retain"
+  total = settings.epochs * loop.steps_per_epoch(iterate, retain_idx, forget_idx,
                                                  settings.batch_size, forget_bs)
-  return Plan(name, method, settings, forget_bs, total)
+  return Plan(name, method, settings, forget_bs, total, iterate)
 
 
 def _prepare(method: methods.Method, ctx, settings, tx, params, forget_xy, seed):
@@ -148,7 +151,9 @@ def run_method(exp, name: str, variables, retain_idx, forget_idx, *, seed: int, 
   params, tx, prepare_seconds, prepare_compile = _prepare(
       p.method, p.context(exp), p.settings, p.optimizer(), variables["params"],
       (x[forget_idx], y[forget_idx]), seed)
-  step_fn = p.method.make_step(p.context(exp, model_state, data_parallel), p.settings, tx)
+  reference = variables["params"] if exp.objectives.needs_reference else None
+  ctx = p.context(exp, model_state, data_parallel)._replace(reference=reference)
+  step_fn = p.method.make_step(ctx, p.settings, tx)
   state = train.init_state(params, tx, jax.random.key(seed), model_state)
   shardings = None if data_parallel else steppers.state_shardings(
       state, exp.mesh, sharding.model_shardings(exp.model, exp.mesh))
@@ -159,7 +164,7 @@ def run_method(exp, name: str, variables, retain_idx, forget_idx, *, seed: int, 
   try:
     result = loop.fit(step_fn, state, x, y, retain_idx, forget_idx, mesh=exp.mesh,
                       epochs=p.settings.epochs, batch_size=p.settings.batch_size,
-                      forget_batch_size=p.forget_batch_size, iterate=p.method.iterate,
+                      forget_batch_size=p.forget_batch_size, iterate=p.iterate,
                       seed=seed, desc=desc, progress=progress,
                       augment=cfg.data.get("augment", False), shardings=shardings,
                       checkpoints=checkpoints, every=options["every"] if checkpoints else 0,
@@ -199,21 +204,25 @@ def from_scratch(exp, cache: cache_lib.ModelCache, desc: str, retain_idx, log, p
   key = {**_common_key(cfg), **exp.task.cache_key(cfg),
          "retain": hashlib.sha256(np.asarray(retain_idx).tobytes()).hexdigest()}
   fingerprint = cache_lib.fingerprint(key)
-  cached = cache.load(desc, fingerprint, jax.eval_shape(lambda: initial_variables(exp)))
+  shared = len(retain_idx) == len(exp.splits.train)  # the original: one for every variant
+  cached = cache.load(desc, fingerprint, jax.eval_shape(lambda: initial_variables(exp)),
+                      shared=shared)
   if cached is not None:
     log(f"reusing the {desc} model from {cached.directory}")
     meta = cached.meta
     return cached.variables, loop.FitResult(None, meta["seconds"], meta["compile_seconds"],
                                             meta["steps"], {}, None), True
   checkpoints = cache.checkpoint_dir(desc, fingerprint)
-  result = run_method(exp, "retrain", initial_variables(exp), np.asarray(retain_idx),
+  start = (initial_variables(exp) if exp.task.initial is None else
+           exp.task.initial(exp, cache, log, progress))
+  result = run_method(exp, "retrain", start, np.asarray(retain_idx),
                       np.zeros(0, np.int64), seed=loop.derive_seed(cfg.seed, desc), desc=desc,
                       progress=progress, checkpoint_dir=checkpoints, log=log)
   variables = _variables(result.state)
   if result.diverged_at is None:
     cache.save(desc, fingerprint, variables, {
         "seconds": result.seconds, "compile_seconds": result.compile_seconds,
-        "steps": result.steps, "key": key})
+        "steps": result.steps, "key": key}, shared=shared)
     cache_lib.remove(checkpoints)
   return variables, result._replace(state=None), False
 

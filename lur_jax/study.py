@@ -76,35 +76,55 @@ def _load_splits(config) -> data.Splits:
   return splits
 
 
-def prepare(config: ml_collections.ConfigDict) -> Experiment:
+class Variants(NamedTuple):
+  """A study of several variants (TOFU's forget splits): ``[(scope, Experiment)]``, each
+  run into ``out/<scope>/`` (:attr:`lur_jax.Task.variants`)."""
+
+  experiments: list
+
+
+def prepare(config: ml_collections.ConfigDict) -> Experiment | Variants:
   """Validates ``config`` and loads what the run needs; no training happens.
 
   Args:
     config: the experiment config (:func:`lur_jax.config.load` reads a file).
 
   Returns:
-    An :class:`Experiment`.
+    An :class:`Experiment`, or :class:`Variants` when the task splits the study
+    (every variant checked before any work).
 
   Raises:
     ValueError: naming the bad value and what is allowed.
   """
+  variants = tasks.of(config).variants
+  if variants is not None:
+    return Variants([(scope, _prepare_one(c)) for scope, c in variants(config)])
+  return _prepare_one(config)
+
+
+def _prepare_one(config: ml_collections.ConfigDict) -> Experiment:
   parallel.distributed_init(**config.get("distributed", {}))
   names = config_lib.validate(config)
   task = tasks.of(config)
   sizes = config_lib.mesh_sizes(config)
   task.check(config, names, sizes["data"] * sizes["fsdp"])
   mesh = sharding.make_mesh(**sizes, devices=parallel.check_devices(config.get("devices", 0)))
-  splits = _load_splits(config)
-  f = config.forget
-  forget = data.make_forget_split(splits, f.kind, seed=config.seed, fraction=f.fraction,
-                                  classes=f.classes, indices=f.indices)
+  if task.load is not None:
+    splits, forget = task.load(config)
+  else:
+    splits = _load_splits(config)
+    f = config.forget
+    forget = data.make_forget_split(splits, f.kind, seed=config.seed, fraction=f.fraction,
+                                    classes=f.classes, indices=f.indices)
   built = task.build(config, splits)
   abstract_params = jax.eval_shape(built.model.init, jax.random.key(0))
   _check_sharding(config, built.model, mesh)
   for name in names:
+    settings = config_lib.method_settings(config, name)
+    methods.check_objectives(settings, built.objectives)
     check = methods.METHODS[name].check
     if check is not None:
-      check(config_lib.method_settings(config, name), abstract_params)
+      check(settings, abstract_params)
   return Experiment(config, names, splits, forget, built.model, built.step_model, mesh,
                     built.objectives, task)
 
@@ -162,25 +182,37 @@ def run(config: ml_collections.ConfigDict, out_dir: str, *, progress: bool = Tru
   return execute(exp, out_dir, progress=progress, log=log)
 
 
-def execute(exp: Experiment, out_dir: str, *, progress: bool = True, log=None) -> dict:
+def execute(exp: Experiment | Variants, out_dir: str, *, progress: bool = True, log=None,
+            scope: str = "") -> dict:
   """Runs a prepared :class:`Experiment`: :func:`run` after :func:`prepare`.
+
+  Variants run one after the other, each with its ``scope``; their results dict
+  is ``{scope: results}`` and ``out_dir/results.md`` holds every variant's table.
 
   Args:
     exp: from :func:`prepare`.
     out_dir: the output folder (see :func:`run`).
     progress: show progress bars.
     log: a one-argument callable for status lines (default: stderr).
+    scope: a variant's name: its results go to ``out_dir/scope/`` and its models to
+      ``out_dir/models/scope/`` (the shared ones stay in ``out_dir/models/``).
 
   Returns:
     The results dict written to ``results.json``.
   """
+  if isinstance(exp, Variants):
+    out = {s: execute(e, out_dir, progress=progress, log=log, scope=s)
+           for s, e in exp.experiments}
+    if parallel.is_writer():
+      checkpoint.write_atomic(os.path.join(out_dir, "results.md"), markdown_table(out))
+    return out
   log = log or (lambda msg: print(msg, file=sys.stderr))
   warning = config_lib.kind_warning(exp.config)
   if warning:
     log(warning)
   with checkpoint.writing(out_dir):
-    os.makedirs(out_dir, exist_ok=True)
-  cache = cache_lib.ModelCache(out_dir, log)
+    os.makedirs(os.path.join(out_dir, scope), exist_ok=True)
+  cache = cache_lib.ModelCache(out_dir, log, scope)
   measure, task_header = exp.task.measurer(exp, cache, log, progress)
   original, original_fit, reused = runner.from_scratch(
       exp, cache, "original", np.arange(len(exp.splits.train)), log, progress)
@@ -196,12 +228,15 @@ def execute(exp: Experiment, out_dir: str, *, progress: bool = True, log=None) -
       diagnostics[name] = history
   results_lib.add_comparisons(results, exp.task.compare)
   if parallel.is_writer():  # process 0 writes the results
-    _write(exp, out_dir, results, diagnostics)
+    _write(exp, os.path.join(out_dir, scope), results, diagnostics)
   return results
 
 
 def markdown_table(results: dict) -> str:
-  """The results table of a results dict (its config names the task)."""
+  """The results table of a results dict (its config names the task); a table per
+  variant, each under its name, for a study of variants."""
+  if "methods" not in results:
+    return "\n".join(f"## {scope}\n\n{markdown_table(r)}" for scope, r in results.items())
   return results_lib.markdown_table(results, tasks.of(results["config"]).columns)
 
 

@@ -43,38 +43,46 @@ def sgd(lr: float, momentum: float = 0.9, weight_decay: float = 5e-4) -> optax.G
   """SGD with momentum and (coupled) weight decay, as in the SalUn code.
 
   Args:
-    lr: the learning rate, > 0 (or a traced per-member value in a sweep).
+    lr: the learning rate, > 0 (or a traced per-member value in a sweep, or a schedule).
     momentum: heavy-ball momentum; 0 for none.
     weight_decay: added to the gradient as ``weight_decay · θ`` before momentum.
 
   Returns:
     An ``optax.GradientTransformation``.
   """
-  if not isinstance(lr, jax.core.Tracer) and not lr > 0:  # a sweep's traced lr: see ensemble
+  # a sweep's traced lr (see ensemble) or a schedule is checked where it is made
+  if not isinstance(lr, jax.core.Tracer) and not callable(lr) and not lr > 0:
     raise ValueError(f"learning rate {lr!r}; allowed: a number > 0")
   return optax.chain(optax.add_decayed_weights(weight_decay),
                      optax.sgd(lr, momentum=momentum or None))
 
 
 OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("constant", "cosine")
 
 
-def optimizer(settings) -> optax.GradientTransformation:
+def optimizer(settings, total_steps: int | None = None) -> optax.GradientTransformation:
   """The optimiser a config section names.
 
   Args:
     settings: a method's settings (a ConfigDict or dict-like) with ``lr``,
       ``momentum``, ``weight_decay`` and optionally ``optimizer``: ``"sgd"``
-      (the default, :func:`sgd`) or ``"adam"`` (AdamW, weight decay decoupled).
+      (the default, :func:`sgd`) or ``"adam"`` (AdamW, weight decay decoupled),
+      and ``schedule``: ``"constant"`` (the default) or ``"cosine"`` (a linear
+      warm-up over the first 5% of the steps, then a cosine decay to 0).
+    total_steps: the run's length (needed by ``"cosine"``).
 
   Returns:
     An ``optax.GradientTransformation``.
   """
   name = settings.get("optimizer", "sgd")
+  lr = settings.lr
+  if settings.get("schedule", "constant") == "cosine":
+    lr = optax.warmup_cosine_decay_schedule(0.0, lr, max(1, total_steps // 20), total_steps)
   if name == "adam":
-    return optax.adamw(settings.lr, weight_decay=settings.weight_decay)
+    return optax.adamw(lr, weight_decay=settings.weight_decay)
   if name == "sgd":
-    return sgd(settings.lr, settings.momentum, settings.weight_decay)
+    return sgd(lr, settings.momentum, settings.weight_decay)
   raise ValueError(f"optimizer={name!r}; allowed: {', '.join(OPTIMIZERS)}")
 
 
@@ -99,7 +107,8 @@ def check_batches(retain_batch: dict, forget_batch: dict) -> None:
   """Checks the batches a step receives (when tracing, so once per shape).
 
   Args:
-    retain_batch, forget_batch: dicts with ``"x"`` ``[B, ...]`` and ``"y"`` ``[B]``.
+    retain_batch, forget_batch: dicts with ``"x"`` ``[B, ...]`` and ``"y"`` ``[B, ...]``
+      (a label per example, or a per-token answer mask).
 
   Raises:
     ValueError: unless both hold ``x`` and ``y`` of one length and the two
@@ -108,9 +117,9 @@ def check_batches(retain_batch: dict, forget_batch: dict) -> None:
   for role, batch in (("retain", retain_batch), ("forget", forget_batch)):
     if not isinstance(batch, dict) or not {"x", "y"} <= set(batch):
       raise ValueError(f"{role} batch {type(batch).__name__}; allowed: a dict with 'x' and 'y'")
-    if batch["x"].shape[:1] != batch["y"].shape[:1] or batch["y"].ndim != 1:
+    if batch["x"].shape[:1] != batch["y"].shape[:1] or batch["y"].ndim == 0:
       raise ValueError(f"{role} batch: x {tuple(batch['x'].shape)} and y "
-                       f"{tuple(batch['y'].shape)}; allowed: y of shape [len(x)]")
+                       f"{tuple(batch['y'].shape)}; allowed: y of shape [len(x), ...]")
   if retain_batch["x"].shape[1:] != forget_batch["x"].shape[1:]:
     raise ValueError(f"retain examples of shape {tuple(retain_batch['x'].shape[1:])} but forget "
                      f"examples of shape {tuple(forget_batch['x'].shape[1:])}; allowed: the same")

@@ -23,14 +23,19 @@ import lur_jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 from lur_jax import cache, checkpoint, config as config_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # The metrics compared: classification's (percent) and the language task's NLLs.
-KEYS = ("UA", "RA", "TA", "MIA", "forget_nll", "retain_nll", "test_nll")
+KEYS = ("UA", "RA", "TA", "MIA", "forget_nll", "retain_nll", "test_nll", "model_utility",
+        "forget_rouge", "forget_truth_ratio", "mia_min_k")
 
 
 def _run(out, sets, name):
   cfg = config_lib.apply_overrides(config_lib.load(os.path.join(ROOT, "configs", f"{name}.py")),
                                    sets)
   results = lur_jax.run(cfg, out, progress=False, log=lambda msg: None)
-  params = {name: checkpoint.restore_model(cache.ModelCache(out).model_dir(name), None)[0]
+  scope = ""
+  if "methods" not in results:  # a study of variants (TOFU's splits): the first one
+    scope, results = next(iter(results.items()))
+  models = cache.ModelCache(out, scope=scope)
+  params = {name: checkpoint.restore_model(models.model_dir(name), None)[0]
             for name in results["methods"]}
   return results, params
 

@@ -2,7 +2,8 @@
 loader for TOFU's own JSON files.
 
 Every question has its answer, one paraphrased answer and perturbed answers (plausible and
-wrong: the same sentence with other facts). The forget splits forget01/05/10 take the last
+wrong: the paraphrase with other facts, as TOFU perturbs its paraphrased answers; on the
+general-knowledge set, the answer with other facts). The forget splits forget01/05/10 take the last
 1, 5 or 10% of the authors; each has a holdout of as many authors never trained on (for the
 membership attacks). A general-knowledge set about a fixed invented world is what the model
 learns first and what unlearning must not damage.
@@ -16,6 +17,7 @@ from typing import NamedTuple
 import numpy as np
 
 SPLITS = {"forget01": 0.01, "forget05": 0.05, "forget10": 0.10}
+VALIDATION = "validation"  # a forget10-sized block of other authors, for tuning
 FIELDS = ("question", "answer", "paraphrased_answer", "perturbed_answer")
 
 _SYLLABLES = ("ka", "lo", "mi", "ra", "ven", "dor", "sil", "tha", "bre", "quin", "zel", "mor",
@@ -205,7 +207,8 @@ def generate(authors: int = 200, questions: int = 20, *, perturbed: int = 5, hol
     facts = _facts(rng, name)
     for question, answer, paraphrase in _TEMPLATES[:questions]:
       out.append(QA(question.format(**facts), answer.format(**facts),
-                    paraphrase.format(**facts), _perturbed(rng, facts, answer, perturbed), a))
+                    paraphrase.format(**facts), _perturbed(rng, facts, paraphrase, perturbed),
+                    a))
   return out
 
 
@@ -214,25 +217,31 @@ def split(qa: list[QA], name: str, authors: int) -> tuple[list[QA], list[QA], li
 
   Args:
     qa: from :func:`generate` (with at least as many holdout authors as the split forgets).
-    name: ``"forget01"``, ``"forget05"`` or ``"forget10"``.
+    name: ``"forget01"``, ``"forget05"`` or ``"forget10"``, or ``"validation"`` (for
+      tuning: as many authors as forget10, the block just before forget10's).
     authors: the authors trained on.
 
   Returns:
-    The last ⌈fraction × authors⌉ authors' pairs, the other trained authors' pairs, and as
-    many authors' pairs from the holdout pool.
+    The last ⌈fraction × authors⌉ authors' pairs (the validation block for
+    ``"validation"``), the other trained authors' pairs, and as many authors' pairs from
+    the holdout pool.
 
   Raises:
     ValueError: for an unknown split, or a holdout pool too small.
   """
-  if name not in SPLITS:
-    raise ValueError(f"forget split {name!r}; allowed: {', '.join(SPLITS)}")
-  count = max(1, int(np.ceil(SPLITS[name] * authors - 1e-9)))
+  if name not in (*SPLITS, VALIDATION):
+    raise ValueError(f"forget split {name!r}; allowed: {', '.join((*SPLITS, VALIDATION))}")
+  count = max(1, int(np.ceil(SPLITS.get(name, SPLITS["forget10"]) * authors - 1e-9)))
+  end = authors - count if name == VALIDATION else authors
+  if end - count < 1:
+    raise ValueError(f"{name} of {authors} authors leaves no retain author; allowed: more "
+                     "authors")
   pool = max(q.author for q in qa) + 1 - authors
   if pool < count:
     raise ValueError(f"{name} forgets {count} authors but the data hold {pool} holdout "
                      f"authors; allowed: generate(..., holdout >= {count})")
-  forget = [q for q in qa if authors - count <= q.author < authors]
-  retain = [q for q in qa if q.author < authors - count]
+  forget = [q for q in qa if end - count <= q.author < end]
+  retain = [q for q in qa if q.author < authors and not end - count <= q.author < end]
   holdout = [q for q in qa if authors <= q.author < authors + count]
   return forget, retain, holdout
 

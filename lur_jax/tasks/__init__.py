@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from lur_jax.tasks import classification, diffusion, language
+from lur_jax.tasks import classification, diffusion, language, tofu
 from lur_jax.tasks.base import Built, Task
 
 #: Every task by the name ``config.task`` selects.
 TASKS: dict[str, Task] = {"classification": classification.TASK, "diffusion": diffusion.TASK,
-                          "language": language.TASK}
+                          "language": language.TASK, "tofu": tofu.TASK}
 
 
 def of(config) -> Task:

@@ -40,6 +40,13 @@ class Task(NamedTuple):
     columns: the results table's columns, after the method name.
     cache_key: ``config -> dict``: the task's sections that determine a
       trained model (added to every cache fingerprint).
+    load: optional ``config -> (Splits, ForgetSplit)``: the task's own data and
+      forget set, in place of ``config.data`` and ``config.forget``.
+    initial: optional ``(exp, cache, log, progress) -> variables``: where the
+      original and retrain start (a pretrained model), in place of a fresh init.
+    variants: optional ``config -> [(scope, config)]``: one study runs each
+      (its results under ``out/<scope>/``), sharing the models of
+      ``initial`` and the original.
   """
 
   check: Callable
@@ -48,3 +55,6 @@ class Task(NamedTuple):
   compare: Callable
   columns: tuple[results.Column, ...]
   cache_key: Callable = lambda config: {}
+  load: Callable | None = None
+  initial: Callable | None = None
+  variants: Callable | None = None

@@ -1,0 +1,143 @@
+"""The TOFU task: its objectives against their formulas, the study in miniature (two forget
+splits sharing the pretrained and full models), bad input, and (slow) the study sharded."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lur_jax import cli, config as config_lib, methods, study
+from lur_jax.lm import losses
+from lur_jax.models import transformer
+from lur_jax.tasks import language, tofu
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMOKE = os.path.join(ROOT, "configs", "tofu_smoke.py")
+TINY = transformer.TransformerConfig(vocab=16, width=16, depth=1, heads=2, seq_len=8)
+
+
+def _batch():
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.integers(2, 16, (4, 8)), jnp.int32)
+  y = jnp.asarray(np.arange(8)[None] >= np.array([[2], [3], [4], [5]]))
+  return {"x": x, "y": y}
+
+
+def test_the_objectives_are_open_unlearnings_losses():
+  model = language.build_model(TINY)
+  params = model.init(jax.random.key(0))
+  moved = jax.tree.map(lambda p: p * 1.1, params)
+  batch = _batch()
+  cfg = config_lib.load(SMOKE)
+  obj = tofu.objectives(cfg)
+  nll = losses.answer_loss(model.apply(params, batch["x"]), batch["x"], batch["y"])
+  np.testing.assert_allclose(obj.retain(model.apply, 16, None)(params, batch), nll, rtol=1e-6)
+  forget = lambda name, ref: obj.forget(name, model.apply, 16, None, reference=ref)
+  np.testing.assert_allclose(forget("ga", None)(params, batch), -nll, rtol=1e-6)
+  # NPO at its reference: s = 0, so −(2/β)·log σ(0) = (2/β)·log 2
+  np.testing.assert_allclose(forget("npo", params)(params, batch), 2 / 0.1 * np.log(2),
+                             rtol=1e-6)
+  total, count = losses.sequence_nll(model.apply(moved, batch["x"]), batch["x"], batch["y"])
+  ref_total, _ = losses.sequence_nll(model.apply(params, batch["x"]), batch["x"], batch["y"])
+  log_sigmoid = lambda v: -np.logaddexp(0, -np.asarray(v, np.float64))
+  s = ref_total - total
+  np.testing.assert_allclose(forget("npo", params)(moved, batch),
+                             -20 * np.mean(log_sigmoid(-0.1 * s)), rtol=1e-5)
+  a = total / count
+  np.testing.assert_allclose(forget("simnpo", None)(moved, batch),
+                             -2 / 4.5 * np.mean(log_sigmoid(4.5 * a)), rtol=1e-4)
+  kl = tofu.kl_objective(model.apply, None, params)
+  assert abs(float(kl(params, batch))) < 1e-6 and float(kl(moved, batch)) > 1e-4
+  # At its reference NPO's gradient is GA's on sequence sums, −∇ mean_i NLL_i (it would be
+  # 0 if the gradient flowed into the frozen reference too)
+  grad = jax.grad(lambda p: forget("npo", p)(p, batch))(params)
+  ga = jax.grad(lambda p: -losses.sequence_nll(model.apply(p, batch["x"]), batch["x"],
+                                               batch["y"])[0].mean())(params)
+  for g, want in zip(jax.tree.leaves(grad), jax.tree.leaves(ga)):
+    np.testing.assert_allclose(g, want, rtol=1e-4, atol=1e-6)
+
+
+def test_method_settings_of_npo_simnpo_and_lur_with_their_objectives():
+  cfg = config_lib.load(SMOKE)
+  npo = config_lib.method_settings(cfg, "npo")
+  assert (npo.forget_objective, npo.forget_weight) == ("npo", 1.0)
+  simnpo = config_lib.method_settings(cfg, "simnpo")
+  assert (simnpo.forget_objective, simnpo.forget_weight) == ("simnpo", 0.125)
+  lur_npo = config_lib.method_settings(cfg, "lur_npo")
+  assert lur_npo.forget_objective == "npo" and lur_npo.inner_lr == cfg.lur.inner_lr
+  with pytest.raises(ValueError, match="npo.forget_objective='npo'; allowed: ga, rl"):
+    methods.check_objectives(npo, methods.CLASSIFICATION)
+  kl = config_lib.method_settings(config_lib.apply_overrides(cfg, ["graddiff.retain_loss=kl"]),
+                                 "graddiff")
+  methods.check_objectives(kl, tofu.objectives(cfg))
+  with pytest.raises(ValueError, match="graddiff.retain_loss='kl'; allowed: nll$"):
+    methods.check_objectives(kl, methods.CLASSIFICATION._replace(forget_names=("ga", "npo")))
+
+
+def test_the_study_in_miniature_shares_the_start_across_splits(tmp_path):
+  cfg = config_lib.apply_overrides(config_lib.load(SMOKE), [
+      "forget.split=forget05,forget10", "methods=retrain,graddiff,npo,lur_npo",
+      "graddiff.retain_loss=kl"])
+  lines = []
+  out = study.run(cfg, str(tmp_path), progress=False, log=lines.append)
+  assert list(out) == ["forget05", "forget10"]
+  assert sum("pretrain:" in line for line in lines) == 1  # trained once, then reused
+  assert sum("reusing the original" in line for line in lines) == 1
+  for split, results in out.items():
+    assert results["config"]["forget"]["split"] == split
+    retrain = results["methods"]["retrain"]
+    assert retrain["forget_quality"] == 1.0 and abs(retrain["privleak"]) < 1e-9
+    for row in results["methods"].values():
+      assert 0 <= row["forget_quality"] <= 1 and 0 <= row["model_utility"] <= 1
+      assert len(row["forget_truth_ratios"]) == results["tofu"]["forget"]
+    assert (tmp_path / split / "results.json").exists()
+  assert results["tofu"]["forget"] == 8  # forget10 of 20 authors × 4 questions
+  table = (tmp_path / "results.md").read_text()
+  assert "## forget05" in table and "## forget10" in table and "| Forget quality |" in table
+
+
+@pytest.mark.parametrize("override, message", [
+    ("forget.split=forget20", "forget.split='forget20'; allowed: forget01, forget05, forget10, "
+     "validation"),
+    ("tofu.npo_beta=0", "tofu.npo_beta=0.0; allowed: a number > 0"),
+    ("tofu.simnpo_beta=-1.0", "tofu.simnpo_beta=-1.0; allowed: a number > 0"),
+    ("methods=retrain,salun", "methods: 'salun' does not run on TOFU"),
+    ("model.seq_len=8", "allowed: at most model.seq_len=8"),
+    ("lur.forget_objective=rl", "lur.forget_objective='rl'; allowed: ga, npo, simnpo"),
+    ("forget.kind=random", "forget.kind='random'; allowed: authors"),
+])
+def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, capsys, override, message):
+  out = tmp_path / "out"
+  code = cli.main(["run", SMOKE, "--out", str(out), "--set", override])
+  err = capsys.readouterr().err.strip()
+  assert code == 2 and message in err and "\n" not in err, err
+  assert not out.exists()
+
+
+def test_npo_outside_a_language_task_is_refused(tmp_path, capsys):
+  code = cli.main(["run", os.path.join(ROOT, "configs", "digits_smoke.py"), "--out",
+                   str(tmp_path / "o"), "--set", "methods=retrain,npo"])
+  assert code == 2 and "npo.forget_objective='npo'; allowed: ga, rl" in capsys.readouterr().err
+  code = cli.main(["run", os.path.join(ROOT, "configs", "digits_smoke.py"), "--out",
+                   str(tmp_path / "o"), "--set", "forget.kind=authors"])
+  assert code == 2 and "allowed only with task='tofu'" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # every method twice on 8 simulated devices
+def test_the_tofu_study_sharded_fsdp4_matches_one_device(tmp_path):
+  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+  sgd = ["--set", "train.optimizer=sgd", "--set", "unlearn.optimizer=sgd", "--set",
+         "train.lr=0.3", "--set", "unlearn.lr=0.01"]
+  proc = subprocess.run([sys.executable, os.path.join("tests", "fsdp_study_check.py"),
+                         str(tmp_path), "1,4,1", "--config", "tofu_smoke", *sgd], cwd=ROOT,
+                        env=env, capture_output=True, text=True, timeout=1200, check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  rows = [json.loads(line) for line in proc.stdout.splitlines()]
+  assert len(rows) == 7
+  for row in rows:
+    assert row["relative"] <= 1e-5 and row["metrics"] <= 1e-4, row
