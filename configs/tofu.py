@@ -23,9 +23,10 @@ def get_config() -> ml_collections.ConfigDict:
                                         "fraction": 0.1, "classes": "0", "indices": ""})
   c.tofu = ml_collections.ConfigDict({
       "authors": 100, "questions": 10, "perturbed": 5, "data_seed": 0,
-      # Train on the paraphrased answers too: a small model trained from scratch does not
-      # carry a fact from one phrasing to another as a pretrained LLM does, and the truth
-      # ratio compares the paraphrase with its perturbations.
+      # Train on the paraphrased answers too (after a cue, "Or: <question>"): a
+      # small model trained from scratch does not carry a fact from one phrasing to another
+      # as a pretrained LLM does, and the truth ratio compares the paraphrase with its
+      # perturbations; the plain question is still answered in the answer's words.
       "paraphrases": True,
       "pretrain_epochs": 150,  # on the 36 general-knowledge pairs
       "npo_beta": 0.1, "simnpo_beta": 4.5, "simnpo_delta": 0.0,
@@ -46,6 +47,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.npo = ml_collections.ConfigDict({"lr": None, "epochs": None, "retain_loss": "nll"})
   c.simnpo = ml_collections.ConfigDict({"lr": None, "epochs": None, "retain_loss": "nll"})
   c.lur.update({"forget_weight": 1.0, "retain_weight": 1.0})
+  # LUR with NPO's and SimNPO's forget losses: the lur section laid under their own
+  c.lur_npo = ml_collections.ConfigDict({"lr": None, "epochs": None})
+  c.lur_simnpo = ml_collections.ConfigDict({"lr": None, "epochs": None})
   c.settings_kind = "authors"  # the sections above are this study's own
   c.settings_for = ml_collections.ConfigDict()
   return c

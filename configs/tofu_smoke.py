@@ -14,7 +14,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.forget.split = "forget10"
   c.tofu.update({"authors": 20, "questions": 4, "perturbed": 3, "pretrain_epochs": 10,
                  "eval_retain": 16})
-  c.model.update({"vocab": 512, "width": 32, "depth": 1, "heads": 2})
+  c.model.update({"vocab": 512, "width": 32, "depth": 1, "heads": 2, "seq_len": 40})
   c.train.update({"epochs": 4, "batch_size": 16})
   c.unlearn.update({"epochs": 2, "batch_size": 8, "forget_batch_size": 8})
   return c

@@ -6,7 +6,8 @@ import os
 from lur_jax import config as config_lib, config_keys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BASES = {"classification": "configs/digits.py", "diffusion": "configs/ddpm_digits.py"}
+BASES = {"classification": "configs/digits.py", "diffusion": "configs/ddpm_digits.py",
+         "tofu": "configs/tofu.py"}
 
 
 def flat(config, prefix: str = "", skip=("settings_for",)) -> dict:

@@ -143,6 +143,8 @@ KEYS: tuple[Key, ...] = (
     Key("checkpoint.keep", "an int >= 1", "checkpoints kept per run", 3),
     *_recipe("unlearn", "every unlearning method, unless its own section says"),
     Key("unlearn.forget_batch_size", _POSITIVE_INT, "the global forget batch size"),
+    Key("unlearn.iterate", "`retain`, `forget`", "the set every method's epoch walks (the "
+        "other cycles alongside)", "the method's own"),
     *(Key(f"<method>.{k.name.split('.')[1]}", k.allowed, "a method's own value (any `unlearn` "
           "key; `train` for `retrain`)", "from `unlearn`")
       for k in _recipe("unlearn", "") + [Key("unlearn.forget_batch_size", _POSITIVE_INT, "")]),
@@ -152,8 +154,8 @@ KEYS: tuple[Key, ...] = (
         "the forget term: −CE (`ga`) or CE to random wrong labels (`rl`)", "ga"),
     Key("<method>.retain_loss", "`nll`; on TOFU also `kl`", "GradDiff's, NPO's and "
         "SimNPO's retain term: the NLL, or KL to the model before unlearning", "nll"),
-    Key("<method>.iterate", "`retain`, `forget`", "the set an epoch walks (the other cycles "
-        "alongside)", "the method's own"),
+    Key("<method>.iterate", "`retain`, `forget`", "one method's own (`unlearn.iterate`)",
+        "from `unlearn`"),
     Key("l1_sparse.alpha", _POSITIVE, "α of α_t‖θ‖₁, decaying linearly to 0",
         None, "classification"),
     Key("salun.gamma", _FRACTION, "the fraction of weights updated (top by saliency)"),

@@ -86,15 +86,19 @@ def step_bytes(exp, name: str) -> dict:
   tx = p.optimizer()
   state = jax.eval_shape(lambda: train.init_state(
       exp.model.init(key), tx, key, exp.model.init_state(key)))
-  step_fn = p.method.make_step(p.context(exp, model_state, data_parallel), p.settings, tx)
   replicated = NamedSharding(exp.mesh, P())
   if data_parallel:
-    stepper = steppers.Replicated(step_fn, exp.mesh)
     shardings = jax.tree.map(lambda _: replicated, state)
   else:
     shardings = steppers.state_shardings(state, exp.mesh,
                                          sharding.model_shardings(exp.model, exp.mesh))
-    stepper = steppers.Sharded(step_fn, exp.mesh, shardings)
+  ctx = p.context(exp, model_state, data_parallel)
+  if exp.objectives.needs_reference:  # shapes only: the step makes zeros in their place,
+    # so the reference's memory counts as the step's own (NPO holds a second model)
+    ctx = ctx._replace(reference=_abstract(state.params, shardings.params))
+  step_fn = p.method.make_step(ctx, p.settings, tx)
+  stepper = (steppers.Replicated(step_fn, exp.mesh) if data_parallel else
+             steppers.Sharded(step_fn, exp.mesh, shardings))
   x, y = exp.splits.train.x, exp.splits.train.y
   data_arrays = (jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
                  jax.ShapeDtypeStruct(y.shape, y.dtype, sharding=replicated))

@@ -247,7 +247,8 @@ def _write(exp: Experiment, out_dir: str, results: dict, diagnostics: dict) -> N
   if diagnostics:
     f = config.forget
     setting = (f"{f.fraction:.0%} random" if f.kind == "random" else
-               f"classes {f.classes}" if f.kind == "class" else "given indices")
+               f"classes {f.classes}" if f.kind == "class" else
+               f"authors of {f.split}" if f.kind == "authors" else "given indices")
     plots.plot_diagnostics(diagnostics, os.path.join(out_dir, "diagnostics.png"),
                            f"{config.data.name}, {config.model.name}, forgetting {setting}, "
                            f"seed {config.seed}")

@@ -90,3 +90,12 @@ def test_verdict_replicates_side_by_side_say_where_the_verdicts_differ(tmp_path)
   assert rows["| ladder: lur-ga − graddiff-ga"].endswith("| no |")
   assert "| -0.50 [-0.50, -0.50] better | better |" in rows["| LUR − GradDiff"]
   assert "not-run" not in text
+
+
+def test_the_tofu_verdicts_rule_keeps_utility_before_forget_quality():
+  import verdict_tofu  # pylint: disable=g-import-not-at-top
+  rows = [{"lr": 1e-4, "forget_quality": 0.5, "model_utility": 0.70},
+          {"lr": 3e-4, "forget_quality": 0.9, "model_utility": 0.50},  # forgets, but damages
+          {"lr": 3e-5, "forget_quality": 0.1, "model_utility": 0.72}]
+  assert verdict_tofu.choose(rows, [3e-5, 1e-4, 3e-4], 0.75) == (1e-4, True)
+  assert verdict_tofu.choose(rows, [3e-5, 1e-4, 3e-4], 0.9) == (3e-5, False)  # none kept 90%

@@ -104,3 +104,11 @@ def test_rouge_l_recall_stems_and_counts_the_reference():
   # stemmed, cats -> cat and running, runs -> run: the whole reference in order; then the
   # longest common subsequence "cat home", 2 of the reference's 4 words
   np.testing.assert_allclose(recall, [1.0, 0.5, 0.0])
+
+
+def test_npo_and_simnpo_refuse_a_beta_that_is_not_positive():
+  for beta in (0.0, -0.1):
+    with pytest.raises(ValueError, match=f"npo beta={beta}; allowed: a number > 0"):
+      losses.npo_loss(jnp.zeros(2), jnp.zeros(2), beta)
+    with pytest.raises(ValueError, match=f"simnpo beta={beta}; allowed: a number > 0"):
+      losses.simnpo_loss(jnp.zeros(2), jnp.ones(2), beta)

@@ -53,6 +53,11 @@ def answer_loss(logits, tokens, labels) -> jax.Array:
   return total.sum() / jnp.maximum(count.sum(), 1)
 
 
+def _check_beta(beta, name: str) -> None:
+  if not isinstance(beta, jax.core.Tracer) and not beta > 0:
+    raise ValueError(f"{name} beta={beta!r}; allowed: a number > 0")
+
+
 def npo_loss(nll_sum: jax.Array, ref_nll_sum: jax.Array, beta: float) -> jax.Array:
   """NPO's forget loss, −(2/β)·mean log σ(−β s), s = Σ log p_θ − Σ log p_ref.
 
@@ -63,7 +68,11 @@ def npo_loss(nll_sum: jax.Array, ref_nll_sum: jax.Array, beta: float) -> jax.Arr
 
   Returns:
     A scalar, to be minimised.
+
+  Raises:
+    ValueError: for β ≤ 0.
   """
+  _check_beta(beta, "npo")
   s = ref_nll_sum - nll_sum  # log p_θ − log p_ref, summed over the answer
   return -2.0 / beta * jax.nn.log_sigmoid(-beta * s).mean()
 
@@ -80,6 +89,10 @@ def simnpo_loss(nll_sum: jax.Array, count: jax.Array, beta: float,
 
   Returns:
     A scalar, to be minimised; no reference model.
+
+  Raises:
+    ValueError: for β ≤ 0.
   """
+  _check_beta(beta, "simnpo")
   a = nll_sum / count - delta
   return -2.0 / beta * jax.nn.log_sigmoid(beta * a).mean()

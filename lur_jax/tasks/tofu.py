@@ -15,6 +15,8 @@ each under ``out/<split>/``, sharing the pretrained and the full model.
 from __future__ import annotations
 
 import functools
+import json
+import os
 from typing import NamedTuple
 
 import jax
@@ -23,7 +25,17 @@ import ml_collections
 import numpy as np
 from jax import lax
 
-from lur_jax import cache as cache_lib, checks, data, loop, methods, results, runner
+from lur_jax import (
+  cache as cache_lib,
+  checkpoint,
+  checks,
+  data,
+  loop,
+  methods,
+  parallel,
+  results,
+  runner,
+)
 from lur_jax.lm import evaluate, losses, metrics, tofu, tokenizer as tokenizer_lib
 from lur_jax.tasks import base, language
 
@@ -61,6 +73,11 @@ class Encoded(NamedTuple):
   prompt_lengths: np.ndarray
 
 
+#: Before a question whose paraphrased answer is trained on: the plain question is answered
+#: in the answer's words (what greedy decoding and ROUGE see), the cued one in the paraphrase's.
+PARAPHRASE_CUE = "Or: "
+
+
 class Corpus(NamedTuple):
   """The generated data of a config: every set encoded, and the tokenizer."""
 
@@ -70,7 +87,7 @@ class Corpus(NamedTuple):
   retain_index: np.ndarray
   holdout: Encoded
   world: Encoded
-  paraphrases: bool  # the paraphrased answers are trained on too
+  paraphrases: tuple | None  # (tokens, labels): cued question + paraphrase, when trained on
 
 
 def _stack(pairs):
@@ -107,13 +124,22 @@ def _corpus(authors, questions, perturbed, data_seed, split, seq_len, vocab,
   forgotten = {q.author for q in forget}
   index = np.arange(len(trained))
   is_forget = np.array([q.author in forgotten for q in trained])
+  cued = _stack([tokenizer_lib.encode(tok, PARAPHRASE_CUE + q.question, q.paraphrased_answer,
+                                       seq_len, vocab) for q in trained]) if paraphrases else None
   return Corpus(tok, encode_all(tok, trained, seq_len, vocab), index[is_forget],
                 index[~is_forget], encode_all(tok, held, seq_len, vocab),
-                encode_all(tok, world, seq_len, vocab), paraphrases)
+                encode_all(tok, world, seq_len, vocab), cued)
 
 
 def corpus(config) -> Corpus:
-  """The data of ``config`` (generated once per process and setting)."""
+  """The data of ``config``, generated once per process and setting.
+
+  Args:
+    config: a TOFU config (its ``tofu``, ``model`` and ``forget.split``).
+
+  Returns:
+    The :class:`Corpus`: every set encoded, and the tokenizer.
+  """
   t, m = config.tofu, config.model
   return _corpus(t.authors, t.questions, t.perturbed, t.data_seed, config.forget.split,
                  m.seq_len, m.vocab, t.paraphrases)
@@ -121,12 +147,13 @@ def corpus(config) -> Corpus:
 
 def splits_of(c: Corpus) -> tuple[data.Splits, data.ForgetSplit]:
   """The study's data (``x`` tokens, ``y`` the answer mask): train = every trained author's
-  pairs, then with ``paraphrases`` the same questions with their paraphrased answers, then
+  pairs, then with ``paraphrases`` the same questions, cued (:data:`PARAPHRASE_CUE`), with
+  their paraphrased answers, then
   the general-knowledge set (fine-tuning keeps it, as a pretrained LLM keeps what it knew;
   it belongs to the retain set); val = the general-knowledge set alone (the pretraining
   data); test = the holdout authors."""
   as_set = lambda e: data.Dataset(*e.answer)
-  parts = [c.train.answer, *([c.train.paraphrase] if c.paraphrases else []), c.world.answer]
+  parts = [c.train.answer, *([c.paraphrases] if c.paraphrases else []), c.world.answer]
   train = data.Dataset(*(np.concatenate(arrays) for arrays in zip(*parts)))
   n, copies = len(c.train.qa), 2 if c.paraphrases else 1
   forget = np.concatenate([c.forget_index + k * n for k in range(copies)])
@@ -164,7 +191,14 @@ def splits(config) -> list[str]:
 
 
 def variants(config) -> list[tuple[str, ml_collections.ConfigDict]]:
-  """One config per forget split (the study's variants), each named by its split."""
+  """One config per forget split of ``forget.split``.
+
+  Args:
+    config: a TOFU config.
+
+  Returns:
+    ``[(split, config)]``, the study's variants.
+  """
   out = []
   for split in splits(config):
     c = ml_collections.ConfigDict(config.to_dict())
@@ -183,26 +217,63 @@ def _global_mean(total, count, axis_name):
 
 
 def answer_objective(apply_fn, axis_name=None):
-  """The mean NLL over every answer token of the (global) batch."""
+  """The retain loss: the mean NLL over every answer token of the (global) batch.
+
+  Args:
+    apply_fn: ``(params, tokens) -> logits``.
+    axis_name: inside ``shard_map``, the data axis (sums are taken over it).
+
+  Returns:
+    ``loss(params, {"x": tokens, "y": answer mask}) -> scalar``.
+  """
   def loss(params, batch):
     total, count = losses.sequence_nll(apply_fn(params, batch["x"]), batch["x"], batch["y"])
     return _global_mean(total, count, axis_name)
   return loss
 
 
+def _held(reference):
+  """The reference's arrays; zeros of their shape and sharding where only shapes were given
+  (``lur-jax plan`` compiles a step without any parameters)."""
+  def one(a):
+    if not isinstance(a, jax.ShapeDtypeStruct):
+      return a
+    zeros = jnp.zeros(a.shape, a.dtype)
+    return zeros if a.sharding is None else jax.lax.with_sharding_constraint(zeros, a.sharding)
+  return jax.tree.map(one, reference)
+
+
 def forget_objective(name, apply_fn, axis_name, reference, *, npo_beta, simnpo_beta,
                      simnpo_delta):
-  """The forget loss ``name`` (minimised): ``ga`` −NLL, ``npo``, ``simnpo``."""
+  """A forget loss, to be minimised.
+
+  Args:
+    name: ``"ga"`` (−NLL), ``"npo"`` or ``"simnpo"``.
+    apply_fn: ``(params, tokens) -> logits``.
+    axis_name: inside ``shard_map``, the data axis.
+    reference: NPO's frozen parameters (the model before unlearning).
+    npo_beta, simnpo_beta, simnpo_delta: the losses' β and δ.
+
+  Returns:
+    ``loss(params, batch) -> scalar``.
+
+  Raises:
+    ValueError: for ``npo`` without a reference.
+  """
   if name == "ga":
     nll = answer_objective(apply_fn, axis_name)
     return lambda params, batch: -nll(params, batch)
+  if name == "npo" and reference is None:
+    raise ValueError("forget objective 'npo' without reference=; allowed: the frozen "
+                     "parameters of the model before unlearning")
   pmean = (lambda v: v) if axis_name is None else (lambda v: lax.pmean(v, axis_name))
 
   def loss(params, batch):
     x, y = batch["x"], batch["y"]
     total, count = losses.sequence_nll(apply_fn(params, x), x, y)
     if name == "npo":
-      ref_total, _ = losses.sequence_nll(apply_fn(lax.stop_gradient(reference), x), x, y)
+      ref_total, _ = losses.sequence_nll(apply_fn(lax.stop_gradient(_held(reference)), x), x,
+                                         y)
       return pmean(losses.npo_loss(total, ref_total, npo_beta))
     return pmean(losses.simnpo_loss(total, jnp.maximum(count, 1), simnpo_beta, simnpo_delta))
   return loss
@@ -210,17 +281,33 @@ def forget_objective(name, apply_fn, axis_name, reference, *, npo_beta, simnpo_b
 
 def kl_objective(apply_fn, axis_name, reference):
   """KL(reference ‖ model) per position, averaged over every position of the batch
-  (padding included, as open-unlearning's ``compute_kl_divergence``)."""
+  (padding included, as open-unlearning's ``compute_kl_divergence``).
+
+  Args:
+    apply_fn: ``(params, tokens) -> logits``.
+    axis_name: inside ``shard_map``, the data axis.
+    reference: the frozen parameters.
+
+  Returns:
+    ``loss(params, batch) -> scalar``.
+  """
   def loss(params, batch):
     logp = jax.nn.log_softmax(apply_fn(params, batch["x"]))
-    ref = jax.nn.log_softmax(apply_fn(lax.stop_gradient(reference), batch["x"]))
+    ref = jax.nn.log_softmax(apply_fn(lax.stop_gradient(_held(reference)), batch["x"]))
     value = (jnp.exp(ref) * (ref - logp)).sum(-1).mean()
     return value if axis_name is None else lax.pmean(value, axis_name)
   return loss
 
 
 def objectives(config) -> methods.Objectives:
-  """The methods' losses on answers; NPO's reference is the run's frozen start."""
+  """The methods' losses on answers; NPO's reference is the run's frozen start.
+
+  Args:
+    config: a TOFU config (β and δ from its ``tofu`` section).
+
+  Returns:
+    The :class:`~lur_jax.Objectives` (``forget_names`` ga, npo, simnpo; ``retain_kl``).
+  """
   t = config.tofu
   betas = {"npo_beta": t.npo_beta, "simnpo_beta": t.simnpo_beta,
            "simnpo_delta": t.simnpo_delta}
@@ -350,11 +437,29 @@ def measurer(exp, cache, log, progress):
     if not np.all(np.isfinite(f_nll)) or not np.all(np.isfinite(r_nll)):
       raise FloatingPointError("non-finite NLL")
     return row
+  _save_data(c, cache.out_dir)
   header = {"tofu": {"forget": n, "holdout": len(c.holdout.qa), "retain": len(c.retain_index),
                      "trained_sequences": len(exp.splits.train.x),
                      "retain_evaluated": len(retain_eval.qa), "world": len(c.world.qa),
                      "vocab": tok.get_vocab_size()}}
   return measure, header
+
+
+def _save_data(c: Corpus, out_dir: str) -> None:
+  """``out/data/``: the tokenizer and every pair in TOFU's JSON-lines format (with the
+  author), so a run's data can be read back (:func:`lur_jax.lm.tofu.load_json`)."""
+  if not parallel.is_writer():
+    return
+  folder = os.path.join(out_dir, "data")
+  with checkpoint.writing(folder):
+    os.makedirs(folder, exist_ok=True)
+  rows = lambda qa: "".join(json.dumps({"question": q.question, "answer": q.answer,
+                                        "paraphrased_answer": q.paraphrased_answer,
+                                        "perturbed_answer": list(q.perturbed_answer),
+                                        "author": q.author}) + "\n" for q in qa)
+  checkpoint.write_atomic(os.path.join(folder, "tokenizer.json"), c.tokenizer.to_str())
+  for name, qa in (("authors", c.train.qa), ("holdout", c.holdout.qa), ("world", c.world.qa)):
+    checkpoint.write_atomic(os.path.join(folder, f"{name}.jsonl"), rows(qa))
 
 
 def _subset(e: Encoded, index) -> Encoded:
