@@ -57,6 +57,7 @@ class Setting:
     retrain, _, _ = runner.from_scratch(self.exp, self.cache, "retrain", self.exp.forget.retain,
                                         log, False)
     self.retrain = self.measure(retrain, "retrain")
+    self.retrain.update(self.exp.task.compare(self.retrain, self.retrain))
 
   def run(self, arm, lr, seed, log):
     exp = self.exp
