@@ -83,11 +83,12 @@ def test_method_settings_of_npo_simnpo_and_lur_with_their_objectives():
 
 def test_the_study_in_miniature_shares_the_start_across_splits(tmp_path):
   cfg = config_lib.apply_overrides(config_lib.load(SMOKE), [
-      "forget.split=forget05,forget10", "methods=retrain,graddiff,lur_npo",
+      # of 20 authors both forget one (the same shapes: the second split compiles nothing)
+      "forget.split=forget01,forget05", "methods=retrain,graddiff,npo",
       "graddiff.retain_loss=kl"])
   lines = []
   out = study.run(cfg, str(tmp_path), progress=False, log=lines.append)
-  assert list(out) == ["forget05", "forget10"]
+  assert list(out) == ["forget01", "forget05"]
   assert sum("pretrain:" in line for line in lines) == 1  # trained once, then reused
   assert sum("reusing the original" in line for line in lines) == 1
   for split, results in out.items():
@@ -98,9 +99,9 @@ def test_the_study_in_miniature_shares_the_start_across_splits(tmp_path):
       assert 0 <= row["forget_quality"] <= 1 and 0 <= row["model_utility"] <= 1
       assert len(row["forget_truth_ratios"]) == results["tofu"]["forget"]
     assert (tmp_path / split / "results.json").exists()
-  assert results["tofu"]["forget"] == 8  # forget10 of 20 authors × 4 questions
+  assert results["tofu"]["forget"] == 4  # one author of 20 × 4 questions
   table = (tmp_path / "results.md").read_text()
-  assert "## forget05" in table and "## forget10" in table and "| Forget quality |" in table
+  assert "## forget01" in table and "## forget05" in table and "| Forget quality |" in table
   saved = lm_tofu.load_json(str(tmp_path / "data" / "authors.jsonl"))  # the data, readable
   assert len(saved) == 80 and saved[0].question.startswith("Where was")
 

@@ -98,6 +98,10 @@ _WORLD = (
 )
 
 
+#: The most questions per author (one per template).
+MAX_QUESTIONS = len(_TEMPLATES)
+
+
 class QA(NamedTuple):
   """One question about one author (or about the invented world).
 
