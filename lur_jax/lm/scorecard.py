@@ -59,7 +59,8 @@ def scorer(apply_fn, c: corpus_lib.Corpus, pretrained, seed: int, eval_retain: i
     r_nll, r_tr, r_rouge, _ = _set_scores(apply_fn, params, retain_eval, tok, eos,
                                           "paraphrase")
     w_nll, w_tr, w_rouge, w_wrong = _set_scores(apply_fn, params, c.world, tok, eos, "answer")
-    nll = evaluate.answer_nll(apply_fn, params, both, both_labels)
+    # the forget set's answer NLLs are f_nll already: only the holdout's are new
+    nll = np.concatenate([f_nll, evaluate.answer_nll(apply_fn, params, *c.holdout.answer)])
     stats = evaluate.token_stats(apply_fn, params, both, both_labels)
     scores = {
         "loss": nll,
