@@ -46,7 +46,7 @@ from lur_jax.models import (
   wrap_linen,
   wrap_nnx,
 )
-from lur_jax.parallel import distributed_init, make_mesh, shard_step
+from lur_jax.parallel import distributed_init
 from lur_jax.plots import plot_diagnostics
 from lur_jax.saliency import (
   forget_gradients,
@@ -55,6 +55,7 @@ from lur_jax.saliency import (
   top_fraction_mask,
   trim,
 )
+from lur_jax.sharding import make_mesh
 from lur_jax.study import Experiment, execute, prepare, run
 from lur_jax.tasks import TASKS, Task
 from lur_jax.tasks.diffusion import frechet_distance
@@ -89,6 +90,6 @@ __all__ = [
     "mia_efficacy", "noise_objective", "objective_step", "optimizer", "params_checksum",
     "plot_diagnostics", "prepare", "random_crop_flip", "random_wrong_labels", "run",
     "run_audit", "run_verdict",
-    "select_layers", "sgd", "shard_step", "top_fraction_mask", "tree_cosine", "trim",
+    "select_layers", "sgd", "top_fraction_mask", "tree_cosine", "trim",
     "true_class_confidence", "update_running_stats", "wrap_linen", "wrap_nnx",
 ]

@@ -173,36 +173,28 @@ class Noised(NamedTuple):
   drop: jax.Array  # True where the label is replaced by the null class
 
 
-def add_noise(schedule: Schedule, batch: dict, *, p_uncond: float = 0.0,
-              axis_name: str | None = None) -> Noised:
+def add_noise(schedule: Schedule, batch: dict, *, p_uncond: float = 0.0) -> Noised:
   """Draws t, ε and label dropout from ``batch["key"]`` and noises ``batch["x"]``.
 
-  Under ``shard_map`` the draws are this device's slice of the global batch's,
-  so results do not depend on the device count.
+  The draws are those of the global batch, so results do not depend on how
+  the batch is split over devices.
 
   Args:
     schedule: the forward process.
     batch: ``{"x": images [B, ...] in [0, 1], "key": a PRNG key, ...}``.
     p_uncond: the probability of dropping a label to the null class.
-    axis_name: the data axis under ``shard_map``.
 
   Returns:
     ``Noised(x_t, t, noise, drop)``: x_t, ``[B]`` steps, ε, ``[B]`` label-dropped bools.
   """
   x0 = 2.0 * batch["x"] - 1.0
-  def draw(key, n):
-    k_t, k_noise, k_drop = jax.random.split(key, 3)
-    return (jax.random.randint(k_t, (n,), 0, len(schedule.betas)),
-            jax.random.normal(k_noise, (n, *x0.shape[1:]), x0.dtype),
-            jax.random.bernoulli(k_drop, p_uncond, (n,)))
-  t, noise, drop = losses.global_draw(draw, batch["key"], x0.shape[0], axis_name)
+  n = x0.shape[0]
+  k_t, k_noise, k_drop = jax.random.split(batch["key"], 3)
+  t = jax.random.randint(k_t, (n,), 0, len(schedule.betas))
+  noise = jax.random.normal(k_noise, x0.shape, x0.dtype)
+  drop = jax.random.bernoulli(k_drop, p_uncond, (n,))
   ab = schedule.alpha_bars[t].reshape((-1,) + (1,) * (x0.ndim - 1))
   return Noised(jnp.sqrt(ab) * x0 + jnp.sqrt(1.0 - ab) * noise, t, noise, drop)
-
-
-def _mean(value, axis_name):
-  value = value.mean()
-  return value if axis_name is None else lax.pmean(value, axis_name)
 
 
 def _per_example_mse(a, b):
@@ -210,7 +202,7 @@ def _per_example_mse(a, b):
 
 
 def noise_objective(apply_fn: Callable, schedule: Schedule, num_classes: int, *,
-                    p_uncond: float = 0.0, axis_name: str | None = None) -> Callable:
+                    p_uncond: float = 0.0) -> Callable:
   """The DDPM loss ‖ε − ε_θ(x_t, t, y)‖², the retain objective.
 
   Args:
@@ -218,20 +210,19 @@ def noise_objective(apply_fn: Callable, schedule: Schedule, num_classes: int, *,
     schedule: the forward process.
     num_classes: the null class's label (labels dropped with ``p_uncond``).
     p_uncond: label dropout for classifier-free guidance training.
-    axis_name: the data axis under ``shard_map``: the mean is global.
 
   Returns:
     A pure ``loss(params, batch) -> scalar``; the batch holds ``"key"``.
   """
   def loss(params, batch):
-    n = add_noise(schedule, batch, p_uncond=p_uncond, axis_name=axis_name)
+    n = add_noise(schedule, batch, p_uncond=p_uncond)
     y = jnp.where(n.drop, num_classes, batch["y"])
-    return _mean(_per_example_mse(apply_fn(params, n.x_t, n.t, y), n.noise), axis_name)
+    return _per_example_mse(apply_fn(params, n.x_t, n.t, y), n.noise).mean()
   return loss
 
 
-def forget_objective(name: str, apply_fn: Callable, schedule: Schedule, num_classes: int,
-                     axis_name: str | None = None) -> Callable:
+def forget_objective(name: str, apply_fn: Callable, schedule: Schedule,
+                     num_classes: int) -> Callable:
   """The class-forgetting objective, to be minimised.
 
   Args:
@@ -242,22 +233,20 @@ def forget_objective(name: str, apply_fn: Callable, schedule: Schedule, num_clas
     apply_fn: ``(params, x_t, t, y) -> ε̂``.
     schedule: the noise schedule.
     num_classes: number of real classes.
-    axis_name: the data axis inside ``shard_map``.
 
   Returns:
     A pure ``(params, batch) -> scalar``.
   """
   if name == "ga":
-    loss = noise_objective(apply_fn, schedule, num_classes, axis_name=axis_name)
+    loss = noise_objective(apply_fn, schedule, num_classes)
     return lambda params, batch: -loss(params, batch)
   if name == "rl":
     def relabel(params, batch):
-      n = add_noise(schedule, batch, axis_name=axis_name)
+      n = add_noise(schedule, batch)
       other = losses.random_wrong_labels(jax.random.fold_in(batch["key"], 1), batch["y"],
-                                         num_classes, axis_name)
+                                         num_classes)
       target = lax.stop_gradient(apply_fn(params, n.x_t, n.t, other))
-      return _mean(_per_example_mse(apply_fn(params, n.x_t, n.t, batch["y"]), target),
-                   axis_name)
+      return _per_example_mse(apply_fn(params, n.x_t, n.t, batch["y"]), target).mean()
     return relabel
   raise ValueError(f"forget objective {name!r}; allowed: "
                    f"{', '.join(DIFFUSION_FORGET_OBJECTIVES)}")

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lur_jax import loop, runner, saliency, sharding, steppers, train
+from lur_jax import loop, runner, saliency, steppers, train
 
 
 class Members(NamedTuple):
@@ -117,19 +117,6 @@ def _stack_keys(keys):
   return jax.random.wrap_key_data(jnp.stack([jax.random.key_data(k) for k in keys]))
 
 
-def check_mesh(mesh, what: str = "an ensemble") -> None:
-  """ValueError unless ``mesh`` only has a data axis: ensembles spread their members
-  over the devices and replicate each member's parameters.
-
-  Args:
-    mesh: the study's mesh.
-    what: names the caller in the message ("an audit", "a verdict").
-  """
-  if not sharding.is_data_parallel(mesh):
-    raise ValueError(f"mesh {dict(mesh.shape)} for {what}; allowed: mesh.fsdp=1 and "
-                     "mesh.tensor=1 (its models are spread over the devices, each whole)")
-
-
 def _check(members: Members) -> None:
   m = len(members.seeds)
   if m < 2:
@@ -149,8 +136,7 @@ def fit(step_fn, states, x, y, members: Members, *, mesh, epochs: int, batch_siz
   The loop is :func:`lur_jax.loop.run` with a :class:`lur_jax.steppers.Ensemble`;
   member ``m`` walks its own sets in the order drawn from ``members.seeds[m]``,
   exactly as a run of that member alone would. ``step_fn(state,
-  retain_batch, forget_batch)`` is one member's step (objectives built
-  without an ``axis_name``). The member axis is sharded over the mesh's
+  retain_batch, forget_batch)`` is one member's step. The member axis is sharded over the mesh's
   devices; a mesh with ``fsdp`` or ``tensor`` > 1 is refused.
 
   ``chunk`` members are vmapped in one call (0: all of them); the groups of

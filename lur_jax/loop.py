@@ -217,8 +217,8 @@ def run(stepper: steppers.Stepper, state, x, y, orders: list[DataOrder], *, step
         checkpoints: checkpoint.RunCheckpoints | None = None, every: int = 0, log=None) -> Run:
   """Runs ``epochs`` epochs of ``steps`` steps, one compiled call per step and group.
 
-  The state is placed on the devices by ``stepper`` (replicated, sharded, or
-  members spread over the mesh). With ``checkpoints``, the state, the
+  The state is placed on the devices by ``stepper`` (one model, replicated or
+  sharded; or members spread over the mesh). With ``checkpoints``, the state, the
   position in the data order and the metric history are saved every
   ``every`` steps (0: never; the caller saves the finished run), and the run
   continues from the newest readable checkpoint, which may come from another
@@ -278,12 +278,10 @@ def fit(step_fn, state, x, y, retain_idx, forget_idx=(), *, mesh, epochs, batch_
   """Runs ``epochs`` epochs of ``step_fn`` for one model over ``mesh`` (see :func:`run`).
 
   An epoch walks once through the ``iterate`` set ("retain" or "forget") in
-  batches; the other set's batches cycle alongside. Without ``shardings``
-  the state is replicated and ``step_fn`` runs under ``shard_map`` with the
-  batches split over the mesh's data axis (build it with
-  ``axis_name="data"`` objectives); with ``shardings`` (from
-  :func:`lur_jax.steppers.state_shardings`) the state is sharded and
-  ``step_fn`` is a plain step of the global batch. With ``augment``, both
+  batches; the other set's batches cycle alongside. ``step_fn`` is a plain
+  step of the global batch, jitted with the state's ``shardings`` (from
+  :func:`lur_jax.steppers.shardings_of`; ``None``: replicated) and the
+  batches split over the mesh's ``data`` × ``fsdp`` axes. With ``augment``, both
   batches get a random crop and flip (:mod:`lur_jax.augment`) keyed by the
   step, drawn for the global batch, so the result does not depend on the mesh.
 
@@ -301,7 +299,7 @@ def fit(step_fn, state, x, y, retain_idx, forget_idx=(), *, mesh, epochs, batch_
     desc: the progress bar's label.
     progress: show a progress bar.
     augment: random crop and flip on both batches.
-    shardings: the state's shardings, or ``None`` for data parallelism.
+    shardings: the state's shardings, or ``None`` for a replicated state.
     checkpoints: a :class:`~lur_jax.RunCheckpoints`, or ``None``.
     every: save every this many steps (0: never).
     log: ``str -> None`` for the resume line (default ``print``).
@@ -312,8 +310,7 @@ def fit(step_fn, state, x, y, retain_idx, forget_idx=(), *, mesh, epochs, batch_
   """
   steps = steps_per_epoch(iterate, retain_idx, forget_idx, batch_size, forget_batch_size)
   order = DataOrder(seed, retain_idx, forget_idx, batch_size, forget_batch_size, steps)
-  stepper = (steppers.Replicated(step_fn, mesh, augment) if shardings is None
-             else steppers.Sharded(step_fn, mesh, shardings, augment))
+  stepper = steppers.Sharded(step_fn, mesh, shardings, augment)
   out = run(stepper, state, x, y, [order], steps=steps, epochs=epochs, desc=desc,
             progress=progress, checkpoints=checkpoints, every=every, log=log)
   diverged = int(out.diverged_at[0])

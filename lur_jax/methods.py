@@ -21,15 +21,15 @@ class Objectives(NamedTuple):
   """The losses a task gives the methods (classification by default).
 
   Attributes:
-    retain: ``(apply_fn, num_classes, axis_name) -> (params, batch) -> scalar``.
-    forget: ``(name, apply_fn, num_classes, axis_name) -> (params, batch) ->
+    retain: ``(apply_fn, num_classes) -> (params, batch) -> scalar``.
+    forget: ``(name, apply_fn, num_classes) -> (params, batch) ->
       scalar``, the unlearning objective ``name`` ("ga" or "rl"), minimised.
     per_example: ``(apply_fn) -> (params, batch) -> [B]``, the loss whose
       gradient on D_f SalUn and Scissorhands score.
     forget_names: the names ``forget`` accepts.
     needs_reference: ``forget`` and ``retain_kl`` take ``reference=``, the frozen
       parameters the run starts from (NPO's reference model).
-    retain_kl: optional ``(apply_fn, axis_name, reference) -> (params, batch) ->
+    retain_kl: optional ``(apply_fn, reference) -> (params, batch) ->
       scalar``, KL(reference ‖ model) on a retain batch (``retain_loss="kl"``).
   """
 
@@ -43,7 +43,7 @@ class Objectives(NamedTuple):
 
 #: The classification losses: cross-entropy on D_r; ``ga`` or ``rl`` on D_f.
 CLASSIFICATION = Objectives(
-    retain=lambda apply_fn, num_classes, axis_name: losses.ce_objective(apply_fn, axis_name),
+    retain=lambda apply_fn, num_classes: losses.ce_objective(apply_fn),
     forget=losses.forget_objective,
     per_example=lambda apply_fn: lambda p, b: losses.cross_entropy(apply_fn(p, b["x"]), b["y"]))
 
@@ -56,7 +56,6 @@ class Context(NamedTuple):
     num_classes: the number of classes.
     init_fn: ``rng -> fresh params``, for re-initialisation (Scissorhands).
     state_update: refreshes BatchNorm running statistics from a retain batch.
-    axis_name: the data axis when the step runs under ``shard_map``.
     objectives: the task's losses (:data:`CLASSIFICATION` by default).
     reference: the parameters the run starts from, frozen, when the objectives
       need them (``Objectives.needs_reference``).
@@ -66,7 +65,6 @@ class Context(NamedTuple):
   num_classes: int
   init_fn: Callable | None = None
   state_update: Callable | None = None
-  axis_name: str | None = None
   objectives: Objectives = CLASSIFICATION
   reference: Any = None
 
@@ -74,13 +72,12 @@ class Context(NamedTuple):
     """The retain objective: the task's (cross-entropy when classifying), or with
     ``name="kl"`` the KL divergence from the reference."""
     if name == "kl":
-      return self.objectives.retain_kl(self.apply_fn, self.axis_name, self.reference)
-    return self.objectives.retain(self.apply_fn, self.num_classes, self.axis_name)
+      return self.objectives.retain_kl(self.apply_fn, self.reference)
+    return self.objectives.retain(self.apply_fn, self.num_classes)
 
   def forget(self, name: str) -> Callable:
     extra = {"reference": self.reference} if self.objectives.needs_reference else {}
-    return self.objectives.forget(name, self.apply_fn, self.num_classes, self.axis_name,
-                                  **extra)
+    return self.objectives.forget(name, self.apply_fn, self.num_classes, **extra)
 
 
 class Method(NamedTuple):

@@ -1,25 +1,16 @@
-"""Data parallelism: a one-axis device mesh and ``shard_map``-ped steps.
+"""Processes and placement: multi-process start-up, who writes, barriers,
+and trees of host arrays placed onto (or copied back from) a mesh.
 
-The global batch is split over the mesh axis ``"data"``; parameters and
-optimiser state are replicated. Inside the sharded step every loss is the
-mean over the *global* batch (``lax.pmean`` of the per-device means, see
-:func:`lur_jax.losses.ce_objective`) and BatchNorm moments are averaged over
-the axis, so ``jax.grad`` of a loss — the LUR lookahead gradient included —
-is the gradient of the global batch, and the sharded step computes the same
-update as one device on the same global batch.
+The mesh itself and the shardings live in :mod:`lur_jax.sharding`.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 
 import jax
 import numpy as np
 from jax.experimental import multihost_utils
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-
-AXIS = "data"
 
 
 def check_devices(devices: int) -> int:
@@ -37,26 +28,6 @@ def check_divisible(name: str, batch_size: int, devices: int, over: str = "devic
   if batch_size % devices:
     raise ValueError(f"{name}={batch_size} does not divide by {over}={devices}; allowed: "
                      f"a multiple of {devices}")
-
-
-def make_mesh(devices: int = 0) -> Mesh:
-  """A one-axis device mesh for data parallelism.
-
-  Args:
-    devices: how many of ``jax.devices()`` to use, from the first; 0 = all.
-
-  Returns:
-    A ``jax.sharding.Mesh`` with the single axis ``"data"``.
-
-  Raises:
-    ValueError: for a count below 0 or above the devices JAX sees.
-  """
-  n = check_devices(devices)
-  return Mesh(np.array(jax.devices()[:n]), (AXIS,))
-
-
-def replicated(mesh: Mesh) -> NamedSharding:
-  return NamedSharding(mesh, P())
 
 
 def is_key(a) -> bool:
@@ -99,25 +70,6 @@ def to_host(tree):
       return jax.random.wrap_key_data(one(jax.random.key_data(a)), impl=jax.random.key_impl(a))
     return np.asarray(a.addressable_data(0))
   return jax.tree.map(one, tree)
-
-
-def shard_step(step: Callable, mesh: Mesh) -> Callable:
-  """A step run data-parallel over the mesh with ``jax.shard_map``.
-
-  Batches are split along their leading axis; the state and the metrics are
-  replicated (the step must reduce over ``"data"``, as the objectives built
-  with ``axis_name="data"`` do).
-
-  Args:
-    step: a pure ``(state, retain_batch, forget_batch) -> (state, metrics)``.
-    mesh: from :func:`make_mesh`.
-
-  Returns:
-    The step over the mesh, same signature; jit it at the call site. Global
-    batch sizes must divide by the device count.
-  """
-  return jax.shard_map(step, mesh=mesh, in_specs=(P(), P(AXIS), P(AXIS)),
-                       out_specs=(P(), P()))
 
 
 def distributed_init(coordinator: str = "", num_processes: int = 0, process_id: int = -1,

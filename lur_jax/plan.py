@@ -80,25 +80,19 @@ def _abstract(tree, shardings):
 def step_bytes(exp, name: str) -> dict:
   """Per-device bytes of one step of method ``name`` on ``exp``'s mesh, compiled abstractly."""
   p = runner.plan(exp, name, exp.forget.retain, exp.forget.forget)
-  data_parallel = sharding.is_data_parallel(exp.mesh)
   key = jax.random.key(0)
   model_state = jax.eval_shape(exp.model.init_state, key)
   tx = p.optimizer()
   state = jax.eval_shape(lambda: train.init_state(
       exp.model.init(key), tx, key, exp.model.init_state(key)))
   replicated = NamedSharding(exp.mesh, P())
-  if data_parallel:
-    shardings = jax.tree.map(lambda _: replicated, state)
-  else:
-    shardings = steppers.state_shardings(state, exp.mesh,
-                                         sharding.model_shardings(exp.model, exp.mesh))
-  ctx = p.context(exp, model_state, data_parallel)
+  shardings = steppers.shardings_of(state, exp.model, exp.mesh)
+  ctx = p.context(exp, model_state)
   if exp.objectives.needs_reference:  # shapes only: the step makes zeros in their place,
     # so the reference's memory counts as the step's own (NPO holds a second model)
     ctx = ctx._replace(reference=_abstract(state.params, shardings.params))
   step_fn = p.method.make_step(ctx, p.settings, tx)
-  stepper = (steppers.Replicated(step_fn, exp.mesh) if data_parallel else
-             steppers.Sharded(step_fn, exp.mesh, shardings))
+  stepper = steppers.Sharded(step_fn, exp.mesh, shardings)
   x, y = exp.splits.train.x, exp.splits.train.y
   data_arrays = (jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
                  jax.ShapeDtypeStruct(y.shape, y.dtype, sharding=replicated))

@@ -74,8 +74,7 @@ def _call(factory, spec, *args, **kwargs):
                      f"{first}") from None
 
 
-def user_model(spec: str, num_classes: int, input_shape, *, axis_name=None,
-               **model_kw) -> models.Model:
+def user_model(spec: str, num_classes: int, input_shape, **model_kw) -> models.Model:
   """The :class:`lur_jax.Model` of the factory that ``spec`` names (see the module doc)."""
   factory = load(spec, "model.name")
   input_shape = tuple(input_shape)
@@ -85,8 +84,6 @@ def user_model(spec: str, num_classes: int, input_shape, *, axis_name=None,
   if isinstance(made, models.Model):
     model = made
   elif isinstance(made, nn.Module):
-    if axis_name is not None and hasattr(made, "axis_name"):
-      made = made.clone(axis_name=axis_name)
     model = models.wrap_linen(made, input_shape, spec)
   elif isinstance(made, nnx.Module):
     if not takes_rngs:

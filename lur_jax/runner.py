@@ -23,7 +23,6 @@ from lur_jax import (
   loop,
   methods,
   models,
-  parallel,
   saliency,
   sharding,
   steppers,
@@ -82,15 +81,12 @@ class Plan(NamedTuple):
     wrap = self.method.wrap_tx
     return tx if wrap is None else wrap(settings, tx, self.total_steps)
 
-  def context(self, exp, model_state=None, data_parallel: bool = False) -> methods.Context:
-    """The methods' :class:`~lur_jax.Context`: under ``shard_map`` over ``data``
-    (``data_parallel``) with BatchNorm synchronised, else a plain step of the
-    global batch (sharded by XLA, or one ensemble member)."""
-    ctx = methods.Context(exp.model.apply, exp.splits.num_classes, exp.model.init,
-                          objectives=exp.objectives)
-    model = exp.step_model if data_parallel else exp.model
-    return ctx._replace(apply_fn=model.apply, axis_name=parallel.AXIS if data_parallel else None,
-                        state_update=_state_update(model, model_state))
+  def context(self, exp, model_state=None) -> methods.Context:
+    """The methods' :class:`~lur_jax.Context`: a plain step of the global batch
+    (jitted with shardings by XLA, or one ensemble member)."""
+    return methods.Context(exp.model.apply, exp.splits.num_classes, exp.model.init,
+                           state_update=_state_update(exp.model, model_state),
+                           objectives=exp.objectives)
 
 
 def plan(exp, name: str, retain_idx, forget_idx) -> Plan:
@@ -125,8 +121,8 @@ def run_method(exp, name: str, variables, retain_idx, forget_idx, *, seed: int, 
   """Runs method ``name`` from ``variables``; resumes from ``checkpoint_dir``.
 
   On a mesh with ``fsdp`` or ``tensor`` > 1 the parameters and optimiser
-  state are sharded (:mod:`lur_jax.sharding`); otherwise replicated, the
-  batch split over ``data``. Saliency and trimming (a method's ``prepare``)
+  state are sharded (:mod:`lur_jax.sharding`); otherwise replicated. The
+  batch is split over ``data`` × ``fsdp`` either way. Saliency and trimming (a method's ``prepare``)
   count as unlearning time.
 
   Args:
@@ -146,17 +142,15 @@ def run_method(exp, name: str, variables, retain_idx, forget_idx, *, seed: int, 
   cfg = exp.config
   p = plan(exp, name, retain_idx, forget_idx)
   model_state = variables["model_state"]
-  data_parallel = sharding.is_data_parallel(exp.mesh)
   x, y = exp.splits.train.x, exp.splits.train.y
   params, tx, prepare_seconds, prepare_compile = _prepare(
       p.method, p.context(exp), p.settings, p.optimizer(), variables["params"],
       (x[forget_idx], y[forget_idx]), seed)
   reference = variables["params"] if exp.objectives.needs_reference else None
-  ctx = p.context(exp, model_state, data_parallel)._replace(reference=reference)
+  ctx = p.context(exp, model_state)._replace(reference=reference)
   step_fn = p.method.make_step(ctx, p.settings, tx)
   state = train.init_state(params, tx, jax.random.key(seed), model_state)
-  shardings = None if data_parallel else steppers.state_shardings(
-      state, exp.mesh, sharding.model_shardings(exp.model, exp.mesh))
+  shardings = steppers.shardings_of(state, exp.model, exp.mesh)
   options = config_lib.checkpoint_options(cfg)
   checkpoints = None
   if checkpoint_dir is not None:

@@ -3,7 +3,7 @@
 Parameters carry logical axis names (``vocab``, ``embed``, ``heads``, ``kv``, ``mlp``,
 ``layers``); one table of rules, :data:`RULES`, maps them to mesh axes, as MaxText's
 ``logical_axis_rules`` do. A parameter without names (a user's model) gets the default FSDP
-rule of nanodo: its largest dimension that divides evenly over ``fsdp`` is sharded, and
+rule of big_vision (``big_vision/sharding.py``): its largest dimension that divides evenly over ``fsdp`` is sharded, and
 parameters smaller than ``min_size`` entries are replicated. Batches shard their leading
 axis over ``data`` × ``fsdp``. The step itself never names a mesh axis: the shardings are
 given at the ``jax.jit`` call site.
@@ -18,6 +18,8 @@ import flax.linen as nn
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from lur_jax import parallel
 
 AXES = ("data", "fsdp", "tensor")
 
@@ -64,25 +66,29 @@ def mesh_shape(data: int = 1, fsdp: int = -1, tensor: int = 1,
   return sizes
 
 
-def make_mesh(data: int = 1, fsdp: int = -1, tensor: int = 1,
+def make_mesh(data: int = -1, fsdp: int = 1, tensor: int = 1,
               devices: int | None = None) -> Mesh:
-  """A device mesh with the axes ``("data", "fsdp", "tensor")``.
+  """A device mesh with the axes ``("data", "fsdp", "tensor")``, the one mesh of
+  every run (by default every device on ``data``: data parallelism).
 
   Args:
     data, fsdp, tensor: as in :func:`mesh_shape`.
-    devices: use the first this many devices (default: every device JAX sees).
+    devices: use the first this many devices (``None`` or 0: every device JAX sees).
 
   Returns:
     A ``jax.sharding.Mesh``.
+
+  Raises:
+    ValueError: for a device count or axis sizes that do not fit the devices.
   """
-  devices = jax.device_count() if devices is None else devices
+  devices = parallel.check_devices(devices or 0)
   sizes = mesh_shape(data, fsdp, tensor, devices)
   chosen = np.asarray(jax.devices()[:devices])
   return Mesh(chosen.reshape([sizes[a] for a in AXES]), AXES)
 
 
 def fsdp_spec(shape: tuple[int, ...], fsdp: int, min_size: int = 2 ** 14) -> P:
-  """The default rule for a parameter without logical names (nanodo's FSDP).
+  """The default rule for a parameter without logical names (big_vision's FSDP).
 
   Args:
     shape: the parameter's shape.

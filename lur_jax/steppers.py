@@ -1,13 +1,13 @@
 """How a training state lives on the devices and one step of it runs.
 
-:func:`lur_jax.loop.run` drives any of three steppers through the same loop:
+:func:`lur_jax.loop.run` drives either of two steppers through the same loop,
+both a ``jax.jit`` with ``NamedSharding``\\ s (no per-device code):
 
-- :class:`Replicated`: one model, data parallel — the batch split over the
-  mesh's ``data`` axis under ``jax.shard_map``, the state replicated.
-- :class:`Sharded`: one model whose parameters and optimiser state are
-  sharded over ``fsdp`` (and ``tensor``) by :mod:`lur_jax.sharding`, the batch
-  over ``data`` × ``fsdp``; the step is jitted with those shardings and XLA
-  inserts the collectives.
+- :class:`Sharded`: one model. Its parameters and optimiser state are
+  replicated (data parallelism) or sharded over ``fsdp`` (and ``tensor``) by
+  :mod:`lur_jax.sharding`; the batch goes over ``data`` × ``fsdp``. Every loss
+  is a plain mean over the global batch and XLA inserts the collectives, so
+  the step computes what one device computes on the same batch.
 - :class:`Ensemble`: M models vmapped over a leading member axis, the members
   spread over the devices, in groups of ``chunk``.
 """
@@ -20,7 +20,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from lur_jax import augment as augment_lib, parallel
+from lur_jax import augment as augment_lib, parallel, sharding
 
 
 def indexed(step_fn, augment: bool = False):
@@ -73,7 +73,7 @@ class Stepper:
   """
 
   members: int = 1
-  batch_axes: str | tuple[str, ...] = parallel.AXIS
+  batch_axes: str | tuple[str, ...] = ("data", "fsdp")
 
   def place(self, state) -> list:
     """The state on the devices, as a list of groups run one after another."""
@@ -103,28 +103,6 @@ class Stepper:
   def finite(self, state) -> np.ndarray:
     """``[members]``: whether each member's parameters are all finite."""
     return _all_finite(state.params, 1)
-
-
-class Replicated(Stepper):
-  """One model, data parallel: ``step`` runs under ``shard_map`` over ``data``
-  (build it with ``axis_name="data"`` objectives), the state replicated.
-
-  Args:
-    step_fn: a pure ``(state, retain_batch, forget_batch) -> (state, metrics)``.
-    mesh: a mesh whose only axis of size > 1 is ``data``.
-    augment: random crop and flip on both batches (see :func:`indexed`).
-  """
-
-  def __init__(self, step_fn, mesh: Mesh, augment: bool = False):
-    self.step = indexed(parallel.shard_step(step_fn, mesh), augment)
-    self.mesh = mesh
-
-  def place(self, state) -> list:
-    return [parallel.put(state, NamedSharding(self.mesh, P()))]
-
-  def compile(self, state, data_arrays, batches):
-    return jax.jit(self.step, donate_argnums=0).lower(state, *data_arrays, *batches,
-                                                    np.int32(0)).compile()
 
 
 def state_shardings(state, mesh: Mesh, param_shardings):
@@ -157,26 +135,37 @@ def state_shardings(state, mesh: Mesh, param_shardings):
                         model_state=jax.tree.map(lambda _: replicated, state.model_state))
 
 
-class Sharded(Stepper):
-  """One model, parameters and optimiser state sharded (FSDP, tensor parallel).
+def shardings_of(state, model, mesh: Mesh):
+  """The shardings of one model's :class:`~lur_jax.TrainState` on ``mesh``:
+  everything replicated when only ``data`` splits the mesh, else the
+  parameters' own (:func:`lur_jax.sharding.model_shardings`) through
+  :func:`state_shardings`."""
+  if sharding.is_data_parallel(mesh):
+    return jax.tree.map(lambda _: NamedSharding(mesh, P()), state)
+  return state_shardings(state, mesh, sharding.model_shardings(model, mesh))
 
-  ``step`` is a plain step (objectives without an ``axis_name``): every loss is
-  a mean over the global batch and XLA partitions it. It is traced under
-  ``jax.set_mesh``, so :func:`lur_jax.sharding.constrain` shards activations.
+
+class Sharded(Stepper):
+  """One model: the state replicated (data parallel) or sharded (FSDP, tensor
+  parallel), the batch over ``data`` × ``fsdp``.
+
+  ``step`` is a plain step: every loss is a mean over the global batch and XLA
+  partitions it. It is traced under ``jax.set_mesh``, so
+  :func:`lur_jax.sharding.constrain` shards activations.
 
   Args:
     step_fn: a pure ``(state, retain_batch, forget_batch) -> (state, metrics)``.
-    mesh: from :func:`lur_jax.sharding.make_mesh`.
-    shardings: from :func:`state_shardings`.
-    augment: as in :class:`Replicated`.
+    mesh: from :func:`lur_jax.make_mesh`.
+    shardings: from :func:`shardings_of` (``None``: the state replicated).
+    augment: random crop and flip on both batches (see :func:`indexed`).
   """
 
-  batch_axes = ("data", "fsdp")
-
-  def __init__(self, step_fn, mesh: Mesh, shardings, augment: bool = False):
+  def __init__(self, step_fn, mesh: Mesh, shardings=None, augment: bool = False):
     self.step, self.mesh, self.shardings = indexed(step_fn, augment), mesh, shardings
 
   def place(self, state) -> list:
+    if self.shardings is None:
+      self.shardings = jax.tree.map(lambda _: NamedSharding(self.mesh, P()), state)
     return [parallel.put(state, self.shardings)]
 
   def compile(self, state, data_arrays, batches):
@@ -184,6 +173,19 @@ class Sharded(Stepper):
       return jax.jit(self.step, donate_argnums=0,
                      out_shardings=(self.shardings, NamedSharding(self.mesh, P()))).lower(
           state, *data_arrays, *batches, np.int32(0)).compile()
+
+
+def check_mesh(mesh: Mesh, what: str = "an ensemble") -> None:
+  """ValueError unless only the ``data`` axis splits ``mesh``: ensembles spread their
+  members over the devices and replicate each member's parameters.
+
+  Args:
+    mesh: the study's mesh.
+    what: names the caller in the message ("an audit", "a verdict").
+  """
+  if mesh.size != mesh.shape.get("data", 1):
+    raise ValueError(f"mesh {dict(mesh.shape)} for {what}; allowed: mesh.fsdp=1 and "
+                     "mesh.tensor=1 (its models are spread over the devices, each whole)")
 
 
 def groups(models: int, chunk: int, devices: int) -> list[slice]:
@@ -204,25 +206,23 @@ def member(tree, m):
 
 
 class Ensemble(Stepper):
-  """M models at once: ``step`` (one member's, objectives without an
-  ``axis_name``) vmapped over a leading member axis, the member axis sharded
-  over every device of the mesh (no communication), ``chunk`` members per call.
+  """M models at once: ``step`` (one member's) vmapped over a leading member
+  axis, the member axis sharded over every device of the mesh (no
+  communication), ``chunk`` members per call.
 
   Args:
     step_fn: one member's pure ``(state, retain_batch, forget_batch) -> (state, metrics)``.
     mesh: a mesh whose only axis of size > 1 is ``data``.
     members: M.
     chunk: members per call (0: all).
-    augment: as in :class:`Replicated`.
+    augment: as in :class:`Sharded`.
   """
 
   def __init__(self, step_fn, mesh: Mesh, members: int, chunk: int = 0, augment: bool = False):
-    if mesh.size != mesh.shape.get(parallel.AXIS, 1):
-      raise ValueError(f"mesh {dict(mesh.shape)} for an ensemble; allowed: mesh.fsdp=1 and "
-                       "mesh.tensor=1 (its models are spread over the devices, each whole)")
+    check_mesh(mesh)
     self.step, self.mesh, self.members = indexed(step_fn, augment), mesh, members
     self.groups = groups(members, chunk, mesh.size)
-    self._by_member = NamedSharding(mesh, P(parallel.AXIS))
+    self._by_member = NamedSharding(mesh, P("data"))
 
   def place(self, state) -> list:
     return [parallel.put(member(state, g), self._by_member) for g in self.groups]

@@ -45,7 +45,6 @@ class Experiment(NamedTuple):
     splits: the data (:class:`~lur_jax.Splits`).
     forget: the forget set, its complement and the TA test set.
     model: the task's model (:class:`~lur_jax.Model`).
-    step_model: the same model with BatchNorm synchronised over the mesh.
     mesh: the device mesh.
     objectives: the methods' losses (:class:`~lur_jax.Objectives`).
     task: the task plug-in (:class:`~lur_jax.Task`).
@@ -56,7 +55,6 @@ class Experiment(NamedTuple):
   splits: data.Splits
   forget: data.ForgetSplit
   model: models.Model
-  step_model: models.Model
   mesh: jax.sharding.Mesh
   objectives: methods.Objectives = methods.CLASSIFICATION
   task: tasks.Task = tasks.TASKS["classification"]
@@ -125,7 +123,7 @@ def _prepare_one(config: ml_collections.ConfigDict) -> Experiment:
     check = methods.METHODS[name].check
     if check is not None:
       check(settings, abstract_params)
-  return Experiment(config, names, splits, forget, built.model, built.step_model, mesh,
+  return Experiment(config, names, splits, forget, built.model, mesh,
                     built.objectives, task)
 
 

@@ -1,11 +1,14 @@
-"""Sharded steps against the single-device step; run by test_parallel.py.
+"""Data-parallel steps against the single-device step; run by test_parallel.py.
 
     XLA_FLAGS=--xla_force_host_platform_device_count=8 python tests/sharded_check.py [--all]
 
 LUR runs on 1 and 8 devices (with ``--all``: 1, 2, 4 and 8), the other
 methods on 8. Without ``--all`` a share of the cases runs (``SHARE``).
 
-Prints one JSON line per (model, method, mode, devices): the largest relative
+The data-parallel step is the same jitted step, its state replicated and its
+batches split over the mesh's ``data`` axis (what :class:`lur_jax.steppers.Sharded`
+runs on a data-only mesh). Prints one JSON line per (model, method, mode, devices):
+the largest relative
 difference of any parameter (and BatchNorm statistic) after three steps on
 the same global batches (absolute for leaves smaller than ``FLOOR``).
 """
@@ -17,7 +20,9 @@ import sys
 import jax
 import numpy as np
 
-from lur_jax import config as config_lib, diffusion, methods, models, parallel, train
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from lur_jax import config as config_lib, diffusion, methods, models, parallel, sharding, train
 from lur_jax.tasks import diffusion as diffusion_task
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -38,9 +43,8 @@ def _model_and_data(name):
   x = rng.random(size=(STEPS, GLOBAL_BATCH + FORGET_BATCH, *shape)).astype(np.float32)
   y = rng.integers(0, 10, size=(STEPS, GLOBAL_BATCH + FORGET_BATCH)).astype(np.int32)
   if name == "unet":
-    return lambda axis: diffusion.build_unet(10, shape, channels=(8, 16), emb_dim=16), x, y
-  build = lambda axis: models.build_model(name, 10, shape, axis_name=axis, **kw)
-  return build, x, y
+    return diffusion.build_unet(10, shape, channels=(8, 16), emb_dim=16), x, y
+  return models.build_model(name, 10, shape, **kw), x, y
 
 
 def _objectives(model_name):
@@ -58,8 +62,7 @@ def _settings(model_name, method, mode):
 
 
 def run(model_name, method, mode, devices):
-  build, x, y = _model_and_data(model_name)
-  model = build(None)
+  model, x, y = _model_and_data(model_name)
   key = jax.random.key(0)
   params, model_state = model.init(key), model.init_state(key)
   settings = _settings(model_name, method, mode)
@@ -67,25 +70,20 @@ def run(model_name, method, mode, devices):
   if methods.METHODS[method].wrap_tx is not None:
     tx = methods.METHODS[method].wrap_tx(settings, tx)
 
-  def make(axis):
-    m = build(axis)
-    update = None
-    if jax.tree.leaves(model_state):
-      update = lambda p, s, b: models.update_running_stats(s, m.batch_moments(p, b["x"]))
-    ctx = methods.Context(m.apply, 10, m.init, update, axis, _objectives(model_name))
-    return methods.METHODS[method].make_step(ctx, settings, tx)
-
-  if devices == 0:  # the reference: one device, no collectives
-    step = jax.jit(make(None))
-    state = train.init_state(params, tx, jax.random.key(1), model_state)
-  else:
-    mesh = parallel.make_mesh(devices)
-    step = jax.jit(parallel.shard_step(make(parallel.AXIS), mesh))
-    state = parallel.put(train.init_state(params, tx, jax.random.key(1), model_state),
-                         parallel.replicated(mesh))
+  update = None
+  if jax.tree.leaves(model_state):
+    update = lambda p, s, b: models.update_running_stats(s, model.batch_moments(p, b["x"]))
+  ctx = methods.Context(model.apply, 10, model.init, update, _objectives(model_name))
+  step = jax.jit(methods.METHODS[method].make_step(ctx, settings, tx))
+  state = train.init_state(params, tx, jax.random.key(1), model_state)
+  place = lambda tree: tree  # the reference: one device, no collectives
+  if devices:
+    mesh = sharding.make_mesh(devices=devices)
+    state = parallel.put(state, NamedSharding(mesh, P()))
+    place = lambda tree: parallel.put(tree, sharding.batch_sharding(mesh))
   for i in range(STEPS):
-    retain = {"x": x[i, :GLOBAL_BATCH], "y": y[i, :GLOBAL_BATCH]}
-    forget = {"x": x[i, GLOBAL_BATCH:], "y": y[i, GLOBAL_BATCH:]}
+    retain = place({"x": x[i, :GLOBAL_BATCH], "y": y[i, :GLOBAL_BATCH]})
+    forget = place({"x": x[i, GLOBAL_BATCH:], "y": y[i, GLOBAL_BATCH:]})
     state, _ = step(state, retain, forget)
   return parallel.to_host((state.params, state.model_state))
 

@@ -18,6 +18,7 @@ from lur_jax import (
   models,
   parallel,
   saliency,
+  sharding,
   study,
   train,
 )
@@ -175,7 +176,7 @@ def test_api_nan_in_data(tmp_path):
 
 @pytest.mark.parametrize("call, match", [
     (lambda: train.sgd(0.0), "learning rate 0.0; allowed: a number > 0"),
-    (lambda: parallel.make_mesh(99), "devices=99; allowed: 0 \\(all\\) or 1.."),
+    (lambda: sharding.make_mesh(devices=99), "devices=99; allowed: 0 \\(all\\) or 1.."),
     (lambda: parallel.check_divisible("batch_size", 30, 4), "does not divide by devices=4"),
     (lambda: parallel.distributed_init("127.0.0.1:1", 2, 9), "process_id=9"),
     (lambda: losses.forget_objective("kl", None, 10), "forget objective 'kl'"),

@@ -27,14 +27,14 @@ def test_the_objectives_are_next_token_losses():
   batch = {"x": tokens, "y": jnp.zeros(4, jnp.int32), "key": jax.random.key(1)}
   objectives = language.objectives(TINY.vocab)
   reference = transformer.lm_objective(model.apply)(params, batch)
-  retain = objectives.retain(model.apply, 8, None)(params, batch)
+  retain = objectives.retain(model.apply, 8)(params, batch)
   np.testing.assert_allclose(retain, reference, rtol=1e-6)
-  np.testing.assert_allclose(objectives.forget("ga", model.apply, 8, None)(params, batch),
+  np.testing.assert_allclose(objectives.forget("ga", model.apply, 8)(params, batch),
                              -reference, rtol=1e-6)
   per_sequence = objectives.per_example(model.apply)(params, batch)
   assert per_sequence.shape == (4,)
   np.testing.assert_allclose(per_sequence.mean(), reference, rtol=1e-6)
-  relabelled = objectives.forget("rl", model.apply, 8, None)(params, batch)
+  relabelled = objectives.forget("rl", model.apply, 8)(params, batch)
   assert np.isfinite(relabelled) and abs(float(relabelled - reference)) > 1e-4
 
 

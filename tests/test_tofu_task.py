@@ -36,8 +36,8 @@ def test_the_objectives_are_open_unlearnings_losses():
   cfg = config_lib.load(SMOKE)
   obj = tofu.objectives(cfg)
   nll = losses.answer_loss(model.apply(params, batch["x"]), batch["x"], batch["y"])
-  np.testing.assert_allclose(obj.retain(model.apply, 16, None)(params, batch), nll, rtol=1e-6)
-  forget = lambda name, ref: obj.forget(name, model.apply, 16, None, reference=ref)
+  np.testing.assert_allclose(obj.retain(model.apply, 16)(params, batch), nll, rtol=1e-6)
+  forget = lambda name, ref: obj.forget(name, model.apply, 16, reference=ref)
   np.testing.assert_allclose(forget("ga", None)(params, batch), -nll, rtol=1e-6)
   # NPO at its reference: s = 0, so −(2/β)·log σ(0) = (2/β)·log 2
   np.testing.assert_allclose(forget("npo", params)(params, batch), 2 / 0.1 * np.log(2),
@@ -53,7 +53,7 @@ def test_the_objectives_are_open_unlearnings_losses():
                              -2 / 4.5 * np.mean(log_sigmoid(4.5 * a)), rtol=1e-4)
   with pytest.raises(ValueError, match="'npo' without reference=; allowed: the frozen"):
     forget("npo", None)
-  kl = tofu.kl_objective(model.apply, None, params)
+  kl = tofu.kl_objective(model.apply, params)
   assert abs(float(kl(params, batch))) < 1e-6 and float(kl(moved, batch)) > 1e-4
   # At its reference NPO's gradient is GA's on sequence sums, −∇ mean_i NLL_i (it would be
   # 0 if the gradient flowed into the frozen reference too)

@@ -28,6 +28,7 @@ from lur_jax import (
   methods,
   plots,
   results as results_lib,
+  steppers,
   study,
 )
 from lur_jax.audit import plan as plan_lib, scores
@@ -109,7 +110,7 @@ def prepare(config: ml_collections.ConfigDict) -> Audit:
   config = ml_collections.ConfigDict(config.to_dict())
   config.methods = ",".join(["retrain", *names])  # the study checks these methods' settings
   exp = study.prepare(config)
-  ensemble.check_mesh(exp.mesh, "an audit")
+  steppers.check_mesh(exp.mesh, "an audit")
   devices = exp.mesh.size
   for key, size in (("audit.models", s.models), ("audit.chunk", s.chunk)):
     if size and size % devices:

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from lur_jax import losses as core_losses
 from lur_jax.lm import losses
 
 
@@ -130,9 +131,8 @@ def token_stats(apply_fn: Callable, params, tokens, labels,
 @functools.partial(jax.jit, static_argnums=0)
 def _grad_norms(apply_fn, params, tokens, weights):
   def loss(p, x, w):
-    logp = jax.nn.log_softmax(apply_fn(p, x[None])[0, :-1].astype(jnp.float32))
-    target = jnp.take_along_axis(logp, x[1:, None], -1)[:, 0]
-    return -(target * w).sum() / jnp.maximum(w.sum(), 1)
+    nll = core_losses.next_token_nll(apply_fn(p, x[None]).astype(jnp.float32), x[None])[0]
+    return (nll * w).sum() / jnp.maximum(w.sum(), 1)
 
   def norms(x, w):
     leaves = jax.tree.leaves(jax.grad(loss)(params, x, w))

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import optax
+
+from lur_jax import losses as core_losses
 
 
 def token_nll(logits: jax.Array, tokens: jax.Array, labels: jax.Array) -> jax.Array:
@@ -24,8 +25,7 @@ def token_nll(logits: jax.Array, tokens: jax.Array, labels: jax.Array) -> jax.Ar
   Returns:
     ``[B, T − 1]``: −log p(token t + 1) where ``labels[:, t + 1]``, else 0.
   """
-  nll = optax.softmax_cross_entropy_with_integer_labels(logits[:, :-1], tokens[:, 1:])
-  return jnp.where(labels[:, 1:], nll, 0.0)
+  return jnp.where(labels[:, 1:], core_losses.next_token_nll(logits, tokens), 0.0)
 
 
 def sequence_nll(logits, tokens, labels) -> tuple[jax.Array, jax.Array]:

@@ -52,14 +52,12 @@ class CNN(nn.Module):
     channels: the channels of the conv blocks ``conv_0``, ``conv_1``, ...
     hidden: the width of the dense layer ``hidden_0``.
     norm: a :class:`BatchNorm` (``bn_i``) after each convolution.
-    axis_name: BatchNorm's data axis under ``shard_map``.
   """
 
   num_classes: int
   channels: Sequence[int] = (32, 64)
   hidden: int = 128
   norm: bool = False
-  axis_name: str | None = None
 
   @nn.compact
   def __call__(self, x, train: bool = True):
@@ -68,7 +66,7 @@ class CNN(nn.Module):
     for i, c in enumerate(self.channels):
       x = nn.Conv(c, (3, 3), use_bias=not self.norm, name=f"conv_{i}")(x)
       if self.norm:
-        x = BatchNorm(axis_name=self.axis_name, name=f"bn_{i}")(x, train)
+        x = BatchNorm(name=f"bn_{i}")(x, train)
       x = nn.relu(x)
       x = nn.avg_pool(x, (2, 2), strides=(2, 2))
     x = x.reshape((x.shape[0], -1))
@@ -81,16 +79,14 @@ class BatchNorm(nn.Module):
 
   Training normalises with the batch's own mean and variance and sows them
   into the ``batch_moments`` collection (a no-op unless it is mutable);
-  evaluation uses the running ``batch_stats``. With ``axis_name`` (inside
-  ``shard_map``) the moments are those of the global batch.
+  evaluation uses the running ``batch_stats``. Under ``jit`` with the batch
+  sharded over devices the moments are those of the global batch.
 
   Attributes:
     epsilon: added to the variance.
-    axis_name: the data axis under ``shard_map`` whose global moments are used.
   """
 
   epsilon: float = 1e-5
-  axis_name: str | None = None
 
   @nn.compact
   def __call__(self, x, train: bool):
@@ -99,8 +95,8 @@ class BatchNorm(nn.Module):
     bias = self.param("bias", nn.initializers.zeros, (features,))
     if train and not self.is_initializing():
       axes = tuple(range(x.ndim - 1))
-      mean = self._global(x.mean(axes))
-      var = self._global(jnp.square(x - mean).mean(axes))
+      mean = x.mean(axes)
+      var = jnp.square(x - mean).mean(axes)
       self.sow("batch_moments", "mean", mean)
       self.sow("batch_moments", "var", var)
     else:
@@ -108,24 +104,20 @@ class BatchNorm(nn.Module):
       var = self.variable("batch_stats", "var", jnp.ones, (features,)).value
     return (x - mean) * lax.rsqrt(var + self.epsilon) * scale + bias
 
-  def _global(self, local_mean):
-    return local_mean if self.axis_name is None else lax.pmean(local_mean, self.axis_name)
-
 
 class BasicBlock(nn.Module):
   features: int
   stride: int = 1
-  axis_name: str | None = None
 
   @nn.compact
   def __call__(self, x, train: bool):
     y = nn.Conv(self.features, (3, 3), self.stride, padding=1, use_bias=False, name="conv1")(x)
-    y = nn.relu(BatchNorm(axis_name=self.axis_name, name="bn1")(y, train))
+    y = nn.relu(BatchNorm(name="bn1")(y, train))
     y = nn.Conv(self.features, (3, 3), padding=1, use_bias=False, name="conv2")(y)
-    y = BatchNorm(axis_name=self.axis_name, name="bn2")(y, train)
+    y = BatchNorm(name="bn2")(y, train)
     if self.stride != 1 or x.shape[-1] != self.features:
       x = nn.Conv(self.features, (1, 1), self.stride, use_bias=False, name="shortcut")(x)
-      x = BatchNorm(axis_name=self.axis_name, name="shortcut_bn")(x, train)
+      x = BatchNorm(name="shortcut_bn")(x, train)
     return nn.relu(x + y)
 
 
@@ -136,22 +128,20 @@ class ResNet18(nn.Module):
     num_classes: the width of ``fc``, the logits.
     width: the channels of ``layer1`` (doubling per group); a smaller width
       makes CPU smoke tests cheap.
-    axis_name: BatchNorm's data axis under ``shard_map``.
   """
 
   num_classes: int
   width: int = 64
-  axis_name: str | None = None
 
   @nn.compact
   def __call__(self, x, train: bool = True):
     if x.ndim == 3:
       x = x[..., None]
     x = nn.Conv(self.width, (3, 3), padding=1, use_bias=False, name="stem")(x)
-    x = nn.relu(BatchNorm(axis_name=self.axis_name, name="stem_bn")(x, train))
+    x = nn.relu(BatchNorm(name="stem_bn")(x, train))
     for i, (mult, stride) in enumerate([(1, 1), (2, 2), (4, 2), (8, 2)]):
       for j in range(2):
-        x = BasicBlock(self.width * mult, stride if j == 0 else 1, self.axis_name,
+        x = BasicBlock(self.width * mult, stride if j == 0 else 1,
                        name=f"layer{i + 1}_{j}")(x, train)
     x = x.mean(axis=(1, 2))
     return nn.Dense(self.num_classes, name="fc")(x)
@@ -188,16 +178,13 @@ class Model(NamedTuple):
   partitioned: Callable[[jax.Array], dict] | None = None
 
 
-def build_model(name: str, num_classes: int, input_shape: Sequence[int], *,
-                axis_name: str | None = None, **kwargs) -> Model:
+def build_model(name: str, num_classes: int, input_shape: Sequence[int], **kwargs) -> Model:
   """Builds a registered model.
 
   Args:
     name: a key of ``MODELS``.
     num_classes: output width.
     input_shape: shape of one example (no batch dimension).
-    axis_name: for a step under ``shard_map``: BatchNorm averages its training
-      moments over this axis (the parameters are the same).
     **kwargs: module fields (``hidden``, ``channels``, ``norm``, ``width``).
 
   Returns:
@@ -209,8 +196,6 @@ def build_model(name: str, num_classes: int, input_shape: Sequence[int], *,
     module = MODELS[name](num_classes=num_classes, **kwargs)
   except TypeError as e:
     raise ValueError(f"model {name!r}: {e}") from None
-  if axis_name is not None and hasattr(module, "axis_name"):
-    module = module.clone(axis_name=axis_name)
   return wrap_linen(module, input_shape, name)
 
 

@@ -19,9 +19,8 @@ from collections.abc import Callable
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import optax
 
-from lur_jax import sharding
+from lur_jax import losses, sharding
 
 REMAT = ("none", "block")
 
@@ -161,8 +160,7 @@ def lm_objective(apply_fn: Callable) -> Callable:
     is the label of position t.
   """
   def loss(params, batch):
-    logits = apply_fn(params, batch["x"])[:, :-1]
-    return optax.softmax_cross_entropy_with_integer_labels(logits, batch["x"][:, 1:]).mean()
+    return losses.next_token_nll(apply_fn(params, batch["x"]), batch["x"]).mean()
   return loss
 
 

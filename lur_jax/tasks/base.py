@@ -9,16 +9,14 @@ from lur_jax import methods, models, results
 
 
 class Built(NamedTuple):
-  """A task's models and the losses its methods use.
+  """A task's model and the losses its methods use.
 
   Attributes:
     model: the :class:`~lur_jax.Model`.
-    step_model: the same model, BatchNorm synchronised over the data axis.
     objectives: the methods' losses (:class:`~lur_jax.Objectives`).
   """
 
   model: models.Model
-  step_model: models.Model
   objectives: methods.Objectives
 
 

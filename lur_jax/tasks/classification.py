@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lur_jax import checks, methods, metrics, models, parallel, plugins, results
+from lur_jax import checks, methods, metrics, models, plugins, results
 from lur_jax.tasks import base
 
 
@@ -18,9 +18,8 @@ def build(config, splits) -> base.Built:
   shape = splits.train.x.shape[1:]
   make = (plugins.user_model if plugins.is_import_path(config.model.name)
           else models.build_model)
-  model, step_model = (make(config.model.name, splits.num_classes, shape, axis_name=axis, **kw)
-                       for axis in (None, parallel.AXIS))
-  return base.Built(model, step_model, methods.CLASSIFICATION)
+  return base.Built(make(config.model.name, splits.num_classes, shape, **kw),
+                    methods.CLASSIFICATION)
 
 
 def measurer(exp, cache, log, progress):

@@ -43,10 +43,10 @@ GRID_PER_CLASS = 10
 def objectives(schedule: diffusion.Schedule, p_uncond: float) -> methods.Objectives:
   """The diffusion losses in the form :class:`lur_jax.methods.Context` takes."""
   return methods.Objectives(
-      retain=lambda apply_fn, num_classes, axis_name: diffusion.noise_objective(
-          apply_fn, schedule, num_classes, p_uncond=p_uncond, axis_name=axis_name),
-      forget=lambda name, apply_fn, num_classes, axis_name: diffusion.forget_objective(
-          name, apply_fn, schedule, num_classes, axis_name),
+      retain=lambda apply_fn, num_classes: diffusion.noise_objective(
+          apply_fn, schedule, num_classes, p_uncond=p_uncond),
+      forget=lambda name, apply_fn, num_classes: diffusion.forget_objective(
+          name, apply_fn, schedule, num_classes),
       per_example=lambda apply_fn: diffusion.per_example_loss(apply_fn, schedule))
 
 
@@ -120,7 +120,7 @@ def _train_judge(exp, model, variables, init, progress) -> dict:
   """Trains the evaluation classifier on the real training images."""
   c, splits = exp.config.classifier, exp.splits
   tx = train.sgd(c.lr, c.momentum, c.weight_decay)
-  ce = losses.ce_objective(model.apply, parallel.AXIS)  # the step runs under shard_map
+  ce = losses.ce_objective(model.apply)
   step = train.objective_step(lambda p, rb, fb: ce(p, rb), tx)
   every = np.arange(len(splits.train))
   result = loop.fit(
@@ -244,7 +244,7 @@ def check(config, method_names, devices) -> None:
 def build(config, splits) -> base.Built:
   kw = {k: v for k, v in config.model.items() if k != "name"}
   model = diffusion.build_unet(splits.num_classes, splits.train.x.shape[1:], **kw)
-  return base.Built(model, model, objectives(schedule_of(config), config.diffusion.p_uncond))
+  return base.Built(model, objectives(schedule_of(config), config.diffusion.p_uncond))
 
 
 TASK = base.Task(

@@ -53,12 +53,11 @@ def _on_next_tokens(loss):
 def objectives(vocab: int) -> methods.Objectives:
   """The methods' losses on next-token prediction (``rl`` draws from the vocabulary)."""
   return methods.Objectives(
-      retain=lambda apply_fn, num_classes, axis_name: _on_next_tokens(
-          losses.ce_objective(_shifted(apply_fn), axis_name)),
-      forget=lambda name, apply_fn, num_classes, axis_name: _on_next_tokens(
-          losses.forget_objective(name, _shifted(apply_fn), vocab, axis_name)),
-      per_example=lambda apply_fn: lambda params, batch: losses.cross_entropy(
-          _shifted(apply_fn)(params, batch["x"]), batch["x"][:, 1:]).mean(-1))
+      retain=lambda apply_fn, num_classes: transformer.lm_objective(apply_fn),
+      forget=lambda name, apply_fn, num_classes: _on_next_tokens(
+          losses.forget_objective(name, _shifted(apply_fn), vocab)),
+      per_example=lambda apply_fn: lambda params, batch: losses.next_token_nll(
+          apply_fn(params, batch["x"]), batch["x"]).mean(-1))
 
 
 def build_model(config: transformer.TransformerConfig) -> models.Model:
@@ -83,14 +82,13 @@ def build(config, splits) -> base.Built:
     raise ValueError(f"data: sequences of {x.shape[1]} tokens in 0..{int(x.max())}; allowed: "
                      f"at most model.seq_len={c.seq_len} tokens below model.vocab={c.vocab}")
   model = build_model(c)
-  return base.Built(model, model, objectives(c.vocab))
+  return base.Built(model, objectives(c.vocab))
 
 
 def measurer(exp, cache, log, progress):
   """Each model's mean next-token NLL on D_f, D_r and the test set."""
   del cache, log, progress
-  nll = jax.jit(lambda params, x: losses.cross_entropy(
-      _shifted(exp.model.apply)(params, x), x[:, 1:]).mean(-1))
+  nll = jax.jit(lambda params, x: losses.next_token_nll(exp.model.apply(params, x), x).mean(-1))
   train, fs = exp.splits.train, exp.forget
 
   def mean_nll(params, x, chunk=256):

@@ -85,27 +85,17 @@ def variants(config) -> list[tuple[str, ml_collections.ConfigDict]]:
 
 # ---- the objectives: answer-only NLL, and the forget losses of GA, NPO and SimNPO
 
-def _global_mean(total, count, axis_name):
-  total, count = total.sum(), count.sum()
-  if axis_name is not None:
-    total, count = lax.psum(total, axis_name), lax.psum(count, axis_name)
-  return total / jnp.maximum(count, 1)
-
-
-def answer_objective(apply_fn, axis_name=None):
-  """The retain loss: the mean NLL over every answer token of the (global) batch.
+def answer_objective(apply_fn):
+  """The retain loss: the mean NLL over every answer token of the batch.
 
   Args:
     apply_fn: ``(params, tokens) -> logits``.
-    axis_name: inside ``shard_map``, the data axis (sums are taken over it).
 
   Returns:
     ``loss(params, {"x": tokens, "y": answer mask}) -> scalar``.
   """
-  def loss(params, batch):
-    total, count = losses.sequence_nll(apply_fn(params, batch["x"]), batch["x"], batch["y"])
-    return _global_mean(total, count, axis_name)
-  return loss
+  return lambda params, batch: losses.answer_loss(apply_fn(params, batch["x"]), batch["x"],
+                                                 batch["y"])
 
 
 def _held(reference):
@@ -119,14 +109,12 @@ def _held(reference):
   return jax.tree.map(one, reference)
 
 
-def forget_objective(name, apply_fn, axis_name, reference, *, npo_beta, simnpo_beta,
-                     simnpo_delta):
+def forget_objective(name, apply_fn, reference, *, npo_beta, simnpo_beta, simnpo_delta):
   """A forget loss, to be minimised.
 
   Args:
     name: ``"ga"`` (−NLL), ``"npo"`` or ``"simnpo"``.
     apply_fn: ``(params, tokens) -> logits``.
-    axis_name: inside ``shard_map``, the data axis.
     reference: NPO's frozen parameters (the model before unlearning).
     npo_beta, simnpo_beta, simnpo_delta: the losses' β and δ.
 
@@ -137,31 +125,28 @@ def forget_objective(name, apply_fn, axis_name, reference, *, npo_beta, simnpo_b
     ValueError: for ``npo`` without a reference.
   """
   if name == "ga":
-    nll = answer_objective(apply_fn, axis_name)
+    nll = answer_objective(apply_fn)
     return lambda params, batch: -nll(params, batch)
   if name == "npo" and reference is None:
     raise ValueError("forget objective 'npo' without reference=; allowed: the frozen "
                      "parameters of the model before unlearning")
-  pmean = (lambda v: v) if axis_name is None else (lambda v: lax.pmean(v, axis_name))
-
   def loss(params, batch):
     x, y = batch["x"], batch["y"]
     total, count = losses.sequence_nll(apply_fn(params, x), x, y)
     if name == "npo":
       ref_total, _ = losses.sequence_nll(apply_fn(lax.stop_gradient(_held(reference)), x), x,
                                          y)
-      return pmean(losses.npo_loss(total, ref_total, npo_beta))
-    return pmean(losses.simnpo_loss(total, jnp.maximum(count, 1), simnpo_beta, simnpo_delta))
+      return losses.npo_loss(total, ref_total, npo_beta)
+    return losses.simnpo_loss(total, jnp.maximum(count, 1), simnpo_beta, simnpo_delta)
   return loss
 
 
-def kl_objective(apply_fn, axis_name, reference):
+def kl_objective(apply_fn, reference):
   """KL(reference ‖ model) per position, averaged over every position of the batch
   (padding included, as open-unlearning's ``compute_kl_divergence``).
 
   Args:
     apply_fn: ``(params, tokens) -> logits``.
-    axis_name: inside ``shard_map``, the data axis.
     reference: the frozen parameters.
 
   Returns:
@@ -170,8 +155,7 @@ def kl_objective(apply_fn, axis_name, reference):
   def loss(params, batch):
     logp = jax.nn.log_softmax(apply_fn(params, batch["x"]))
     ref = jax.nn.log_softmax(apply_fn(lax.stop_gradient(_held(reference)), batch["x"]))
-    value = (jnp.exp(ref) * (ref - logp)).sum(-1).mean()
-    return value if axis_name is None else lax.pmean(value, axis_name)
+    return (jnp.exp(ref) * (ref - logp)).sum(-1).mean()
   return loss
 
 
@@ -188,16 +172,16 @@ def objectives(config) -> methods.Objectives:
   betas = {"npo_beta": t.npo_beta, "simnpo_beta": t.simnpo_beta,
            "simnpo_delta": t.simnpo_delta}
 
-  def forget(name, apply_fn, num_classes, axis_name, reference=None):
+  def forget(name, apply_fn, num_classes, reference=None):
     del num_classes
     if name not in OBJECTIVES:
       raise ValueError(f"forget objective {name!r}; allowed: {', '.join(OBJECTIVES)}")
-    return forget_objective(name, apply_fn, axis_name, reference, **betas)
+    return forget_objective(name, apply_fn, reference, **betas)
 
   per_example = lambda apply_fn: lambda params, batch: jnp.divide(*losses.sequence_nll(
       apply_fn(params, batch["x"]), batch["x"], batch["y"]))
   return methods.Objectives(
-      retain=lambda apply_fn, num_classes, axis_name: answer_objective(apply_fn, axis_name),
+      retain=lambda apply_fn, num_classes: answer_objective(apply_fn),
       forget=forget, per_example=per_example, forget_names=OBJECTIVES, needs_reference=True,
       retain_kl=kl_objective)
 
@@ -206,7 +190,7 @@ def build(config, splits_) -> base.Built:
   """The transformer (``model.*``) and the answer-only objectives."""
   model = language.build_model(language.model_config(config))
   del splits_
-  return base.Built(model, model, objectives(config))
+  return base.Built(model, objectives(config))
 
 
 def load(config):

@@ -19,7 +19,13 @@ import jax
 import ml_collections
 import numpy as np
 
-from lur_jax import cache as cache_lib, checkpoint, ensemble, results as results_lib, study
+from lur_jax import (
+  cache as cache_lib,
+  checkpoint,
+  results as results_lib,
+  steppers,
+  study,
+)
 from lur_jax.audit import scores, study as audit_study
 from lur_jax.verdict import ddpm, report, space as space_lib, stats, tune
 
@@ -100,7 +106,7 @@ def run(config, out_dir: str, verdict: dict | None = None, *, progress: bool = T
     exp_val, exp_test = study.prepare(_split(config, "val")), study.prepare(_split(config, "test"))
   else:  # judged on samples: the tuning seeds are the ones never scored
     exp_val = exp_test = study.prepare(config)
-  ensemble.check_mesh(exp_test.mesh, "a verdict")
+  steppers.check_mesh(exp_test.mesh, "a verdict")
   if jax.tree.leaves(jax.eval_shape(exp_test.model.init_state, jax.random.key(0))):
     raise ValueError(f"model.name={config.model.name!r} keeps BatchNorm statistics; allowed "
                      "for a verdict: models without BatchNorm (mlp, cnn, unet)")
