@@ -32,9 +32,9 @@ from lur_jax import (  # noqa: E402
   cache as cache_lib,
   checkpoint,
   config as config_lib,
-  loop,
   results,
   runner,
+  streams,
   study,
 )
 from lur_jax.verdict import stats  # noqa: E402
@@ -64,7 +64,7 @@ class Setting:
     cfg = config_lib.apply_overrides(exp.config, [f"{arm}.lr={lr}"])
     start = time.perf_counter()
     result = runner.run_method(exp._replace(config=cfg), arm, self.original, exp.forget.retain,
-                               exp.forget.forget, seed=loop.derive_seed(seed, arm),
+                               exp.forget.forget, seed=streams.derive_seed(seed, arm),
                                desc=f"{arm} lr={lr} seed={seed}", progress=False, log=log)
     row = {"seconds": result.seconds, "steps": result.steps}
     if result.diverged_at is not None:

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from lur_jax import losses, models
+from lur_jax import losses, models, streams
 
 DIFFUSION_FORGET_OBJECTIVES = ("ga", "rl")
 METHODS = ("retrain", "ga", "rl", "salun", "graddiff", "lur")  # those that apply to a DDPM
@@ -243,7 +243,7 @@ def forget_objective(name: str, apply_fn: Callable, schedule: Schedule,
   if name == "rl":
     def relabel(params, batch):
       n = add_noise(schedule, batch)
-      other = losses.random_wrong_labels(jax.random.fold_in(batch["key"], 1), batch["y"],
+      other = losses.random_wrong_labels(jax.random.fold_in(batch["key"], streams.RELABEL), batch["y"],
                                          num_classes)
       target = lax.stop_gradient(apply_fn(params, n.x_t, n.t, other))
       return _per_example_mse(apply_fn(params, n.x_t, n.t, batch["y"]), target).mean()

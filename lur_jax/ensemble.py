@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lur_jax import loop, runner, saliency, steppers, train
+from lur_jax import loop, runner, saliency, steppers, streams, train
 
 
 class Members(NamedTuple):
@@ -66,11 +66,11 @@ def random_members(exp, models: int, name: str = "member") -> Members:
   Returns:
     :class:`Members`.
   """
-  rng = np.random.default_rng(loop.derive_seed(exp.config.seed, f"{name}-sets"))
+  rng = np.random.default_rng(streams.derive_seed(exp.config.seed, f"{name}-sets"))
   n, f = len(exp.splits.train), len(exp.forget.forget)
   forgets = np.stack([np.sort(rng.choice(n, f, replace=False)) for _ in range(models)])
   retains = np.stack([np.setdiff1d(np.arange(n), fs) for fs in forgets])
-  seeds = np.array([loop.derive_seed(exp.config.seed, f"{name}{i}") for i in range(models)])
+  seeds = np.array([streams.derive_seed(exp.config.seed, f"{name}{i}") for i in range(models)])
   return Members(seeds, retains, forgets)
 
 
@@ -96,7 +96,7 @@ def fresh(exp, seeds):
   Returns:
     ``{"params", "model_state"}`` with a leading member axis.
   """
-  return stack([{"params": exp.model.init(jax.random.fold_in(jax.random.key(int(s)), 0)),
+  return stack([{"params": exp.model.init(streams.key(int(s), streams.INIT)),
                  "model_state": {}} for s in seeds])
 
 
@@ -248,7 +248,7 @@ def unlearn(exp, name: str, variables, members: Members, *, hparams=None, wrap=N
     x, y = exp.splits.train.x, exp.splits.train.y
     params, mask = jax.vmap(lambda p, fx, fy, k: method.prepare(ctx, settings, p, (fx, fy), k))(
         params, jnp.asarray(x[members.forget]), jnp.asarray(y[members.forget]),
-        jax.vmap(lambda k: jax.random.fold_in(k, 1))(_stack_keys(keys)))
+        jax.vmap(lambda k: jax.random.fold_in(k, streams.PREPARE))(_stack_keys(keys)))
   member_tx = lambda m: tx if m is None else optax.chain(tx, saliency.masked_updates(m))
   states = stack([train.init_state(member(params, i),
                                    member_tx(None if mask is None else member(mask, i)), k)

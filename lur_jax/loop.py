@@ -11,11 +11,9 @@ method, which model, where results go) lives in :mod:`lur_jax.runner`.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import sys
 import time
-import zlib
 from typing import NamedTuple
 
 import jax
@@ -46,11 +44,6 @@ class FitResult(NamedTuple):
   steps: int
   history: dict
   diverged_at: int | None
-
-
-def derive_seed(seed: int, name: str) -> int:
-  """A seed of its own for ``name`` (a method, a model, a data order) under ``seed``."""
-  return zlib.crc32(f"{seed}/{name}".encode())
 
 
 def steps_per_epoch(iterate: str, retain_idx, forget_idx, batch_size: int,
@@ -87,38 +80,6 @@ class DataOrder:
   def skip(self, epochs: int) -> None:
     for _ in range(epochs):
       self.next_epoch()
-
-
-_COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration",
-                   "/jax/core/compile/jaxpr_to_mlir_module_duration",
-                   "/jax/core/compile/backend_compile_duration")
-
-
-_active_timers: list[list[float]] = []  # the accumulators of the open compile_timer()s
-
-
-def _on_duration(event, duration, **_):
-  if event in _COMPILE_EVENTS:
-    for total in _active_timers:
-      total[0] += duration
-
-
-@contextlib.contextmanager
-def compile_timer():
-  """Yields a one-element list that accumulates JAX's own compile durations.
-
-  One listener, registered at the first use, serves every timer (older JAX
-  releases cannot unregister a listener).
-  """
-  if not _active_timers and not getattr(_on_duration, "registered", False):
-    jax.monitoring.register_event_duration_secs_listener(_on_duration)
-    _on_duration.registered = True
-  total = [0.0]
-  _active_timers.append(total)
-  try:
-    yield total
-  finally:
-    _active_timers.remove(total)
 
 
 def _first_bad(steps: list[dict]) -> np.ndarray:
@@ -256,8 +217,9 @@ def run(stepper: steppers.Stepper, state, x, y, orders: list[DataOrder], *, step
     order.skip(position // steps)
   data_arrays = stepper.place_data(x, y)
   first_batches = stepper.place_batches([o.next_epoch() for o in orders])
-  with compile_timer() as compile_seconds:
-    compiled = stepper.compile(states[0], data_arrays, first_batches[0])
+  start = time.perf_counter()  # the step is compiled ahead of time: this is all its compilation
+  compiled = stepper.compile(states[0], data_arrays, first_batches[0])
+  compile_seconds = time.perf_counter() - start
   with tqdm(total=total, initial=position, desc=desc, disable=not progress, file=sys.stderr,
             leave=False, unit="step") as bar:
     states, history, seconds, diverged = _run_steps(
@@ -268,7 +230,7 @@ def run(stepper: steppers.Stepper, state, x, y, orders: list[DataOrder], *, step
   diverged = np.where((diverged < 0) & ~finite, total, diverged)  # the last update overflowed
   history = {k: np.asarray(v, np.float64).reshape(len(v), stepper.members)
              for k, v in history.items()}
-  return Run(final, seconds, compile_seconds[0], total, history, diverged)
+  return Run(final, seconds, compile_seconds, total, history, diverged)
 
 
 def fit(step_fn, state, x, y, retain_idx, forget_idx=(), *, mesh, epochs, batch_size,

@@ -26,6 +26,7 @@ from lur_jax import (
   saliency,
   sharding,
   steppers,
+  streams,
   train,
 )
 
@@ -39,7 +40,7 @@ def initial_variables(exp) -> dict:
   ``{"params": ..., "model_state": ...}``. On a sharded mesh the parameters are
   created already sharded (a jitted init with ``out_shardings``): no device ever
   holds them whole."""
-  key = jax.random.fold_in(jax.random.key(exp.config.seed), 0)
+  key = streams.key(exp.config.seed, streams.INIT)
   init = exp.model.init
   if not sharding.is_data_parallel(exp.mesh):
     init = jax.jit(init, out_shardings=sharding.model_shardings(exp.model, exp.mesh))
@@ -101,19 +102,16 @@ def plan(exp, name: str, retain_idx, forget_idx) -> Plan:
 
 
 def _prepare(method: methods.Method, ctx, settings, tx, params, forget_xy, seed):
-  """The method's one-off preparation (saliency, trimming), timed apart from its
-  compilation: ``(params, tx, seconds, compile_seconds)``."""
+  """The method's one-off preparation (saliency, trimming): ``(params, tx, seconds)``,
+  its compilation included (it runs once, jitted on first use)."""
   start = time.perf_counter()
-  with loop.compile_timer() as compile_seconds:
-    if method.prepare is not None:
-      params, mask = method.prepare(ctx, settings, params, forget_xy,
-                                    jax.random.fold_in(jax.random.key(seed), 1))
-      if mask is not None:
-        tx = optax.chain(tx, saliency.masked_updates(mask))
-      jax.block_until_ready(params)
-  # Older JAX releases report nested compile events twice; never a negative run time.
-  seconds = max(0.0, time.perf_counter() - start - compile_seconds[0])
-  return params, tx, seconds, compile_seconds[0]
+  if method.prepare is not None:
+    params, mask = method.prepare(ctx, settings, params, forget_xy,
+                                  streams.key(seed, streams.PREPARE))
+    if mask is not None:
+      tx = optax.chain(tx, saliency.masked_updates(mask))
+    jax.block_until_ready(params)
+  return params, tx, time.perf_counter() - start
 
 
 def run_method(exp, name: str, variables, retain_idx, forget_idx, *, seed: int, desc: str,
@@ -143,7 +141,7 @@ def run_method(exp, name: str, variables, retain_idx, forget_idx, *, seed: int, 
   p = plan(exp, name, retain_idx, forget_idx)
   model_state = variables["model_state"]
   x, y = exp.splits.train.x, exp.splits.train.y
-  params, tx, prepare_seconds, prepare_compile = _prepare(
+  params, tx, prepare_seconds = _prepare(
       p.method, p.context(exp), p.settings, p.optimizer(), variables["params"],
       (x[forget_idx], y[forget_idx]), seed)
   reference = variables["params"] if exp.objectives.needs_reference else None
@@ -166,8 +164,7 @@ def run_method(exp, name: str, variables, retain_idx, forget_idx, *, seed: int, 
   finally:
     if checkpoints is not None:
       checkpoints.close()
-  return result._replace(seconds=result.seconds + prepare_seconds,
-                         compile_seconds=result.compile_seconds + prepare_compile)
+  return result._replace(seconds=result.seconds + prepare_seconds)
 
 
 def _common_key(cfg) -> dict:
@@ -210,7 +207,7 @@ def from_scratch(exp, cache: cache_lib.ModelCache, desc: str, retain_idx, log, p
   start = (initial_variables(exp) if exp.task.initial is None else
            exp.task.initial(exp, cache, log, progress))
   result = run_method(exp, "retrain", start, np.asarray(retain_idx),
-                      np.zeros(0, np.int64), seed=loop.derive_seed(cfg.seed, desc), desc=desc,
+                      np.zeros(0, np.int64), seed=streams.derive_seed(cfg.seed, desc), desc=desc,
                       progress=progress, checkpoint_dir=checkpoints, log=log)
   variables = _variables(result.state)
   if result.diverged_at is None:
@@ -263,7 +260,7 @@ def method_row(exp, cache: cache_lib.ModelCache, name: str, original, measure, l
     return {**earlier.meta["row"], "reused": True}, earlier.meta["history"]
   checkpoints = cache.checkpoint_dir(name, fingerprint)
   result = run_method(exp, name, original, exp.forget.retain, exp.forget.forget,
-                      seed=loop.derive_seed(cfg.seed, name), desc=name, progress=progress,
+                      seed=streams.derive_seed(cfg.seed, name), desc=name, progress=progress,
                       checkpoint_dir=checkpoints, log=log)
   variables = _variables(result.state)
   row, diverged_at = _measured_row(result, variables, measure, name, log, reused=False)

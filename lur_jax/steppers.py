@@ -20,7 +20,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from lur_jax import augment as augment_lib, parallel, sharding
+from lur_jax import augment as augment_lib, parallel, sharding, streams
 
 
 def indexed(step_fn, augment: bool = False):
@@ -32,7 +32,7 @@ def indexed(step_fn, augment: bool = False):
     xr, xf = x[ri], x[fi]
     if augment:  # keyed by the step and drawn for the global batch: mesh-independent
       key_r, key_f = jax.random.split(jax.random.fold_in(
-          jax.random.fold_in(state.rng, state.step), 0x5EED))
+          jax.random.fold_in(state.rng, state.step), streams.AUGMENT))
       xr, xf = augment_lib.random_crop_flip(key_r, xr), augment_lib.random_crop_flip(key_f, xf)
     return step_fn(state, {"x": xr, "y": y[ri]}, {"x": xf, "y": y[fi]})
   return train_step

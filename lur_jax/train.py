@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lur_jax import lur
+from lur_jax import lur, streams
 
 Step = Callable[[Any, dict, dict], tuple[Any, dict]]
 
@@ -129,7 +129,7 @@ def with_keys(state: TrainState, retain_batch: dict, forget_batch: dict) -> tupl
   """Adds the per-step keys that random objectives read (``rl``'s labels, the
   diffusion noise), one for each batch."""
   key = jax.random.fold_in(state.rng, state.step)
-  return {**retain_batch, "key": jax.random.fold_in(key, 1)}, {**forget_batch, "key": key}
+  return {**retain_batch, "key": jax.random.fold_in(key, streams.RETAIN)}, {**forget_batch, "key": key}
 
 
 def _apply(state: TrainState, grads, tx, retain_batch, state_update) -> TrainState:

@@ -6,8 +6,10 @@
 MESH is ``data,fsdp,tensor`` (default ``1,8,1``); NAME a config of ``configs/`` (default
 ``digits_smoke``). Runs the study once on 1 device and once per mesh on 8, every method of
 the config, and prints one JSON line per (mesh, method): the
-largest relative difference of any parameter to the 1-device run and the largest difference of
-UA, RA, TA and MIA (percentage points) or of the NLLs.
+largest relative difference of any parameter to the 1-device run, ``examples``: the largest
+difference of UA, RA, TA and MIA counted in examples of the set each is measured on (a
+percentage point on n examples is n / 100 of them), and ``metrics``: the largest absolute
+difference of the language tasks' numbers (NLLs, ROUGE, truth ratio, ...).
 """
 
 import json
@@ -22,9 +24,10 @@ sys.path.insert(0, ROOT)
 import lur_jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 from lur_jax import cache, checkpoint, config as config_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-# The metrics compared: classification's (percent) and the language task's NLLs.
-KEYS = ("UA", "RA", "TA", "MIA", "forget_nll", "retain_nll", "test_nll", "model_utility",
-        "forget_rouge", "forget_truth_ratio", "mia_min_k")
+# The metrics compared: classification's (percent of a set) and the language tasks'.
+SETS = {"UA": "forget", "MIA": "forget", "RA": "retain", "TA": "test"}
+KEYS = ("forget_nll", "retain_nll", "test_nll", "model_utility", "forget_rouge",
+        "forget_truth_ratio", "mia_min_k")
 
 
 def _run(out, sets, name):
@@ -56,10 +59,12 @@ def main(argv):
     for method, row in one["methods"].items():
       worst = max(float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-12)) for a, b in zip(
           jax.tree.leaves(got_params[method]), jax.tree.leaves(one_params[method])))
-      metrics = max((abs(got["methods"][method][k] - row[k]) for k in KEYS if k in row),
-                    default=0.0)
-      print(json.dumps({"mesh": spec, "method": method, "relative": worst, "metrics": metrics,
-                        "mesh_recorded": got.get("mesh")}), flush=True)
+      other = got["methods"][method]
+      examples = max((abs(other[k] - row[k]) * one["data"][s] / 100 for k, s in SETS.items()
+                      if k in row), default=0.0)
+      metrics = max((abs(other[k] - row[k]) for k in KEYS if k in row), default=0.0)
+      print(json.dumps({"mesh": spec, "method": method, "relative": worst, "examples": examples,
+                        "metrics": metrics, "mesh_recorded": got.get("mesh")}), flush=True)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ import sys
 
 import jax
 import numpy as np
-
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from lur_jax import config as config_lib, diffusion, methods, models, parallel, sharding, train

@@ -8,11 +8,11 @@ import os
 import jax
 import numpy as np
 import pytest
+from conftest import ROOT
 
 from lur_jax import cli, config as config_lib, ensemble, study
 from lur_jax.audit import forgetting_score, plan as plan_lib, study as audit_lib
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DIGITS = os.path.join(ROOT, "configs", "digits.py")
 # 300 training examples: the MLP memorises them (TA 94 against RA 100), so
 # the original models are detectable at M = 8 (U-LiRA 65% [58, 71]); on all

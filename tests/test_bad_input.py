@@ -1,12 +1,12 @@
 """Bad input across the command line and the Python API: one clear line
 (exit code 2, or a ValueError), before any work, and nothing written."""
 
-import os
-
+import conftest
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import DDPM_SMOKE, SMOKE
 
 from lur_jax import (
   cli,
@@ -22,9 +22,6 @@ from lur_jax import (
   study,
   train,
 )
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SMOKE = os.path.join(ROOT, "configs", "digits_smoke.py")
 
 
 @pytest.mark.parametrize("sets, match", [
@@ -70,22 +67,10 @@ SMOKE = os.path.join(ROOT, "configs", "digits_smoke.py")
     (["distributed.coordinator=127.0.0.1:1", "distributed.num_processes=2",
       "distributed.process_id=5"], "process_id=5"),
 ])
-def test_cli_refuses(sets, match, tmp_path, capsys):
-  _refused(SMOKE, sets, match, tmp_path, capsys)
+def test_cli_refuses(sets, match, refused):
+  refused(["run", SMOKE, *conftest.sets(*sets)], match)
 
 
-def _refused(config, sets, match, tmp_path, capsys):
-  out = tmp_path / "out"
-  args = [a for s in sets for a in ("--set", s)]
-  assert cli.main(["run", config, "--out", str(out), "--no-progress", *args]) == 2
-  err = capsys.readouterr().err
-  assert err.count("\n") == 1 and err.startswith("lur-jax: error: "), err
-  assert match in err, err
-  assert not out.exists()
-  assert not list(tmp_path.iterdir())
-
-
-DDPM_SMOKE = os.path.join(ROOT, "configs", "ddpm_digits_smoke.py")
 
 
 @pytest.mark.parametrize("sets, match", [
@@ -105,8 +90,8 @@ DDPM_SMOKE = os.path.join(ROOT, "configs", "ddpm_digits_smoke.py")
     (["train.optimizer=rmsprop"], "train.optimizer='rmsprop'; allowed: sgd, adam"),
     (["task=segmentation"], "task='segmentation'; allowed: classification, diffusion"),
 ])
-def test_cli_refuses_bad_diffusion_settings(sets, match, tmp_path, capsys):
-  _refused(DDPM_SMOKE, sets, match, tmp_path, capsys)
+def test_cli_refuses_bad_diffusion_settings(sets, match, refused):
+  refused(["run", DDPM_SMOKE, *conftest.sets(*sets)], match)
 
 
 @pytest.mark.parametrize("out, match", [

@@ -4,10 +4,9 @@ for each kind, a run uses those of its kind, and a kind without any warns."""
 import os
 
 import pytest
+from conftest import ROOT
 
 from lur_jax import config as config_lib, methods, study
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _load(name, sets=()):

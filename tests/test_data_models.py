@@ -10,10 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
+from conftest import ROOT
 
 from lur_jax import augment, cli, datasets, losses, models, train
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CIFAR_SMOKE = os.path.join(ROOT, "configs", "cifar10_resnet18_smoke.py")
 FASHION_SMOKE = os.path.join(ROOT, "configs", "fashion_mnist_smoke.py")
 

@@ -13,11 +13,11 @@ import re
 import sys
 
 import pytest
+from conftest import ROOT
 
 import lur_jax
 from lur_jax import audit, config as config_lib, config_keys, tasks, verdict
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCS = os.path.join(ROOT, "docs")
 NOTEBOOKS = {"tutorial.md"}
 sys.path.insert(0, DOCS)

@@ -9,11 +9,9 @@ import sys
 import jax
 import numpy as np
 import pytest
+from conftest import ROOT, SMOKE
 
 from lur_jax import config as config_lib, ensemble, runner, study
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SMOKE = os.path.join(ROOT, "configs", "digits_smoke.py")
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,10 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import ROOT
 
 from lur_jax.audit import forgetting_score as fs
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 import neurips_scorer  # noqa: E402  (benchmarks/neurips_scorer.py: the draws it scored)
 

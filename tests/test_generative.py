@@ -4,10 +4,10 @@ import json
 import os
 
 import pytest
+from conftest import ROOT
 
 from lur_jax import config as config_lib, diffusion, study as study_lib
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMOKE = os.path.join(ROOT, "configs", "ddpm_digits_smoke.py")
 
 

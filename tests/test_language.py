@@ -1,22 +1,19 @@
 """The language task: next-token objectives, the generated token data, bad input, a short
 study, and (slow) the study with the transformer sharded tensor=2 × fsdp=4 against 1 device."""
 
-import json
 import os
-import subprocess
-import sys
 
+import conftest
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import LM_SMOKE
 
-from lur_jax import cli, config as config_lib, datasets, study
+from lur_jax import config as config_lib, datasets, study
 from lur_jax.models import transformer
 from lur_jax.tasks import language
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LM_SMOKE = os.path.join(ROOT, "configs", "lm_smoke.py")
 TINY = transformer.TransformerConfig(vocab=16, width=16, depth=1, heads=2, seq_len=8)
 
 
@@ -64,13 +61,8 @@ def test_the_markov_data_are_token_sequences_labelled_by_their_source():
     (["data.name=digits"], "allowed for a language model: int token sequences"),
     (["mesh.tensor=2"], "mesh: 1 devices do not divide over 2"),
 ])
-def test_bad_language_settings_are_one_line(sets, match, tmp_path, capsys):
-  out = tmp_path / "out"
-  args = [a for s in sets for a in ("--set", s)]
-  assert cli.main(["run", LM_SMOKE, "--out", str(out), "--no-progress", *args]) == 2
-  err = capsys.readouterr().err
-  assert err.count("\n") == 1 and match in err, err
-  assert not out.exists()
+def test_bad_language_settings_are_one_line(sets, match, refused):
+  refused(["run", LM_SMOKE, *conftest.sets(*sets)], match)
 
 
 def test_a_short_language_study_measures_every_method(tmp_path):
@@ -94,12 +86,8 @@ SGD = ["--set", "train.optimizer=sgd", "--set", "unlearn.optimizer=sgd", "--set"
 
 @pytest.mark.slow  # every method twice on 8 simulated devices
 def test_every_method_with_the_transformer_sharded_tensor2_fsdp4_matches_one_device(tmp_path):
-  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
-  proc = subprocess.run([sys.executable, os.path.join("tests", "fsdp_study_check.py"),
-                         str(tmp_path), "1,4,2", "--config", "lm_smoke", *SGD], cwd=ROOT,
-                        env=env, capture_output=True, text=True, timeout=1200, check=False)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  rows = [json.loads(line) for line in proc.stdout.splitlines()]
+  rows = conftest.json_lines(os.path.join("tests", "fsdp_study_check.py"), str(tmp_path),
+                            "1,4,2", "--config", "lm_smoke", *SGD)
   assert len(rows) == 10
   for row in rows:
     assert row["relative"] <= 1e-5 and row["metrics"] <= 1e-4, row

@@ -6,22 +6,15 @@ import os
 import subprocess
 import sys
 
+import conftest
 import pytest
+from conftest import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ENV = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
-       "PYTHONPATH": ROOT}
-
-
-def _python(*args, timeout=900):
-  return subprocess.run([sys.executable, *args], cwd=ROOT, env=ENV, capture_output=True,
-                        text=True, timeout=timeout, check=False)
+_python = conftest.on_devices
 
 
 def _sharded_records(*args):
-  proc = _python(os.path.join("tests", "sharded_check.py"), *args)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  return [json.loads(line) for line in proc.stdout.splitlines()]
+  return conftest.json_lines(os.path.join("tests", "sharded_check.py"), *args)
 
 
 def test_sharded_steps_match_one_device():
@@ -63,10 +56,8 @@ def test_smoke_run_on_four_devices_matches_one(tmp_path):
   assert results[4]["devices"] == {"count": 4, "kind": "cpu", "processes": 1}
   assert results[4]["device"] == "cpu:cpu x4"
   assert set(results[4]["methods"]) == set(results[1]["methods"])
-  for name, row in results[1]["methods"].items():
-    for k in ("UA", "RA", "TA", "MIA"):
-      if k in row:  # a method may diverge on the smoke budget, then on both
-        assert abs(results[4]["methods"][name][k] - row[k]) <= 0.5, (name, k)
+  for name in results[1]["methods"]:  # a method may diverge on the smoke budget, then on both
+    assert conftest.examples_apart(results[4], results[1], name) <= 1, name
 
 
 @pytest.mark.parametrize("devices, message", [
@@ -147,11 +138,13 @@ TWO = "methods=retrain,rl,shs,lur"
 
 def _two_processes(tmp_path, devices_each, sets, single_sets=()):
   """The smoke study on one device and in two processes (``devices_each`` simulated devices
-  each) with ``sets``; ``(one, two)`` results, two's metrics checked within 0.5 of one's."""
+  each) with ``sets``; ``(one, two)`` results, two's metrics checked within one example of
+  one's (float reduction order may move an example across a decision boundary)."""
   single = _run(tmp_path / "one", "devices=1", TWO, *single_sets)
   assert single.returncode == 0, single.stderr[-3000:]
   port = _free_port()
-  env = {**ENV, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices_each}"}
+  env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices_each}",
+         "PYTHONPATH": ROOT}
   sets = [f"distributed.coordinator=127.0.0.1:{port}", "distributed.num_processes=2", TWO,
           *sets]
   procs = [subprocess.Popen(
@@ -167,10 +160,8 @@ def _two_processes(tmp_path, devices_each, sets, single_sets=()):
     one = json.load(f)
   with open(tmp_path / "two" / "results.json") as f:
     two = json.load(f)
-  for name, row in one["methods"].items():
-    for k in ("UA", "RA", "TA", "MIA"):
-      if k in row:
-        assert abs(two["methods"][name][k] - row[k]) <= 0.5, (name, k)
+  for name in one["methods"]:
+    assert conftest.examples_apart(two, one, name) <= 1, name
   return one, two
 
 

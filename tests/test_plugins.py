@@ -5,18 +5,18 @@ broken factory is refused with one line before anything is written."""
 import json
 import os
 
+import conftest
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import ROOT, SMOKE
 from flax import nnx
 
 import lur_jax
 from lur_jax import cli, plugins
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SMOKE = os.path.join(ROOT, "configs", "digits_smoke.py")
 HERE = __name__  # this module, as the import paths below name it
 
 
@@ -94,11 +94,9 @@ def data_bad_labels(seed):
   return splits._replace(num_classes=5)
 
 
-def _run(tmp_path, sets, capsys=None):
+def _run(tmp_path, sets):
   out = tmp_path / "run"
-  args = [a for s in sets for a in ("--set", s)]
-  code = cli.main(["run", SMOKE, "--out", str(out), "--no-progress", *args])
-  return code, out
+  return cli.main(["run", SMOKE, "--out", str(out), "--no-progress", *conftest.sets(*sets)]), out
 
 
 def test_an_nnx_model_runs_retrain_graddiff_and_lur_on_digits(tmp_path):
@@ -138,13 +136,8 @@ def test_a_linen_model_and_a_data_factory(tmp_path):
     ([f"data.name={HERE}:data_not_splits"], "returned ndarray; allowed: lur_jax.Splits"),
     ([f"data.name={HERE}:data_bad_labels"], "labels span [0, 9]; allowed: 0 .. num_classes"),
 ])
-def test_broken_factories_are_refused_with_one_line(sets, match, tmp_path, capsys):
-  code, out = _run(tmp_path, sets)
-  assert code == 2
-  err = capsys.readouterr().err
-  assert err.count("\n") == 1 and err.startswith("lur-jax: error: "), err
-  assert match in err, err
-  assert not out.exists()
+def test_broken_factories_are_refused_with_one_line(sets, match, refused):
+  refused(["run", SMOKE, *conftest.sets(*sets)], match)
 
 
 def test_the_docs_nnx_example_runs():

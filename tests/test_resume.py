@@ -11,8 +11,8 @@ import sys
 import time
 
 import pytest
+from conftest import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Saving every two steps makes the LUR run last long enough to be killed mid-run.
 SLOW = ["methods=retrain,salun,lur", "lur.epochs=3", "salun.epochs=1",
         "checkpoint.every=2"]

@@ -4,10 +4,9 @@ import json
 import os
 
 import pytest
+from conftest import ROOT
 
 from lur_jax import cli, datasets
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.mark.slow

@@ -1,23 +1,20 @@
 """The TOFU task: its objectives against their formulas, the study in miniature (two forget
 splits sharing the pretrained and full models), bad input, and (slow) the study sharded."""
 
-import json
 import os
-import subprocess
-import sys
 
+import conftest
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import SMOKE, TOFU_SMOKE
 
-from lur_jax import cli, config as config_lib, methods, study
+from lur_jax import config as config_lib, methods, study
 from lur_jax.lm import losses, tofu as lm_tofu
 from lur_jax.models import transformer
 from lur_jax.tasks import language, tofu
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SMOKE = os.path.join(ROOT, "configs", "tofu_smoke.py")
 TINY = transformer.TransformerConfig(vocab=16, width=16, depth=1, heads=2, seq_len=8)
 
 
@@ -33,7 +30,7 @@ def test_the_objectives_are_open_unlearnings_losses():
   params = model.init(jax.random.key(0))
   moved = jax.tree.map(lambda p: p * 1.1, params)
   batch = _batch()
-  cfg = config_lib.load(SMOKE)
+  cfg = config_lib.load(TOFU_SMOKE)
   obj = tofu.objectives(cfg)
   nll = losses.answer_loss(model.apply(params, batch["x"]), batch["x"], batch["y"])
   np.testing.assert_allclose(obj.retain(model.apply, 16)(params, batch), nll, rtol=1e-6)
@@ -65,7 +62,7 @@ def test_the_objectives_are_open_unlearnings_losses():
 
 
 def test_method_settings_of_npo_simnpo_and_lur_with_their_objectives():
-  cfg = config_lib.load(SMOKE)
+  cfg = config_lib.load(TOFU_SMOKE)
   npo = config_lib.method_settings(cfg, "npo")
   assert (npo.forget_objective, npo.forget_weight) == ("npo", 1.0)
   simnpo = config_lib.method_settings(cfg, "simnpo")
@@ -82,7 +79,7 @@ def test_method_settings_of_npo_simnpo_and_lur_with_their_objectives():
 
 
 def test_the_study_in_miniature_shares_the_start_across_splits(tmp_path):
-  cfg = config_lib.apply_overrides(config_lib.load(SMOKE), [
+  cfg = config_lib.apply_overrides(config_lib.load(TOFU_SMOKE), [
       # of 20 authors both forget one (the same shapes: the second split compiles nothing)
       "forget.split=forget01,forget05", "methods=retrain,graddiff,npo",
       "graddiff.retain_loss=kl"])
@@ -116,35 +113,26 @@ def test_the_study_in_miniature_shares_the_start_across_splits(tmp_path):
     ("lur.forget_objective=rl", "lur.forget_objective='rl'; allowed: ga, npo, simnpo"),
     ("forget.kind=random", "forget.kind='random'; allowed: authors"),
 ])
-def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, capsys, override, message):
-  out = tmp_path / "out"
-  code = cli.main(["run", SMOKE, "--out", str(out), "--set", override])
-  err = capsys.readouterr().err.strip()
-  assert code == 2 and message in err and "\n" not in err, err
-  assert not out.exists()
+def test_bad_input_is_one_line_exit_2_and_nothing_written(override, message, refused):
+  refused(["run", TOFU_SMOKE, "--set", override], message)
 
 
-def test_npo_outside_a_language_task_is_refused(tmp_path, capsys):
-  code = cli.main(["run", os.path.join(ROOT, "configs", "digits_smoke.py"), "--out",
-                   str(tmp_path / "o"), "--set", "methods=retrain,npo"])
-  assert code == 2 and "npo.forget_objective='npo'; allowed: ga, rl" in capsys.readouterr().err
-  code = cli.main(["run", os.path.join(ROOT, "configs", "digits_smoke.py"), "--out",
-                   str(tmp_path / "o"), "--set", "forget.kind=authors"])
-  assert code == 2 and "allowed only with task='tofu'" in capsys.readouterr().err
+@pytest.mark.parametrize("override, message", [
+    ("methods=retrain,npo", "npo.forget_objective='npo'; allowed: ga, rl"),
+    ("forget.kind=authors", "allowed only with task='tofu'"),
+])
+def test_npo_outside_a_language_task_is_refused(override, message, refused):
+  refused(["run", SMOKE, "--set", override], message)
 
 
 @pytest.mark.slow  # every method twice on 8 simulated devices
 def test_the_tofu_study_sharded_data2_fsdp4_matches_one_device(tmp_path):
-  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
   # SGD (Adam turns round-off into steps, see test_language.py); GA at a small rate: ascent
   # grows round-off, 1.05e-5 relative at the unlearn rate 0.01 (measured)
   sgd = ["--set", "train.optimizer=sgd", "--set", "unlearn.optimizer=sgd", "--set",
          "train.lr=0.3", "--set", "unlearn.lr=0.01", "--set", "ga.lr=0.003"]
-  proc = subprocess.run([sys.executable, os.path.join("tests", "fsdp_study_check.py"),
-                         str(tmp_path), "2,4,1", "--config", "tofu_smoke", *sgd], cwd=ROOT,
-                        env=env, capture_output=True, text=True, timeout=1200, check=False)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  rows = [json.loads(line) for line in proc.stdout.splitlines()]
+  rows = conftest.json_lines(os.path.join("tests", "fsdp_study_check.py"), str(tmp_path),
+                            "2,4,1", "--config", "tofu_smoke", *sgd)
   assert len(rows) == 7
   for row in rows:
     assert row["relative"] <= 1e-5 and row["metrics"] <= 1e-4, row

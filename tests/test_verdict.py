@@ -9,12 +9,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import ROOT, SMOKE
 
 from lur_jax import config as config_lib, ensemble, lookahead_params, study, train, verdict
 from lur_jax.verdict import ddpm, space, stats, tune
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SMOKE = os.path.join(ROOT, "configs", "digits_smoke.py")
 
 
 @pytest.fixture(scope="module")

@@ -14,11 +14,10 @@ import tempfile
 
 import orbax.checkpoint as ocp
 import pytest
+from conftest import SMOKE
 
 from lur_jax import cli
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SMOKE = os.path.join(ROOT, "configs", "digits_smoke.py")
 SETS = ["methods=retrain,lur", "train.epochs=1", "checkpoint.every=4"]
 NO_SPACE = os.strerror(errno.ENOSPC)
 

@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from lur_jax import ensemble, loop
+from lur_jax import ensemble, streams
 
 
 class Plan(NamedTuple):
@@ -38,7 +38,7 @@ class Plan(NamedTuple):
     return np.stack([np.isin(self.audited, f) for f in self.forget[:self.models]])
 
   def seeds(self, config_seed: int, role: str, count: int) -> np.ndarray:
-    return np.array([loop.derive_seed(config_seed, f"audit-{role}{i}") for i in range(count)])
+    return np.array([streams.derive_seed(config_seed, f"audit-{role}{i}") for i in range(count)])
 
   def members(self, config_seed: int, role: str) -> ensemble.Members:
     """The 2M runs of ``role`` (a method, or ``retrain`` / ``retrain-again``)."""
@@ -60,7 +60,7 @@ def make(config_seed: int, train_size: int, study_forget: np.ndarray, models: in
   random, so the fixed runs forget examples the attack also scores.
   """
   size = len(study_forget)
-  rng = np.random.default_rng(loop.derive_seed(config_seed, "audit-pool"))
+  rng = np.random.default_rng(streams.derive_seed(config_seed, "audit-pool"))
   others = rng.permutation(np.setdiff1d(np.arange(train_size), study_forget))[:size]
   pool = rng.permutation(np.concatenate([study_forget, others]))
   halves = []

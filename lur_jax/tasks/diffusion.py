@@ -33,6 +33,7 @@ from lur_jax import (
   parallel,
   plots,
   results,
+  streams,
   train,
 )
 from lur_jax.tasks import base
@@ -127,7 +128,7 @@ def _train_judge(exp, model, variables, init, progress) -> dict:
       step, train.init_state(variables["params"], tx, init, variables["model_state"]),
       splits.train.x, splits.train.y, every, mesh=exp.mesh, epochs=c.epochs,
       batch_size=c.batch_size, iterate="retain",
-      seed=loop.derive_seed(exp.config.seed, "classifier-order"), desc="classifier",
+      seed=streams.derive_seed(exp.config.seed, "classifier-order"), desc="classifier",
       progress=progress)
   return {"variables": {"params": result.state.params,
                         "model_state": result.state.model_state},
@@ -140,7 +141,7 @@ def _judge(exp, cache, log, progress) -> tuple[Judge, dict]:
   splits = exp.splits
   model = models.build_model(c.model, splits.num_classes, splits.train.x.shape[1:])
   key = {"seed": cfg.seed, "data": cfg.data.to_dict(), "classifier": c.to_dict()}
-  init = jax.random.key(loop.derive_seed(cfg.seed, "classifier"))
+  init = jax.random.key(streams.derive_seed(cfg.seed, "classifier"))
   variables = {"params": model.init(init), "model_state": model.init_state(init)}
   fingerprint = cache_lib.fingerprint(key)
   cached = cache.load("classifier", fingerprint, jax.eval_shape(lambda: variables))
@@ -167,7 +168,7 @@ def make_measure(exp, judge: Judge, out_dir: str, grids: bool = True):
   forgotten = list(fs.forgotten_classes)
   kept = [c for c in range(splits.num_classes) if c not in forgotten]
   sample = make_sampler(exp)
-  key = jax.random.fold_in(jax.random.key(cfg.seed), 0x5A)  # the same noise for every model
+  key = streams.key(cfg.seed, streams.SAMPLES)  # the same noise for every model
   real = splits.train.x[fs.retain]
   real_features = judge.features(real)
   if grids:

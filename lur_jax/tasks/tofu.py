@@ -20,7 +20,7 @@ import ml_collections
 import numpy as np
 from jax import lax
 
-from lur_jax import cache as cache_lib, checks, loop, methods, results, runner
+from lur_jax import cache as cache_lib, checks, methods, results, runner, streams
 from lur_jax.lm import corpus as corpus_lib, losses, metrics, scorecard, tofu
 from lur_jax.tasks import base, language
 
@@ -221,7 +221,7 @@ def initial(exp, cache, log, progress) -> dict:
   world_exp = exp._replace(config=pretrain_cfg, splits=exp.splits._replace(train=world))
   result = runner.run_method(world_exp, "retrain", runner.initial_variables(exp),
                              np.arange(len(world.x)), np.zeros(0, np.int64),
-                             seed=loop.derive_seed(cfg.seed, "pretrain"), desc="pretrain",
+                             seed=streams.derive_seed(cfg.seed, "pretrain"), desc="pretrain",
                              progress=progress, log=log)
   variables = {"params": result.state.params, "model_state": result.state.model_state}
   cache.save("pretrain", key, variables, {"seconds": result.seconds, "steps": result.steps},

@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from lur_jax import loop
+from lur_jax import streams
 
 
 class LogUniform(NamedTuple):
@@ -129,7 +129,7 @@ def draw(space: dict, count: int, seed: int, name: str, balanced: bool = False) 
   arm's ensembles (one per combination) all have one width, so they share a
   compiled program.
   """
-  rng = np.random.default_rng(loop.derive_seed(seed, f"verdict-{name}"))
+  rng = np.random.default_rng(streams.derive_seed(seed, f"verdict-{name}"))
   if not balanced:
     return [{key: _pick(r, rng) for key, r in sorted(space.items())} for _ in range(count)]
   choices = sorted(k for k, r in space.items() if not isinstance(r, LogUniform))

@@ -18,7 +18,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from lur_jax import cache as cache_lib, config as config_lib, ensemble, loop, runner, train
+from lur_jax import cache as cache_lib, config as config_lib, ensemble, runner, streams, train
 from lur_jax.audit import scores
 from lur_jax.verdict import space as space_lib
 
@@ -63,7 +63,7 @@ def members_for(exp, count: int, name: str) -> ensemble.Members:
   config's size), other kinds forget the config's set every time."""
   if exp.config.forget.kind == "random":
     return ensemble.random_members(exp, count, name)
-  seeds = np.array([loop.derive_seed(exp.config.seed, f"{name}{i}") for i in range(count)])
+  seeds = np.array([streams.derive_seed(exp.config.seed, f"{name}{i}") for i in range(count)])
   return ensemble.Members(seeds, np.tile(exp.forget.retain, (count, 1)),
                           np.tile(exp.forget.forget, (count, 1)))
 
