@@ -67,7 +67,7 @@ class Setting:
                                exp.forget.forget, seed=streams.derive_seed(seed, arm),
                                desc=f"{arm} lr={lr} seed={seed}", progress=False, log=log)
     row = {"seconds": result.seconds, "steps": result.steps}
-    if result.diverged_at is not None:
+    if result.first_divergence() is not None:
       return {**row, "diverged": True, **{k: float("nan") for k in KEYS}}
     measured = self.measure({"params": result.state.params,
                              "model_state": result.state.model_state}, arm)

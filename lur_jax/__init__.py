@@ -16,7 +16,7 @@ from lur_jax.diffusion import (
   linear_schedule,
   noise_objective,
 )
-from lur_jax.loop import FitResult, fit
+from lur_jax.loop import Run, fit
 from lur_jax.losses import (
   ce_objective,
   cross_entropy,
@@ -77,9 +77,9 @@ from lur_jax.verdict import run as run_verdict
 __version__ = "0.1.0"
 
 __all__ = [
-    "BatchNorm", "CLASSIFICATION", "CNN", "Context", "Dataset", "Experiment", "FitResult",
+    "BatchNorm", "CLASSIFICATION", "CNN", "Context", "Dataset", "Experiment",
     "ForgetSplit", "LurTerms", "METHODS", "MLP", "MODELS", "Method", "Model", "Objectives",
-    "ResNet18", "RunCheckpoints", "Schedule", "Splits", "TASKS", "Task", "TrainState", "UNet",
+    "ResNet18", "Run", "RunCheckpoints", "Schedule", "Splits", "TASKS", "Task", "TrainState", "UNet",
     "WriteError", "add_noise", "avg_gap", "build_model", "build_unet", "ce_objective",
     "check_batches", "conflict_metrics", "cross_entropy", "ddim_sample", "ddpm_sample",
     "distributed_init", "enable_compilation_cache", "execute", "fit", "forget_gradients",

@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from lur_jax import checkpoint, parallel
@@ -50,6 +51,22 @@ class Cached(NamedTuple):
   variables: Any  # None when only the meta was read
   meta: dict
   directory: str  # where it was read from
+
+
+class Trained(NamedTuple):
+  """What a ``train`` callback of :meth:`ModelCache.memoised` returns.
+
+  Attributes:
+    variables: the model (``{"params", "model_state"}``).
+    meta: JSON-able facts about the run (seconds, steps, a results row).
+    keep: save it in the cache (``False``: a run that diverged and must rerun).
+    finished: the run is over; its checkpoints are removed.
+  """
+
+  variables: Any
+  meta: dict
+  keep: bool = True
+  finished: bool = True
 
 
 class ModelCache:
@@ -93,3 +110,37 @@ class ModelCache:
   def save(self, name: str, key: str, variables, meta: dict, shared: bool = False) -> None:
     """Stores ``variables`` as ``models/<name>`` with ``meta`` and the fingerprint."""
     save_replacing(self.model_dir(name, shared), variables, {**meta, "fingerprint": key})
+
+  def memoised(self, name: str, key: dict, train: Callable[[str], Trained], abstract=None,
+               shared: bool = False) -> tuple[Cached, bool]:
+    """The model ``name`` that ``key`` determines: from the cache, or trained.
+
+    The one "load from the cache or train" of the library: the original, retrain, every
+    method, a pretrained start, the diffusion judge, the audit's and the verdict's
+    ensembles all go through it.
+
+    Args:
+      name: the model's name (its folder ``models/<name>``).
+      key: a JSON-able dict of everything that determines the model; its
+        :func:`fingerprint` is the cache key, and it is kept in the meta.
+      train: ``checkpoint_dir -> Trained``, run on a miss; it may checkpoint into
+        ``checkpoint_dir`` and resume from it.
+      abstract: the shapes to restore the variables into (``None``: read only the meta).
+      shared: a model every variant of the study shares (see the class).
+
+    Returns:
+      ``(Cached, reused)``; a trained model's meta gets ``key`` and ``fingerprint``.
+    """
+    fp = fingerprint(key)
+    cached = self.load(name, fp, abstract, shared=shared)
+    if cached is not None:
+      return cached, True
+    checkpoints = self.checkpoint_dir(name, fp)
+    trained = train(checkpoints)
+    meta = {**trained.meta, "key": key}
+    if trained.keep:
+      self.save(name, fp, trained.variables, meta, shared=shared)
+    if trained.finished:
+      remove(checkpoints)
+    return Cached(trained.variables, {**meta, "fingerprint": fp},
+                  self.model_dir(name, shared)), False

@@ -33,27 +33,6 @@ class Members(NamedTuple):
   forget: np.ndarray
 
 
-class EnsembleResult(NamedTuple):
-  """What :func:`fit` and :func:`unlearn` return.
-
-  Attributes:
-    states: the final :class:`~lur_jax.TrainState`, leaves with a leading member axis
-      (host copies).
-    seconds: the steps' wall clock, compilation and checkpoint writes excluded.
-    compile_seconds: the time spent compiling.
-    steps: the steps planned.
-    history: metric -> ``[steps run, M]``, a resumed run's earlier steps included.
-    diverged_at: ``[M]``, each member's first non-finite step, -1 for none.
-  """
-
-  states: train.TrainState
-  seconds: float
-  compile_seconds: float
-  steps: int
-  history: dict
-  diverged_at: np.ndarray
-
-
 def random_members(exp, models: int, name: str = "member") -> Members:
   """``models`` members, each forgetting its own random draw of the study's
   forget-set size.
@@ -130,7 +109,7 @@ def _check(members: Members) -> None:
 def fit(step_fn, states, x, y, members: Members, *, mesh, epochs: int, batch_size: int,
         forget_batch_size: int, iterate: str, desc: str = "ensemble", progress: bool = True,
         augment: bool = False, chunk: int = 0, checkpoints=None, every: int = 0,
-        log=None) -> EnsembleResult:
+        log=None) -> loop.Run:
   """Runs ``epochs`` epochs of ``step_fn`` for every member at once.
 
   The loop is :func:`lur_jax.loop.run` with a :class:`lur_jax.steppers.Ensemble`;
@@ -165,7 +144,7 @@ def fit(step_fn, states, x, y, members: Members, *, mesh, epochs: int, batch_siz
     log: ``str -> None`` for the resume line.
 
   Returns:
-    An :class:`EnsembleResult`; seconds exclude compilation and checkpoint
+    A :class:`lur_jax.loop.Run` (states with a member axis); seconds exclude compilation and checkpoint
     writes. A member's metrics are NaN from where it diverged; the run stops
     early only when every member has.
   """
@@ -175,10 +154,8 @@ def fit(step_fn, states, x, y, members: Members, *, mesh, epochs: int, batch_siz
                                forget_batch_size)
   orders = [loop.DataOrder(int(s), r, f, batch_size, forget_batch_size, steps)
             for s, r, f in zip(members.seeds, members.retain, members.forget)]
-  out = loop.run(stepper, states, x, y, orders, steps=steps, epochs=epochs, desc=desc,
-                 progress=progress, checkpoints=checkpoints, every=every, log=log)
-  return EnsembleResult(out.state, out.seconds, out.compile_seconds, out.steps, out.history,
-                        out.diverged_at)
+  return loop.run(stepper, states, x, y, orders, steps=steps, epochs=epochs, desc=desc,
+                  progress=progress, checkpoints=checkpoints, every=every, log=log)
 
 
 class _Settings(dict):
@@ -212,7 +189,7 @@ def _checked_hparams(hparams: dict, settings, models: int) -> dict:
 
 def unlearn(exp, name: str, variables, members: Members, *, hparams=None, wrap=None,
             progress: bool = True, desc: str | None = None, chunk: int = 0,
-            checkpoints=None, every: int = 0, log=None) -> EnsembleResult:
+            checkpoints=None, every: int = 0, log=None) -> loop.Run:
   """Runs method ``name`` of a prepared study for every member at once.
 
   Args:
@@ -232,7 +209,7 @@ def unlearn(exp, name: str, variables, members: Members, *, hparams=None, wrap=N
     checkpoints, every, log: resumable state, see :func:`fit`.
 
   Returns:
-    An :class:`EnsembleResult`.
+    A :class:`lur_jax.loop.Run` (states with a member axis).
   """
   p = runner.plan(exp, name, members.retain[0], members.forget[0])
   method, settings = p.method, p.settings

@@ -23,29 +23,6 @@ from tqdm.auto import tqdm
 from lur_jax import checkpoint, data, steppers
 
 
-class FitResult(NamedTuple):
-  """What :func:`fit` returns.
-
-  Attributes:
-    state: the final :class:`~lur_jax.TrainState` (host copy); ``None`` when
-      restored from a cache.
-    seconds: the wall clock of the steps, compilation and checkpoint writes
-      excluded.
-    compile_seconds: the time spent compiling.
-    steps: the number of steps planned.
-    history: metric name -> per-step list (the steps before the run diverged).
-    diverged_at: the first step whose loss or gradient norm was not finite,
-      or ``None``.
-  """
-
-  state: object
-  seconds: float
-  compile_seconds: float
-  steps: int
-  history: dict
-  diverged_at: int | None
-
-
 def steps_per_epoch(iterate: str, retain_idx, forget_idx, batch_size: int,
                     forget_batch_size: int) -> int:
   """Batches in one walk through the ``iterate`` set ("retain" or "forget")."""
@@ -155,13 +132,17 @@ def _run_steps(stepper, compiled, states, data_arrays, orders, batches, progress
 
 
 class Run(NamedTuple):
-  """What :func:`run` returns (:func:`fit` and :func:`lur_jax.ensemble.fit` shape it).
+  """What a run returns: :func:`run`, :func:`fit` (one model, ``M`` = 1) and
+  :func:`lur_jax.ensemble.fit` (``M`` members).
 
   Attributes:
-    state: the final state (host copy; with the stepper's member axis, if any).
-    seconds, compile_seconds: as in :class:`FitResult`.
+    state: the final :class:`~lur_jax.TrainState` (this process's host copy; leaves
+      with a leading member axis for an ensemble).
+    seconds: the steps' wall clock, compilation and checkpoint writes excluded.
+    compile_seconds: the time spent compiling the step (ahead of time).
     steps: the number of steps planned.
-    history: metric -> ``[steps run, M]`` (``M`` = 1 for one model).
+    history: metric -> ``[steps run, M]``, a resumed run's earlier steps included (the
+      steps before every member diverged).
     diverged_at: ``[M]``, each member's first non-finite step, -1 for none.
   """
 
@@ -171,6 +152,15 @@ class Run(NamedTuple):
   steps: int
   history: dict
   diverged_at: np.ndarray
+
+  def first_divergence(self, member: int = 0) -> int | None:
+    """Member ``member``'s first non-finite step, or ``None``."""
+    step = int(self.diverged_at[member])
+    return None if step < 0 else step
+
+  def history_of(self, member: int = 0) -> dict[str, list[float]]:
+    """Member ``member``'s metric history as lists (JSON-able)."""
+    return {k: v[:, member].tolist() for k, v in self.history.items()}
 
 
 def run(stepper: steppers.Stepper, state, x, y, orders: list[DataOrder], *, steps: int,
@@ -236,7 +226,7 @@ def run(stepper: steppers.Stepper, state, x, y, orders: list[DataOrder], *, step
 def fit(step_fn, state, x, y, retain_idx, forget_idx=(), *, mesh, epochs, batch_size,
         forget_batch_size=0, iterate="retain", seed, desc, progress=True, augment=False,
         shardings=None, checkpoints: checkpoint.RunCheckpoints | None = None, every: int = 0,
-        log=None) -> FitResult:
+        log=None) -> Run:
   """Runs ``epochs`` epochs of ``step_fn`` for one model over ``mesh`` (see :func:`run`).
 
   An epoch walks once through the ``iterate`` set ("retain" or "forget") in
@@ -267,15 +257,11 @@ def fit(step_fn, state, x, y, retain_idx, forget_idx=(), *, mesh, epochs, batch_
     log: ``str -> None`` for the resume line (default ``print``).
 
   Returns:
-    A :class:`FitResult` whose state is this process's host copy; seconds
+    A :class:`Run` with ``M`` = 1 whose state is this process's host copy; seconds
     exclude compilation and checkpoint writes.
   """
   steps = steps_per_epoch(iterate, retain_idx, forget_idx, batch_size, forget_batch_size)
   order = DataOrder(seed, retain_idx, forget_idx, batch_size, forget_batch_size, steps)
   stepper = steppers.Sharded(step_fn, mesh, shardings, augment)
-  out = run(stepper, state, x, y, [order], steps=steps, epochs=epochs, desc=desc,
-            progress=progress, checkpoints=checkpoints, every=every, log=log)
-  diverged = int(out.diverged_at[0])
-  return FitResult(out.state, out.seconds, out.compile_seconds, out.steps,
-                   {k: v[:, 0].tolist() for k, v in out.history.items()},
-                   None if diverged < 0 else diverged)
+  return run(stepper, state, x, y, [order], steps=steps, epochs=epochs, desc=desc,
+             progress=progress, checkpoints=checkpoints, every=every, log=log)

@@ -115,7 +115,7 @@ def _prepare(method: methods.Method, ctx, settings, tx, params, forget_xy, seed)
 
 
 def run_method(exp, name: str, variables, retain_idx, forget_idx, *, seed: int, desc: str,
-               progress: bool, checkpoint_dir: str | None = None, log=None) -> loop.FitResult:
+               progress: bool, checkpoint_dir: str | None = None, log=None) -> loop.Run:
   """Runs method ``name`` from ``variables``; resumes from ``checkpoint_dir``.
 
   On a mesh with ``fsdp`` or ``tensor`` > 1 the parameters and optimiser
@@ -135,7 +135,7 @@ def run_method(exp, name: str, variables, retain_idx, forget_idx, *, seed: int, 
     log: ``str -> None`` for status lines.
 
   Returns:
-    A :class:`~lur_jax.FitResult`.
+    A :class:`~lur_jax.loop.Run` (one model).
   """
   cfg = exp.config
   p = plan(exp, name, retain_idx, forget_idx)
@@ -181,58 +181,62 @@ def run_key(exp) -> dict:
           "eval": cfg.eval.to_dict()}
 
 
+def _facts(result: loop.Run) -> dict:
+  """What a results row and the cache keep of a run."""
+  return {"seconds": result.seconds, "compile_seconds": result.compile_seconds,
+          "steps": result.steps, "diverged_at": result.first_divergence()}
+
+
 def from_scratch(exp, cache: cache_lib.ModelCache, desc: str, retain_idx, log, progress):
   """Trains on ``retain_idx`` from the shared init with the ``train`` recipe, or
   restores that model from the cache.
 
   The fingerprint covers everything that determines the model (seed, data,
-  model, recipe, the task's own sections, the retained set).
+  model, recipe, the task's own sections, the retained set). A run that
+  diverged is not kept: its checkpoints stay, and a rerun resumes it.
 
   Returns:
-    ``(variables, FitResult without state, reused)``.
+    ``(variables, facts, reused)``; ``facts``: seconds, compile_seconds, steps and
+    diverged_at (``None`` unless it diverged).
   """
   cfg = exp.config
   key = {**_common_key(cfg), **exp.task.cache_key(cfg),
          "retain": hashlib.sha256(np.asarray(retain_idx).tobytes()).hexdigest()}
-  fingerprint = cache_lib.fingerprint(key)
+
+  def train(checkpoints) -> cache_lib.Trained:
+    start = (initial_variables(exp) if exp.task.initial is None else
+             exp.task.initial(exp, cache, log, progress))
+    result = run_method(exp, "retrain", start, np.asarray(retain_idx), np.zeros(0, np.int64),
+                        seed=streams.derive_seed(cfg.seed, desc), desc=desc, progress=progress,
+                        checkpoint_dir=checkpoints, log=log)
+    finished = result.first_divergence() is None
+    return cache_lib.Trained(_variables(result.state), _facts(result), finished, finished)
+
   shared = len(retain_idx) == len(exp.splits.train)  # the original: one for every variant
-  cached = cache.load(desc, fingerprint, jax.eval_shape(lambda: initial_variables(exp)),
-                      shared=shared)
-  if cached is not None:
+  cached, reused = cache.memoised(desc, key, train, jax.eval_shape(
+      lambda: initial_variables(exp)), shared=shared)
+  if reused:
     log(f"reusing the {desc} model from {cached.directory}")
-    meta = cached.meta
-    return cached.variables, loop.FitResult(None, meta["seconds"], meta["compile_seconds"],
-                                            meta["steps"], {}, None), True
-  checkpoints = cache.checkpoint_dir(desc, fingerprint)
-  start = (initial_variables(exp) if exp.task.initial is None else
-           exp.task.initial(exp, cache, log, progress))
-  result = run_method(exp, "retrain", start, np.asarray(retain_idx),
-                      np.zeros(0, np.int64), seed=streams.derive_seed(cfg.seed, desc), desc=desc,
-                      progress=progress, checkpoint_dir=checkpoints, log=log)
-  variables = _variables(result.state)
-  if result.diverged_at is None:
-    cache.save(desc, fingerprint, variables, {
-        "seconds": result.seconds, "compile_seconds": result.compile_seconds,
-        "steps": result.steps, "key": key}, shared=shared)
-    cache_lib.remove(checkpoints)
-  return variables, result._replace(state=None), False
+  facts = {k: cached.meta.get(k) for k in ("seconds", "compile_seconds", "steps",
+                                           "diverged_at")}
+  return cached.variables, facts, reused
 
 
-def _measured_row(result: loop.FitResult, variables, measure, name, log,
+def _measured_row(facts: dict, variables, measure, name, log,
                   reused: bool) -> tuple[dict, int | None]:
-  """The results row of a finished run; ``(row, diverged_at)``."""
-  row = {"seconds": result.seconds, "compile_seconds": result.compile_seconds,
-         "steps": result.steps, "reused": reused,
+  """The results row of a finished run (``facts`` from :func:`_facts`); ``(row, diverged_at)``."""
+  row = {"seconds": facts["seconds"], "compile_seconds": facts["compile_seconds"],
+         "steps": facts["steps"], "reused": reused,
          "params_checksum": checkpoint.params_checksum(variables)}
-  diverged_at = result.diverged_at
+  diverged_at = facts["diverged_at"]
   if diverged_at is None:
     try:
       measured = measure(variables, name)
       row = {**measured, **row}
       log(f"{name}: " + ", ".join(f"{k} {v:.2f}" for k, v in measured.items()
-                                  if isinstance(v, float)) + f", {result.seconds:.2f} s")
+                                  if isinstance(v, float)) + f", {facts['seconds']:.2f} s")
     except FloatingPointError:  # finite params whose logits overflow
-      diverged_at = result.steps
+      diverged_at = facts["steps"]
   if diverged_at is not None:
     row.update(diverged=True, diverged_at_step=diverged_at)
     log(f"{name}: diverged (non-finite loss or gradient) at step {diverged_at}; "
@@ -250,24 +254,24 @@ def method_row(exp, cache: cache_lib.ModelCache, name: str, original, measure, l
   """
   cfg = exp.config
   if methods.METHODS[name].from_scratch:
-    variables, result, reused = from_scratch(exp, cache, name, exp.forget.retain, log, progress)
-    return _measured_row(result, variables, measure, name, log, reused)[0], result.history
-  fingerprint = cache_lib.fingerprint({
-      **run_key(exp), "settings": config_lib.method_settings(cfg, name).to_dict()})
-  earlier = cache.load(name, fingerprint)
-  if earlier is not None:
+    variables, facts, reused = from_scratch(exp, cache, name, exp.forget.retain, log, progress)
+    return _measured_row(facts, variables, measure, name, log, reused)[0], {}
+
+  def train(checkpoints) -> cache_lib.Trained:
+    result = run_method(exp, name, original, exp.forget.retain, exp.forget.forget,
+                        seed=streams.derive_seed(cfg.seed, name), desc=name, progress=progress,
+                        checkpoint_dir=checkpoints, log=log)
+    variables = _variables(result.state)
+    facts = _facts(result)
+    row, diverged_at = _measured_row(facts, variables, measure, name, log, reused=False)
+    del facts["diverged_at"]
+    return cache_lib.Trained(variables, {
+        "method": name, "params_checksum": row["params_checksum"], **facts, "row": row,
+        "history": result.history_of()}, keep=True, finished=diverged_at is None)
+
+  key = {**run_key(exp), "settings": config_lib.method_settings(cfg, name).to_dict()}
+  cached, reused = cache.memoised(name, key, train)
+  if reused:
     log(f"{name}: finished in an earlier run with these settings; reusing its results")
-    return {**earlier.meta["row"], "reused": True}, earlier.meta["history"]
-  checkpoints = cache.checkpoint_dir(name, fingerprint)
-  result = run_method(exp, name, original, exp.forget.retain, exp.forget.forget,
-                      seed=streams.derive_seed(cfg.seed, name), desc=name, progress=progress,
-                      checkpoint_dir=checkpoints, log=log)
-  variables = _variables(result.state)
-  row, diverged_at = _measured_row(result, variables, measure, name, log, reused=False)
-  cache.save(name, fingerprint, variables, {
-      "method": name, "params_checksum": row["params_checksum"], "seconds": result.seconds,
-      "compile_seconds": result.compile_seconds, "steps": result.steps, "row": row,
-      "history": result.history})
-  if diverged_at is None:
-    cache_lib.remove(checkpoints)
-  return row, result.history
+    return {**cached.meta["row"], "reused": True}, cached.meta["history"]
+  return cached.meta["row"], cached.meta["history"]

@@ -212,10 +212,10 @@ def execute(exp: Experiment | Variants, out_dir: str, *, progress: bool = True, 
     os.makedirs(os.path.join(out_dir, scope), exist_ok=True)
   cache = cache_lib.ModelCache(out_dir, log, scope)
   measure, task_header = exp.task.measurer(exp, cache, log, progress)
-  original, original_fit, reused = runner.from_scratch(
+  original, original_facts, reused = runner.from_scratch(
       exp, cache, "original", np.arange(len(exp.splits.train)), log, progress)
   results = {**results_lib.header(exp), **task_header,
-             "original": {**measure(original, "original"), "seconds": original_fit.seconds,
+             "original": {**measure(original, "original"), "seconds": original_facts["seconds"],
                           "reused": reused},
              "methods": {}}
   diagnostics = {}

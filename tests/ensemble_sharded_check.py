@@ -26,7 +26,7 @@ def main():
         config=config_lib.apply_overrides(exp.config, [f"seed={i + 1}"]))) for i in range(8)])
     for name in ("lur", "salun"):
       out = ensemble.unlearn(exp, name, starts, members, progress=False)
-      results.setdefault(name, {})[devices] = out.states.params
+      results.setdefault(name, {})[devices] = out.state.params
   for name, by_devices in results.items():
     worst = max(float(np.max(np.abs(a - b)) / np.max(np.abs(b))) for a, b in zip(
         jax.tree.leaves(by_devices[8]), jax.tree.leaves(by_devices[1])))

@@ -142,7 +142,7 @@ def test_chunks_give_the_same_members_as_one_vmapped_call():
   whole = ensemble.unlearn(exp, "graddiff", starts, members, progress=False)
   for chunk in (1, 2):  # one member per call runs the step without vmap
     parts = ensemble.unlearn(exp, "graddiff", starts, members, progress=False, chunk=chunk)
-    for a, b in zip(*(jax.tree.leaves(r.states.params) for r in (whole, parts))):
+    for a, b in zip(*(jax.tree.leaves(r.state.params) for r in (whole, parts))):
       np.testing.assert_array_equal(a, b)  # measured: bit-identical
   with pytest.raises(ValueError, match="chunk=3 with 4 models"):
     ensemble.unlearn(exp, "graddiff", starts, members, progress=False, chunk=3)
@@ -195,5 +195,5 @@ def test_an_interrupted_ensemble_resumes_bit_identically(tmp_path):
   # The history comes back with the checkpoint: the resumed run reports every step.
   assert resumed.history["loss"].shape == (whole.steps, 2)
   np.testing.assert_array_equal(resumed.history["loss"], whole.history["loss"])
-  for a, b in zip(jax.tree.leaves(whole.states.params), jax.tree.leaves(resumed.states.params)):
+  for a, b in zip(jax.tree.leaves(whole.state.params), jax.tree.leaves(resumed.state.params)):
     np.testing.assert_array_equal(a, b)

@@ -46,7 +46,7 @@ def test_each_member_matches_the_member_run_alone(exp, name, sets, bit_identical
   for i in range(len(members.seeds)):
     alone = runner.run_method(exp, name, starts[i], members.retain[i], members.forget[i],
                               seed=int(members.seeds[i]), desc=f"member{i}", progress=False)
-    for got, want in zip(jax.tree.leaves(ensemble.member(together.states.params, i)),
+    for got, want in zip(jax.tree.leaves(ensemble.member(together.state.params, i)),
                          jax.tree.leaves(alone.state.params)):
       if bit_identical:
         np.testing.assert_array_equal(got, want, err_msg=f"{name} {sets} member {i}")

@@ -40,8 +40,8 @@ def test_a_sweep_member_matches_a_run_with_that_setting(exp, name, values):
                                                      for k, v in values.items()])
     alone = ensemble.unlearn(exp._replace(config=config), name, starts, members,
                              progress=False)
-    for got, want in zip(jax.tree.leaves(ensemble.member(swept.states.params, i)),
-                         jax.tree.leaves(ensemble.member(alone.states.params, i))):
+    for got, want in zip(jax.tree.leaves(ensemble.member(swept.state.params, i)),
+                         jax.tree.leaves(ensemble.member(alone.state.params, i))):
       # float32 hyperparameters traced instead of constants: round-off only.
       np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=f"{name} {i}")
 

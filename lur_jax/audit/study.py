@@ -180,29 +180,27 @@ class _Trainer(NamedTuple):
            **exp.task.cache_key(cfg), "role": role, "parent": parent,
            "settings": config_lib.method_settings(cfg, method).to_dict(),
            "members": _digest(members.seeds, members.retain, members.forget)}
-    fp = cache_lib.fingerprint(key)
-    cached = self.cache.load(f"audit-{role}", fp, _stacked_abstract(exp, k))
-    if cached is not None:
+
+    def train(directory) -> cache_lib.Trained:
+      options = config_lib.checkpoint_options(cfg)
+      checkpoints = checkpoint.RunCheckpoints(directory, options["keep"], warn=self.log)
+      try:
+        result = ensemble.unlearn(exp, method, starts(), members, progress=self.progress,
+                                  desc=f"{role} ×{k}", chunk=self.audit.settings.chunk,
+                                  checkpoints=checkpoints, every=options["every"], log=self.log)
+      finally:
+        checkpoints.close()
+      self.log(f"audit: {role}: {k} models, {result.steps} steps, {result.seconds:.1f} s "
+               f"(+{result.compile_seconds:.1f} s compiling)")
+      return cache_lib.Trained({"params": result.state.params, "model_state": {}}, {
+          "seconds": result.seconds, "compile_seconds": result.compile_seconds,
+          "steps": result.steps, "diverged": int((result.diverged_at >= 0).sum()),
+          "fingerprint_parent": parent})
+
+    cached, reused = self.cache.memoised(f"audit-{role}", key, train, _stacked_abstract(exp, k))
+    if reused:
       self.log(f"audit: reusing the {role} ensemble from {cached.directory}")
-      return cached.variables, cached.meta
-    directory = self.cache.checkpoint_dir(f"audit-{role}", fp)
-    options = config_lib.checkpoint_options(cfg)
-    checkpoints = checkpoint.RunCheckpoints(directory, options["keep"], warn=self.log)
-    try:
-      result = ensemble.unlearn(exp, method, starts(), members, progress=self.progress,
-                                desc=f"{role} ×{k}", chunk=self.audit.settings.chunk,
-                                checkpoints=checkpoints, every=options["every"], log=self.log)
-    finally:
-      checkpoints.close()
-    variables = {"params": result.states.params, "model_state": {}}
-    meta = {"seconds": result.seconds, "compile_seconds": result.compile_seconds,
-            "steps": result.steps, "diverged": int((result.diverged_at >= 0).sum()),
-            "fingerprint_parent": parent}
-    self.cache.save(f"audit-{role}", fp, variables, meta)
-    cache_lib.remove(directory)
-    self.log(f"audit: {role}: {k} models, {result.steps} steps, {result.seconds:.1f} s "
-             f"(+{result.compile_seconds:.1f} s compiling)")
-    return variables, {**meta, "fingerprint": fp}
+    return cached.variables, cached.meta
 
 
 

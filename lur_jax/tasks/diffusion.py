@@ -143,19 +143,19 @@ def _judge(exp, cache, log, progress) -> tuple[Judge, dict]:
   key = {"seed": cfg.seed, "data": cfg.data.to_dict(), "classifier": c.to_dict()}
   init = jax.random.key(streams.derive_seed(cfg.seed, "classifier"))
   variables = {"params": model.init(init), "model_state": model.init_state(init)}
-  fingerprint = cache_lib.fingerprint(key)
-  cached = cache.load("classifier", fingerprint, jax.eval_shape(lambda: variables))
-  if cached is not None:
-    log(f"reusing the evaluation classifier from {cached.directory}")
-    variables, meta = cached.variables, cached.meta
-  else:
+
+  def train(checkpoints) -> cache_lib.Trained:
+    del checkpoints  # short: no checkpoints
     trained = _train_judge(exp, model, variables, init, progress)
-    variables = trained["variables"]
-  judge = Judge(model, variables)  # one judge, compiled once
-  if cached is None:
+    judge = Judge(model, trained["variables"])
     accuracy = np.mean(judge.predict(splits.test.x) == splits.test.y)
-    meta = {"test_accuracy": 100.0 * float(accuracy), "seconds": trained["seconds"], "key": key}
-    cache.save("classifier", fingerprint, variables, meta)
+    return cache_lib.Trained(trained["variables"], {"test_accuracy": 100.0 * float(accuracy),
+                                                    "seconds": trained["seconds"]})
+
+  cached, reused = cache.memoised("classifier", key, train, jax.eval_shape(lambda: variables))
+  if reused:
+    log(f"reusing the evaluation classifier from {cached.directory}")
+  judge, meta = Judge(model, cached.variables), cached.meta  # one judge, compiled once
   log(f"evaluation classifier: {meta['test_accuracy']:.2f}% on the real test images")
   return judge, {"model": c.model, "test_accuracy": meta["test_accuracy"],
                  "seconds": meta["seconds"]}

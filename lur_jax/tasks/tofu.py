@@ -208,26 +208,27 @@ def initial(exp, cache, log, progress) -> dict:
   """The pretrained start: the transformer trained on the general-knowledge set with the
   ``train`` recipe for ``tofu.pretrain_epochs`` (cached, shared by every variant)."""
   cfg = exp.config
-  key = cache_lib.fingerprint({"seed": cfg.seed, "model": cfg.model.to_dict(),
-                               "train": cfg.train.to_dict(), **cache_key(cfg)})
+  key = {"seed": cfg.seed, "model": cfg.model.to_dict(), "train": cfg.train.to_dict(),
+         **cache_key(cfg)}
+
+  def train(checkpoints) -> cache_lib.Trained:
+    del checkpoints  # short: no checkpoints
+    pretrain_cfg = ml_collections.ConfigDict(cfg.to_dict())
+    pretrain_cfg.train.epochs = cfg.tofu.pretrain_epochs
+    world = exp.splits.val
+    pretrain_cfg.train.batch_size = min(cfg.train.batch_size, len(world.x))
+    world_exp = exp._replace(config=pretrain_cfg, splits=exp.splits._replace(train=world))
+    result = runner.run_method(world_exp, "retrain", runner.initial_variables(exp),
+                               np.arange(len(world.x)), np.zeros(0, np.int64),
+                               seed=streams.derive_seed(cfg.seed, "pretrain"), desc="pretrain",
+                               progress=progress, log=log)
+    log(f"pretrain: {result.steps} steps on the general-knowledge set, {result.seconds:.1f} s")
+    return cache_lib.Trained({"params": result.state.params,
+                              "model_state": result.state.model_state},
+                             {"seconds": result.seconds, "steps": result.steps})
+
   abstract = jax.eval_shape(lambda: runner.initial_variables(exp))
-  cached = cache.load("pretrain", key, abstract, shared=True)
-  if cached is not None:
-    return cached.variables
-  pretrain_cfg = ml_collections.ConfigDict(cfg.to_dict())
-  pretrain_cfg.train.epochs = cfg.tofu.pretrain_epochs
-  world = exp.splits.val
-  pretrain_cfg.train.batch_size = min(cfg.train.batch_size, len(world.x))
-  world_exp = exp._replace(config=pretrain_cfg, splits=exp.splits._replace(train=world))
-  result = runner.run_method(world_exp, "retrain", runner.initial_variables(exp),
-                             np.arange(len(world.x)), np.zeros(0, np.int64),
-                             seed=streams.derive_seed(cfg.seed, "pretrain"), desc="pretrain",
-                             progress=progress, log=log)
-  variables = {"params": result.state.params, "model_state": result.state.model_state}
-  cache.save("pretrain", key, variables, {"seconds": result.seconds, "steps": result.steps},
-             shared=True)
-  log(f"pretrain: {result.steps} steps on the general-knowledge set, {result.seconds:.1f} s")
-  return variables
+  return cache.memoised("pretrain", key, train, abstract, shared=True)[0].variables
 
 
 def measurer(exp, cache, log, progress):

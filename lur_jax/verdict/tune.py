@@ -97,14 +97,24 @@ def seeds_group(exp, count: int, name: str, scorer: Scorer, *, cache=None, progr
   may change: :func:`lur_jax.runner.run_key`).
   """
   members = members_for(exp, count, name)
-  key = cache_lib.fingerprint({**runner.run_key(exp), "count": count, "name": name})
-  abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct((count, *a.shape), a.dtype),
-                          jax.eval_shape(exp.model.init, jax.random.key(0)))
-  found = cache and cache.load(name, key, abstract)
-  if found:
-    log(f"verdict: {name}: reusing {found.directory}")
-    return Seeds(members, {"params": found.variables, "model_state": {}},
-                 np.array(found.meta["reference"], float).reshape(count, len(scorer.names)))
+  # "variables": saved as {"params", "model_state"} (earlier versions saved the params alone)
+  key = {**runner.run_key(exp), "count": count, "name": name, "variables": True}
+  abstract = {"params": jax.tree.map(lambda a: jax.ShapeDtypeStruct((count, *a.shape), a.dtype),
+                                     jax.eval_shape(exp.model.init, jax.random.key(0))),
+              "model_state": {}}
+  train = lambda checkpoints: _train_seeds(exp, members, count, name, scorer, progress, log)
+  if cache is None:
+    cached = train(None)
+  else:
+    cached, reused = cache.memoised(name, key, train, abstract)
+    if reused:
+      log(f"verdict: {name}: reusing {cached.directory}")
+  return Seeds(members, cached.variables,
+               np.array(cached.meta["reference"], float).reshape(count, len(scorer.names)))
+
+
+def _train_seeds(exp, members, count, name, scorer, progress, log) -> cache_lib.Trained:
+  """The originals and their retrains' scores, as :func:`seeds` caches them."""
   n = len(exp.splits.train)
   every = np.tile(np.arange(n), (count, 1))
   on_all = ensemble.Members(members.seeds, every, every[:, :0])
@@ -118,10 +128,9 @@ def seeds_group(exp, count: int, name: str, scorer: Scorer, *, cache=None, progr
                              "(train.lr) does not train this model")
   log(f"verdict: {name}: {count} originals {original.seconds:.1f} s, retrains "
       f"{retrain.seconds:.1f} s")
-  reference = scorer.score({"params": retrain.states.params, "model_state": {}}, members)
-  if cache:
-    cache.save(name, key, original.states.params, {"reference": reference.tolist()})
-  return Seeds(members, {"params": original.states.params, "model_state": {}}, reference)
+  reference = scorer.score({"params": retrain.state.params, "model_state": {}}, members)
+  return cache_lib.Trained({"params": original.state.params, "model_state": {}},
+                           {"reference": reference.tolist()})
 
 
 def with_settings(config, arm: space_lib.Arm, values: dict) -> ml_collections.ConfigDict:
@@ -159,7 +168,7 @@ def run_settings(exp, arm: space_lib.Arm, settings: list[dict], group: Seeds, sc
                               hparams=hparams, wrap=wrap, progress=progress,
                               desc=f"{desc} {dict(fixed)} ×{len(members.seeds)}",
                               chunk=chunk_of(scorer.chunk, len(members.seeds)))
-    values = scorer.score({"params": result.states.params, "model_state": {}}, members)
+    values = scorer.score({"params": result.state.params, "model_state": {}}, members)
     values[result.diverged_at >= 0] = np.nan
     out[chosen] = values.reshape(len(chosen), count, -1)
     info["seconds"] += result.seconds
