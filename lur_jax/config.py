@@ -136,18 +136,14 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides) -> ml_collecti
   return config
 
 
-# A method whose settings lay over another method's section.
-INHERITS = {"lur_snip": ("lur", "lur_snip"), "lur_npo": ("lur", "lur_npo"),
-            "lur_simnpo": ("lur", "lur_simnpo")}
-
-
 def method_settings(config: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
   """A method's settings: ``unlearn`` (or ``train`` for retrain), the sections it
-  inherits, its registry defaults (``Method.defaults``), then its own section, ``None``
-  meaning "inherit"."""
+  inherits (``Method.inherits``), its registry defaults (``Method.defaults``), then its
+  own section, ``None`` meaning "inherit"."""
   base = config.train if name == "retrain" else config.unlearn
   settings = ml_collections.ConfigDict(base.to_dict())
-  for section in INHERITS.get(name, (name,)):
+  inherits = methods.METHODS[name].inherits
+  for section in (name,) if inherits is None else (inherits, name):
     if section == name:
       settings.update(methods.METHODS[name].defaults or {})
     for key, value in config.get(section, {}).items():

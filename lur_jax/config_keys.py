@@ -67,7 +67,8 @@ KEYS: tuple[Key, ...] = (
         "tensor parallelism, for models whose parameters carry logical names (the transformer)",
         1),
     Key("methods", f"comma-separated: {_names(methods.METHODS)}",
-        "the methods to run, in order (a DDPM takes " + _names(diffusion.METHODS) + ")"),
+        "the methods to run, in order (a DDPM takes " + _names(methods.for_task("diffusion"))
+        + ")"),
     Key("distributed.coordinator", "`host:port` or empty",
         "process 0's address for a multi-process run (empty: `JAX_COORDINATOR_ADDRESS`)", ""),
     Key("distributed.num_processes", "an int >= 0", "processes (0: `JAX_NUM_PROCESSES`)", 0),
@@ -234,10 +235,10 @@ def find(name: str) -> Key | None:
   head, _, leaf = name.partition(".")
   if name.startswith("settings_for."):
     return exact["settings_for.<kind>.<section>.<key>"]
-  if head == "lur_snip" and f"lur.{leaf}" in exact:
-    return exact["lur_snip.<lur key>"]
-  if head in ("lur_npo", "lur_simnpo") and f"lur.{leaf}" in exact:
-    return exact["lur_npo.<lur key>"]
+  inherits = methods.METHODS[head].inherits if head in methods.METHODS else None
+  if inherits is not None and f"{inherits}.{leaf}" in exact:  # the row that names the method
+    return next(k for k in KEYS if k.name.endswith(f".<{inherits} key>") and (
+        k.name.startswith(f"{head}.") or f"`{head}`" in k.meaning))
   if head in methods.METHODS:
     return exact.get(f"<method>.{leaf}")
   return None

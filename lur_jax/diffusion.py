@@ -27,7 +27,6 @@ from jax import lax
 from lur_jax import losses, models, streams
 
 DIFFUSION_FORGET_OBJECTIVES = ("ga", "rl")
-METHODS = ("retrain", "ga", "rl", "salun", "graddiff", "lur")  # those that apply to a DDPM
 SAMPLERS = ("ddim", "ddpm")
 
 

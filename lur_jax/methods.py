@@ -98,6 +98,10 @@ class Method(NamedTuple):
       configured SGD (``total_steps``: the run's length, for schedules).
     defaults: settings laid under the method's own config section (NPO's
       forget objective and weight).
+    inherits: a method whose config section is laid under this one's (``lur``
+      for ``lur_snip``, ``lur_npo``, ``lur_simnpo``).
+    tasks: the built-in tasks (``config.task``) it runs on; ``None``: every task,
+      a task of yours included.
   """
 
   make_step: Callable[[Context, Any, optax.GradientTransformation], train.Step]
@@ -107,6 +111,8 @@ class Method(NamedTuple):
   check: Callable | None = None
   wrap_tx: Callable | None = None
   defaults: dict | None = None
+  inherits: str | None = None
+  tasks: tuple[str, ...] | None = None
 
 
 def _diagnosed(ctx: Context, objective, tx, forget="ga"):
@@ -243,26 +249,48 @@ def _l1_tx(settings, tx, total_steps):
   return optax.chain(train.l1_penalty(schedule), tx)
 
 
+_CLASSIFIERS = ("classification", "language")  # labels (or next tokens) to relabel and trim
+_TOFU = ("tofu",)  # answer-only losses and a frozen reference
+
 #: Every unlearning method by name, as ``methods=`` and the config sections name them.
 METHODS: dict[str, Method] = {
     "retrain": Method(_finetune, from_scratch=True),
-    "ft": Method(_finetune),
+    "ft": Method(_finetune, tasks=(*_CLASSIFIERS, *_TOFU)),
     "ga": Method(_gradient_ascent, iterate="forget"),
-    "rl": Method(_random_labels),
+    "rl": Method(_random_labels, tasks=(*_CLASSIFIERS, "diffusion")),
     "graddiff": Method(_graddiff),
     # NPO (β in the task's objectives) and SimNPO: GradDiff with their forget losses and
     # open-unlearning's TOFU weights γ (α = 1); language tasks only (Objectives.forget_names).
-    "npo": Method(_graddiff, defaults={"forget_objective": "npo", "forget_weight": 1.0}),
+    "npo": Method(_graddiff, defaults={"forget_objective": "npo", "forget_weight": 1.0},
+                  tasks=_TOFU),
     "simnpo": Method(_graddiff, defaults={"forget_objective": "simnpo",
-                                          "forget_weight": 0.125}),
+                                          "forget_weight": 0.125}, tasks=_TOFU),
     "lur": Method(_lur, check=_check_lur),
-    "lur_npo": Method(_lur, check=_check_lur, defaults={"forget_objective": "npo"}),
-    "lur_simnpo": Method(_lur, check=_check_lur, defaults={"forget_objective": "simnpo"}),
-    "l1_sparse": Method(_finetune, wrap_tx=_l1_tx, check=_check_l1),
-    "salun": Method(_random_labels, prepare=_salun_mask, check=_check_salun),
-    "shs": Method(_shs_repair, prepare=_trim, check=_check_trim),
-    "lur_snip": Method(_lur, prepare=_trim, check=_check_lur_snip),
+    "lur_npo": Method(_lur, check=_check_lur, defaults={"forget_objective": "npo"},
+                      inherits="lur", tasks=_TOFU),
+    "lur_simnpo": Method(_lur, check=_check_lur, defaults={"forget_objective": "simnpo"},
+                         inherits="lur", tasks=_TOFU),
+    "l1_sparse": Method(_finetune, wrap_tx=_l1_tx, check=_check_l1, tasks=_CLASSIFIERS),
+    "salun": Method(_random_labels, prepare=_salun_mask, check=_check_salun,
+                    tasks=(*_CLASSIFIERS, "diffusion")),
+    "shs": Method(_shs_repair, prepare=_trim, check=_check_trim, tasks=_CLASSIFIERS),
+    "lur_snip": Method(_lur, prepare=_trim, check=_check_lur_snip, inherits="lur",
+                       tasks=_CLASSIFIERS),
 }
+
+
+def for_task(task: str) -> tuple[str, ...]:
+  """The methods that run on ``task``, in registry order."""
+  return tuple(n for n, m in METHODS.items() if m.tasks is None or task in m.tasks)
+
+
+def check_task(names: list[str], task: str) -> None:
+  """ValueError for a method that does not run on ``task`` (:attr:`Method.tasks`)."""
+  allowed = for_task(task)
+  for name in names:
+    if name not in allowed:
+      raise ValueError(f"methods: {name!r} does not run on task={task!r}; allowed: "
+                       f"{', '.join(allowed)}")
 
 
 def parse_methods(spec) -> list[str]:

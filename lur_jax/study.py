@@ -104,6 +104,7 @@ def _prepare_one(config: ml_collections.ConfigDict) -> Experiment:
   parallel.distributed_init(**config.get("distributed", {}))
   names = config_lib.validate(config)
   task = tasks.of(config)
+  methods.check_task(names, config.get("task", "classification"))
   sizes = config_lib.mesh_sizes(config)
   task.check(config, names, sizes["data"] * sizes["fsdp"])
   mesh = sharding.make_mesh(**sizes, devices=parallel.check_devices(config.get("devices", 0)))

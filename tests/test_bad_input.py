@@ -74,7 +74,7 @@ def test_cli_refuses(sets, match, refused):
 
 
 @pytest.mark.parametrize("sets, match", [
-    (["methods=retrain,ft"], "'ft' does not apply to a diffusion model; allowed: retrain, ga"),
+    (["methods=retrain,ft"], "'ft' does not run on task='diffusion'; allowed: retrain, ga"),
     (["forget.kind=random"], "forget.kind='random'; allowed: class"),
     (["model.name=cnn"], "model.name='cnn'; allowed: unet"),
     (["model.channels=(12, 32)"], "model.channels=(12, 32); allowed: ints >= 8, multiples of 8"),

@@ -6,7 +6,7 @@ import os
 import pytest
 from conftest import ROOT
 
-from lur_jax import config as config_lib, diffusion, study as study_lib
+from lur_jax import config as config_lib, methods, study as study_lib
 
 SMOKE = os.path.join(ROOT, "configs", "ddpm_digits_smoke.py")
 
@@ -24,7 +24,7 @@ def test_results_layout(study):
   assert results["config"]["task"] == "diffusion"
   assert results["data"]["forgotten_classes"] == [0]
   assert 0 <= results["classifier"]["test_accuracy"] <= 100
-  assert set(results["methods"]) == set(diffusion.METHODS)
+  assert set(results["methods"]) == set(methods.for_task("diffusion"))
   for row in [results["original"], *results["methods"].values()]:
     assert 0 <= row["UA"] <= 100 and 0 <= row["kept_accuracy"] <= 100
     assert row["FD"] >= 0
@@ -33,12 +33,12 @@ def test_results_layout(study):
   assert results["methods"]["retrain"]["FD_vs_retrain"] == 1.0
   table = (out / "results.md").read_text()
   assert table.startswith("| method | UA | kept acc | FD (kept) |")
-  assert all(f"| {name} |" in table for name in ["original", *diffusion.METHODS])
+  assert all(f"| {name} |" in table for name in ["original", *methods.for_task("diffusion")])
 
 
 def test_sample_grids_before_and_after(study):
   out, _ = study
-  for name in ["original", *diffusion.METHODS]:
+  for name in ["original", *methods.for_task("diffusion")]:
     path = out / "samples" / f"{name}.png"
     assert path.stat().st_size > 1000, path
     assert path.read_bytes()[:4] == b"\x89PNG"

@@ -108,7 +108,7 @@ def test_the_study_in_miniature_shares_the_start_across_splits(tmp_path):
      "validation"),
     ("tofu.npo_beta=0", "tofu.npo_beta=0.0; allowed: a number > 0"),
     ("tofu.simnpo_beta=-1.0", "tofu.simnpo_beta=-1.0; allowed: a number > 0"),
-    ("methods=retrain,salun", "methods: 'salun' does not run on TOFU"),
+    ("methods=retrain,salun", "methods: 'salun' does not run on task='tofu'"),
     ("model.seq_len=8", "allowed: at most model.seq_len=8"),
     ("lur.forget_objective=rl", "lur.forget_objective='rl'; allowed: ga, npo, simnpo"),
     ("forget.kind=random", "forget.kind='random'; allowed: authors"),
@@ -118,7 +118,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(override, message, ref
 
 
 @pytest.mark.parametrize("override, message", [
-    ("methods=retrain,npo", "npo.forget_objective='npo'; allowed: ga, rl"),
+    ("methods=retrain,npo", "methods: 'npo' does not run on task='classification'"),
     ("forget.kind=authors", "allowed only with task='tofu'"),
 ])
 def test_npo_outside_a_language_task_is_refused(override, message, refused):
