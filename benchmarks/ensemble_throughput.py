@@ -46,7 +46,7 @@ def main() -> None:
   parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results"))
   args = parser.parse_args()
   exp = study.prepare(config_lib.apply_overrides(
-      config_lib.load(os.path.join(ROOT, args.config)), args.set))
+      config_lib.load(os.path.join(ROOT, args.config)), args.set)).only()
   members = ensemble.random_members(exp, args.models)
   every = np.tile(np.arange(len(exp.splits.train)), (args.models, 1))
   starts = [runner.initial_variables(exp._replace(config=config_lib.apply_overrides(

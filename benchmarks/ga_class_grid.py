@@ -41,7 +41,7 @@ def main() -> None:
   args = parser.parse_args()
   path, overrides, seeds, lrs, epochs, name = GRIDS[args.setting]
   exp = study.prepare(config_lib.apply_overrides(config_lib.load(os.path.join(ROOT, path)),
-                                                 overrides))
+                                                 overrides)).only()
   cache = cache_lib.ModelCache(args.work or os.path.join(ROOT, "runs", "ga_grid", args.setting))
   if args.setting == "ddpm_digits":
     scorer, arm = ddpm.scorer(exp, cache, print, False, 1), space.ddpm_arms()["ga"]

@@ -8,13 +8,40 @@ function and one registry entry.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
 import optax
 
 from lur_jax import checks, losses, lur, saliency, train
+
+Loss = Callable[[Any, dict], jax.Array]  # (params, batch) -> scalar
+
+
+class RetainObjective(Protocol):
+  """``(apply_fn, num_classes) -> loss``: the task's loss on D_r."""
+
+  def __call__(self, apply_fn: Callable, num_classes: int) -> Loss: ...
+
+
+class ForgetObjective(Protocol):
+  """``(name, apply_fn, num_classes, reference=...) -> loss``: unlearning objective
+  ``name``, minimised; ``reference`` only when the objectives need one."""
+
+  def __call__(self, name: str, apply_fn: Callable, num_classes: int, **reference) -> Loss: ...
+
+
+class PerExampleObjective(Protocol):
+  """``apply_fn -> (params, batch) -> [B]``: the loss SalUn and Scissorhands score."""
+
+  def __call__(self, apply_fn: Callable) -> Callable[[Any, dict], jax.Array]: ...
+
+
+class KLObjective(Protocol):
+  """``(apply_fn, reference) -> loss``: KL(reference ‖ model) on a retain batch."""
+
+  def __call__(self, apply_fn: Callable, reference: Any) -> Loss: ...
 
 
 class Objectives(NamedTuple):
@@ -33,12 +60,12 @@ class Objectives(NamedTuple):
       scalar``, KL(reference ‖ model) on a retain batch (``retain_loss="kl"``).
   """
 
-  retain: Callable
-  forget: Callable
-  per_example: Callable
+  retain: RetainObjective
+  forget: ForgetObjective
+  per_example: PerExampleObjective
   forget_names: tuple[str, ...] = losses.FORGET_OBJECTIVES
   needs_reference: bool = False
-  retain_kl: Callable | None = None
+  retain_kl: KLObjective | None = None
 
 
 #: The classification losses: cross-entropy on D_r; ``ga`` or ``rl`` on D_f.
@@ -80,6 +107,34 @@ class Context(NamedTuple):
     return self.objectives.forget(name, self.apply_fn, self.num_classes, **extra)
 
 
+class MakeStep(Protocol):
+  """``(ctx, settings, tx) -> step``: a method's pure ``(state, retain_batch,
+  forget_batch) -> (state, metrics)`` from its resolved settings."""
+
+  def __call__(self, ctx: Context, settings: Any,
+               tx: optax.GradientTransformation) -> train.Step: ...
+
+
+class Prepare(Protocol):
+  """``(ctx, settings, params, forget_xy, key) -> (params, update_mask or None)``."""
+
+  def __call__(self, ctx: Context, settings: Any, params: Any, forget_xy: tuple,
+               key: jax.Array) -> tuple[Any, Any]: ...
+
+
+class CheckSettings(Protocol):
+  """``(settings, params) -> None``, a ValueError for bad settings."""
+
+  def __call__(self, settings: Any, params: Any) -> None: ...
+
+
+class WrapTx(Protocol):
+  """``(settings, tx, total_steps) -> tx``: the method's addition to the optimiser."""
+
+  def __call__(self, settings: Any, tx: optax.GradientTransformation,
+               total_steps: int) -> optax.GradientTransformation: ...
+
+
 class Method(NamedTuple):
   """How a method runs.
 
@@ -104,12 +159,12 @@ class Method(NamedTuple):
       a task of yours included.
   """
 
-  make_step: Callable[[Context, Any, optax.GradientTransformation], train.Step]
+  make_step: MakeStep
   iterate: str = "retain"
   from_scratch: bool = False
-  prepare: Callable | None = None
-  check: Callable | None = None
-  wrap_tx: Callable | None = None
+  prepare: Prepare | None = None
+  check: CheckSettings | None = None
+  wrap_tx: WrapTx | None = None
   defaults: dict | None = None
   inherits: str | None = None
   tasks: tuple[str, ...] | None = None

@@ -115,9 +115,7 @@ def plan(config, memory: int, log=print) -> list[Row]:
   Returns:
     One :class:`Row` per method and LUR variant.
   """
-  exp = study.prepare(config)
-  if isinstance(exp, study.Variants):  # every variant has the same model and batches
-    exp = exp.experiments[0][1]
+  exp = study.prepare(config).experiments[0][1]  # every variant: the same model and batches
   rows = []
   for label, sets in _variants(exp.method_names):
     variant = config_lib.apply_overrides(config, [f"methods={label.split()[0]}", *sets])

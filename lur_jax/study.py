@@ -75,29 +75,38 @@ def _load_splits(config) -> data.Splits:
 
 
 class Variants(NamedTuple):
-  """A study of several variants (TOFU's forget splits): ``[(scope, Experiment)]``, each
-  run into ``out/<scope>/`` (:attr:`lur_jax.Task.variants`)."""
+  """What :func:`prepare` returns: a study's variants, ``[(scope, Experiment)]``. Most
+  tasks have one, scope ``""``, run into ``out/``; TOFU has one per forget split, each run
+  into ``out/<scope>/`` (:attr:`lur_jax.Task.variants`)."""
 
   experiments: list
 
+  def only(self, what: str = "this run") -> Experiment:
+    """The one experiment; ValueError for a study of several variants."""
+    if len(self.experiments) != 1:
+      scopes = ", ".join(s for s, _ in self.experiments)
+      raise ValueError(f"{what}: the study has {len(self.experiments)} variants ({scopes}); "
+                       "allowed: a study of one (e.g. one forget split)")
+    return self.experiments[0][1]
 
-def prepare(config: ml_collections.ConfigDict) -> Experiment | Variants:
+
+def prepare(config: ml_collections.ConfigDict) -> Variants:
   """Validates ``config`` and loads what the run needs; no training happens.
 
   Args:
     config: the experiment config (:func:`lur_jax.config.load` reads a file).
 
   Returns:
-    An :class:`Experiment`, or :class:`Variants` when the task splits the study
-    (every variant checked before any work).
+    The study's :class:`Variants`, every one checked before any work (one for most
+    tasks: ``prepare(config).only()`` is its :class:`Experiment`).
 
   Raises:
     ValueError: naming the bad value and what is allowed.
   """
   variants = tasks.of(config).variants
-  if variants is not None:
-    return Variants([(scope, _prepare_one(c)) for scope, c in variants(config)])
-  return _prepare_one(config)
+  if variants is None:
+    return Variants([("", _prepare_one(config))])
+  return Variants([(scope, _prepare_one(c)) for scope, c in variants(config)])
 
 
 def _prepare_one(config: ml_collections.ConfigDict) -> Experiment:
@@ -181,30 +190,33 @@ def run(config: ml_collections.ConfigDict, out_dir: str, *, progress: bool = Tru
   return execute(exp, out_dir, progress=progress, log=log)
 
 
-def execute(exp: Experiment | Variants, out_dir: str, *, progress: bool = True, log=None,
-            scope: str = "") -> dict:
-  """Runs a prepared :class:`Experiment`: :func:`run` after :func:`prepare`.
+def execute(variants: Variants, out_dir: str, *, progress: bool = True, log=None) -> dict:
+  """Runs a prepared study: :func:`run` after :func:`prepare`.
 
-  Variants run one after the other, each with its ``scope``; their results dict
-  is ``{scope: results}`` and ``out_dir/results.md`` holds every variant's table.
+  Variants run one after the other, each with its scope: its results go to
+  ``out_dir/<scope>/`` and its models to ``out_dir/models/<scope>/`` (the shared ones
+  stay in ``out_dir/models/``). A study of several variants returns ``{scope:
+  results}`` and ``out_dir/results.md`` holds every variant's table.
 
   Args:
-    exp: from :func:`prepare`.
+    variants: from :func:`prepare`.
     out_dir: the output folder (see :func:`run`).
     progress: show progress bars.
     log: a one-argument callable for status lines (default: stderr).
-    scope: a variant's name: its results go to ``out_dir/scope/`` and its models to
-      ``out_dir/models/scope/`` (the shared ones stay in ``out_dir/models/``).
 
   Returns:
-    The results dict written to ``results.json``.
+    The results dict written to ``results.json`` (``{scope: results}`` for several).
   """
-  if isinstance(exp, Variants):
-    out = {s: execute(e, out_dir, progress=progress, log=log, scope=s)
-           for s, e in exp.experiments}
-    if parallel.is_writer():
-      checkpoint.write_atomic(os.path.join(out_dir, "results.md"), markdown_table(out))
-    return out
+  if len(variants.experiments) == 1 and not variants.experiments[0][0]:
+    return _execute(variants.only(), out_dir, progress, log, "")
+  out = {s: _execute(e, out_dir, progress, log, s) for s, e in variants.experiments}
+  if parallel.is_writer():
+    checkpoint.write_atomic(os.path.join(out_dir, "results.md"), markdown_table(out))
+  return out
+
+
+def _execute(exp: Experiment, out_dir: str, progress: bool, log, scope: str) -> dict:
+  """One variant of :func:`execute`."""
   log = log or (lambda msg: print(msg, file=sys.stderr))
   warning = config_lib.kind_warning(exp.config)
   if warning:

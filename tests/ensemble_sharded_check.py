@@ -20,7 +20,7 @@ def main():
   base = config_lib.apply_overrides(config_lib.load(test_ensemble.SMOKE), ["unlearn.epochs=1"])
   results = {}
   for devices in (1, 8):
-    exp = study.prepare(config_lib.apply_overrides(base, [f"devices={devices}"]))
+    exp = study.prepare(config_lib.apply_overrides(base, [f"devices={devices}"])).only()
     members = test_ensemble.draw_members(exp, 8)
     starts = ensemble.stack([runner.initial_variables(exp._replace(
         config=config_lib.apply_overrides(exp.config, [f"seed={i + 1}"]))) for i in range(8)])

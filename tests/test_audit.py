@@ -135,7 +135,7 @@ def test_the_plan_puts_every_pool_example_in_half_of_the_shadow_runs():
 
 def test_chunks_give_the_same_members_as_one_vmapped_call():
   exp = study.prepare(config_lib.apply_overrides(config_lib.load(
-      os.path.join(ROOT, "configs", "digits_smoke.py")), ["unlearn.epochs=1"]))
+      os.path.join(ROOT, "configs", "digits_smoke.py")), ["unlearn.epochs=1"])).only()
   members = ensemble.random_members(exp, 4)
   starts = ensemble.stack([{"params": exp.model.init(jax.random.key(i)),
                             "model_state": {}} for i in range(4)])
@@ -179,7 +179,7 @@ def test_an_interrupted_ensemble_resumes_bit_identically(tmp_path):
   run from it ends exactly where the uninterrupted one did."""
   from lur_jax import checkpoint  # pylint: disable=g-import-not-at-top
   exp = study.prepare(config_lib.apply_overrides(config_lib.load(
-      os.path.join(ROOT, "configs", "digits_smoke.py")), ["unlearn.epochs=2"]))
+      os.path.join(ROOT, "configs", "digits_smoke.py")), ["unlearn.epochs=2"])).only()
   members = ensemble.random_members(exp, 2)
   starts = ensemble.stack([{"params": exp.model.init(jax.random.key(i)), "model_state": {}}
                            for i in range(2)])

@@ -146,7 +146,7 @@ def test_api_mismatched_shapes_between_params_and_batches():
 
 def test_api_nan_in_data(tmp_path):
   config = config_lib.load(SMOKE)
-  exp = study.prepare(config)
+  exp = study.prepare(config).only()
   x = np.array(exp.splits.train.x)
   x[7, 2, 3] = np.nan
   model, params = _mlp()

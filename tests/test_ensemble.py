@@ -18,7 +18,7 @@ from lur_jax import config as config_lib, ensemble, runner, study
 def exp():
   config = config_lib.apply_overrides(config_lib.load(SMOKE), [
       "unlearn.epochs=1", "salun.gamma=0.3", "shs.sparsity=0.9"])
-  return study.prepare(config)
+  return study.prepare(config).only()
 
 
 def draw_members(exp, m=2):

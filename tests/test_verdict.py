@@ -18,7 +18,7 @@ from lur_jax.verdict import ddpm, space, stats, tune
 @pytest.fixture(scope="module")
 def exp():
   return study.prepare(config_lib.apply_overrides(config_lib.load(SMOKE), [
-      "unlearn.epochs=1", "data.train_limit=300"]))
+      "unlearn.epochs=1", "data.train_limit=300"])).only()
 
 
 def _starts(exp, members):
@@ -216,4 +216,4 @@ def test_graddiff_takes_either_forget_objective():
   config = config_lib.apply_overrides(config_lib.load(SMOKE),
                                       ["graddiff.forget_objective=xx", "methods=graddiff"])
   with pytest.raises(ValueError, match="graddiff.forget_objective='xx'; allowed: ga, rl"):
-    study.prepare(config)
+    study.prepare(config).only()

@@ -109,7 +109,7 @@ def prepare(config: ml_collections.ConfigDict) -> Audit:
   names = _check_settings(config, s)
   config = ml_collections.ConfigDict(config.to_dict())
   config.methods = ",".join(["retrain", *names])  # the study checks these methods' settings
-  exp = study.prepare(config)
+  exp = study.prepare(config).only("an audit")
   steppers.check_mesh(exp.mesh, "an audit")
   devices = exp.mesh.size
   for key, size in (("audit.models", s.models), ("audit.chunk", s.chunk)):

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple, Protocol
 
-from lur_jax import methods, models, results
+from lur_jax import data, methods, models, results
 
 
 class Built(NamedTuple):
@@ -18,6 +18,52 @@ class Built(NamedTuple):
 
   model: models.Model
   objectives: methods.Objectives
+
+
+class Check(Protocol):
+  """``(config, method_names, devices) -> None``: a ValueError for a bad value."""
+
+  def __call__(self, config: Any, method_names: list[str], devices: int) -> None: ...
+
+
+class Build(Protocol):
+  """``(config, splits) -> Built``."""
+
+  def __call__(self, config: Any, splits: data.Splits) -> Built: ...
+
+
+Measure = Callable[[dict, str], dict]  # (variables, name) -> results row
+
+
+class Measurer(Protocol):
+  """``(exp, cache, log, progress) -> (measure, header)``."""
+
+  def __call__(self, exp: Any, cache: Any, log: Callable,
+               progress: bool) -> tuple[Measure, dict]: ...
+
+
+class Compare(Protocol):
+  """``(row, retrain_row or None) -> columns``."""
+
+  def __call__(self, row: dict, reference: dict | None) -> dict: ...
+
+
+class Load(Protocol):
+  """``config -> (splits, forget split)``."""
+
+  def __call__(self, config: Any) -> tuple[data.Splits, data.ForgetSplit]: ...
+
+
+class Initial(Protocol):
+  """``(exp, cache, log, progress) -> variables``: where original and retrain start."""
+
+  def __call__(self, exp: Any, cache: Any, log: Callable, progress: bool) -> dict: ...
+
+
+class Variants(Protocol):
+  """``config -> [(scope, config)]``."""
+
+  def __call__(self, config: Any) -> list[tuple[str, Any]]: ...
 
 
 class Task(NamedTuple):
@@ -47,12 +93,12 @@ class Task(NamedTuple):
       ``initial`` and the original.
   """
 
-  check: Callable
-  build: Callable
-  measurer: Callable
-  compare: Callable
+  check: Check
+  build: Build
+  measurer: Measurer
+  compare: Compare
   columns: tuple[results.Column, ...]
-  cache_key: Callable = lambda config: {}
-  load: Callable | None = None
-  initial: Callable | None = None
-  variants: Callable | None = None
+  cache_key: Callable[[Any], dict] = lambda config: {}
+  load: Load | None = None
+  initial: Initial | None = None
+  variants: Variants | None = None

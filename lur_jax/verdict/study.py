@@ -103,9 +103,10 @@ def run(config, out_dir: str, verdict: dict | None = None, *, progress: bool = T
   arms = selected_arms(s.arms, space_lib.arms() if task == "classification" else
                        space_lib.ddpm_arms())
   if task == "classification":
-    exp_val, exp_test = study.prepare(_split(config, "val")), study.prepare(_split(config, "test"))
+    exp_val, exp_test = (study.prepare(_split(config, split)).only("a verdict")
+                         for split in ("val", "test"))
   else:  # judged on samples: the tuning seeds are the ones never scored
-    exp_val = exp_test = study.prepare(config)
+    exp_val = exp_test = study.prepare(config).only("a verdict")
   steppers.check_mesh(exp_test.mesh, "a verdict")
   if jax.tree.leaves(jax.eval_shape(exp_test.model.init_state, jax.random.key(0))):
     raise ValueError(f"model.name={config.model.name!r} keeps BatchNorm statistics; allowed "
