@@ -20,8 +20,9 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from lur_jax import checkpoint, config as config_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from lur_jax.audit import study as audit  # pylint: disable=g-import-not-at-top,wrong-import-position
+from lur_jax.study import config as config_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+from lur_jax.training import checkpoint  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def main() -> None:

@@ -23,7 +23,7 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import lur_jax  # pylint: disable=g-import-not-at-top,wrong-import-position
-from lur_jax import config as config_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+from lur_jax.study import config as config_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 CONFIGS = ["digits", "digits_class", "fashion_mnist_smoke", "cifar10_resnet18_smoke",
            "ddpm_digits_smoke", "lm_smoke", "tofu_smoke"]
@@ -56,7 +56,7 @@ def main(path: str, names: list[str]) -> None:
           m: {k: v for k, v in row.items() if isinstance(v, (int, float)) and "seconds" not in k}
           for m, row in results["methods"].items()}
       print(label, json.dumps(record[label]), flush=True)
-  lur_jax.checkpoint.write_json(path, record)
+  lur_jax.training.checkpoint.write_json(path, record)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from lur_jax import checkpoint, results  # pylint: disable=g-import-not-at-top,wrong-import-position
+from lur_jax.study import results  # pylint: disable=g-import-not-at-top,wrong-import-position
+from lur_jax.training import checkpoint  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def _run(config: str, out: str, cache: str) -> float:

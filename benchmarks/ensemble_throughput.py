@@ -1,8 +1,8 @@
 """Training and unlearning M models vmapped against the same M one after another.
 
 Both sides run the study's methods on a prepared config: the loop calls
-``lur_jax.runner.run_method`` once per member (the path ``lur-jax run`` takes),
-the ensemble ``lur_jax.ensemble.unlearn`` once for all. Each member
+``lur_jax.study.runner.run_method`` once per member (the path ``lur-jax run`` takes),
+the ensemble ``lur_jax.study.ensemble.unlearn`` once for all. Each member
 has its own init, data order and random forget set of the config's size.
 Training is ``retrain`` on all of D from a fresh init (the originals), then
 each method unlearns from them.
@@ -25,7 +25,9 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from lur_jax import checkpoint, config as config_lib, ensemble, results, runner, study  # pylint: disable=g-import-not-at-top,wrong-import-position
+from lur_jax import study  # pylint: disable=g-import-not-at-top,wrong-import-position
+from lur_jax.study import config as config_lib, ensemble, results, runner  # pylint: disable=g-import-not-at-top,wrong-import-position
+from lur_jax.training import checkpoint  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def _timed(fn):
@@ -82,7 +84,7 @@ def main() -> None:
   label = lambda c: "all vmapped" if c == 0 else f"chunk {c}"
   lines = [f"{args.models} models of `{args.config}` {' '.join(args.set)} on {device}: one "
            "after another (the study's `run_method`) against one ensemble "
-           "(`lur_jax.ensemble.unlearn`; *chunk c*: c members vmapped per call, the "
+           "(`lur_jax.study.ensemble.unlearn`; *chunk c*: c members vmapped per call, the "
            "groups in turn). Seconds of running, compilation excluded; × = loop / ensemble; "
            "wall clock with compilation in brackets.", "",
            "| method | steps | loop (s) | " + " | ".join(f"{label(c)} (s) | ×" for c in chunks)

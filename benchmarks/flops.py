@@ -31,8 +31,9 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import memory  # noqa: E402
 
-from lur_jax import checkpoint, results  # noqa: E402
 from lur_jax.models import transformer  # noqa: E402
+from lur_jax.study import results  # noqa: E402
+from lur_jax.training import checkpoint  # noqa: E402
 
 FLOOR = {"grad": 3, "graddiff": 6, "first_order": 6, "hvp": 12, "exact": 12}
 

@@ -19,8 +19,10 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from lur_jax import cache as cache_lib, checkpoint, config as config_lib, results, study  # pylint: disable=g-import-not-at-top,wrong-import-position
+from lur_jax import study  # pylint: disable=g-import-not-at-top,wrong-import-position
 from lur_jax.audit import scores  # pylint: disable=g-import-not-at-top,wrong-import-position
+from lur_jax.study import config as config_lib, results  # pylint: disable=g-import-not-at-top,wrong-import-position
+from lur_jax.training import cache as cache_lib, checkpoint  # pylint: disable=g-import-not-at-top,wrong-import-position
 from lur_jax.verdict import ddpm, space, tune  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # setting -> (config, overrides, tuning seeds, learning rates, epochs, results name)

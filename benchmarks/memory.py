@@ -48,8 +48,10 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
-from lur_jax import checkpoint, lur, plots, results, sharding  # noqa: E402
+from lur_jax.core import lur  # noqa: E402
 from lur_jax.models import transformer  # noqa: E402
+from lur_jax.study import plots, results  # noqa: E402
+from lur_jax.training import checkpoint, sharding  # noqa: E402
 
 SIZES = {  # name -> (vocab, width, depth, heads)
     "10m": (16384, 256, 6, 4),

@@ -25,8 +25,9 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from lur_jax import checkpoint, results  # pylint: disable=g-import-not-at-top,wrong-import-position
 from lur_jax.audit import forgetting_score  # pylint: disable=g-import-not-at-top,wrong-import-position
+from lur_jax.study import results  # pylint: disable=g-import-not-at-top,wrong-import-position
+from lur_jax.training import checkpoint  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def _reference(path: str):

@@ -33,8 +33,9 @@ import torch  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from lur_jax import checkpoint, results  # noqa: E402
 from lur_jax.lm import evaluate, metrics  # noqa: E402
+from lur_jax.study import results  # noqa: E402
+from lur_jax.training import checkpoint  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 V, D, T, N, PERTURBED = 48, 16, 24, 40, 5

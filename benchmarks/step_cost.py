@@ -28,7 +28,10 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from lur_jax import checkpoint, losses, lur, models, results, train  # pylint: disable=g-import-not-at-top
+from lur_jax import models  # pylint: disable=g-import-not-at-top
+from lur_jax.core import losses, lur, train  # pylint: disable=g-import-not-at-top
+from lur_jax.study import results  # pylint: disable=g-import-not-at-top
+from lur_jax.training import checkpoint  # pylint: disable=g-import-not-at-top
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = {  # name -> (input shape, model kwargs, [(retain, forget) batch sizes], timed steps)

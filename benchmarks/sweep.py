@@ -24,7 +24,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from lur_jax import checkpoint, config as config_lib, study  # pylint: disable=g-import-not-at-top
+from lur_jax import study  # pylint: disable=g-import-not-at-top
+from lur_jax.study import config as config_lib  # pylint: disable=g-import-not-at-top
+from lur_jax.training import checkpoint  # pylint: disable=g-import-not-at-top
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SETTINGS = {"digits_random": "configs/digits.py", "digits_class": "configs/digits_class.py",

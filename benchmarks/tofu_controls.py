@@ -25,14 +25,10 @@ import ml_collections
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from lur_jax import (  # noqa: E402
-  cache as cache_lib,
-  checkpoint,
-  results,
-  runner,
-  study,
-)
+from lur_jax import study  # noqa: E402
 from lur_jax.lm import metrics  # noqa: E402
+from lur_jax.study import results, runner  # noqa: E402
+from lur_jax.training import cache as cache_lib, checkpoint  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ATTACKS = ("loss", "zlib", "min_k", "min_k_pp", "gradnorm", "reference")

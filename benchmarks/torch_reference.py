@@ -33,7 +33,10 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from lur_jax import checkpoint, losses, lur, models, results, train  # pylint: disable=g-import-not-at-top
+from lur_jax import models  # pylint: disable=g-import-not-at-top
+from lur_jax.core import losses, lur, train  # pylint: disable=g-import-not-at-top
+from lur_jax.study import results  # pylint: disable=g-import-not-at-top
+from lur_jax.training import checkpoint  # pylint: disable=g-import-not-at-top
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAPES = {"mlp": (8, 8), "cnn": (28, 28), "resnet18": (32, 32, 3)}

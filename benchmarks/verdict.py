@@ -33,7 +33,9 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from lur_jax import checkpoint, compile_cache, config as config_lib, verdict  # pylint: disable=g-import-not-at-top,wrong-import-position
+from lur_jax import verdict  # pylint: disable=g-import-not-at-top,wrong-import-position
+from lur_jax.study import config as config_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+from lur_jax.training import checkpoint, compile_cache  # pylint: disable=g-import-not-at-top,wrong-import-position
 from lur_jax.verdict import report, space, stats  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 DIGITS = {"settings": 24, "tune_seeds": 3, "final_seeds": 16, "audit_models": 16}

@@ -28,15 +28,10 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from lur_jax import (  # noqa: E402
-  cache as cache_lib,
-  checkpoint,
-  config as config_lib,
-  results,
-  runner,
-  streams,
-  study,
-)
+from lur_jax import study  # noqa: E402
+from lur_jax.core import streams  # noqa: E402
+from lur_jax.study import config as config_lib, results, runner  # noqa: E402
+from lur_jax.training import cache as cache_lib, checkpoint  # noqa: E402
 from lur_jax.verdict import stats  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

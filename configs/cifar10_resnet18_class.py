@@ -6,7 +6,7 @@
 
 import cifar10_resnet18
 
-from lur_jax import config as config_lib
+from lur_jax.study import config as config_lib
 
 
 def get_config():

@@ -8,7 +8,7 @@ settings for class-wise forgetting live in digits.py's `settings_for`.
 
 import digits
 
-from lur_jax import config as config_lib
+from lur_jax.study import config as config_lib
 
 
 def get_config():

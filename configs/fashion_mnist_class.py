@@ -9,7 +9,7 @@ settings) live in fashion_mnist.py's `settings_for`.
 
 import fashion_mnist
 
-from lur_jax import config as config_lib
+from lur_jax.study import config as config_lib
 
 
 def get_config():

@@ -1,9 +1,9 @@
-"""Renders the config-key table of the command-line page from ``lur_jax.config_keys``,
+"""Renders the config-key table of the command-line page from ``lur_jax.study.config_keys``,
 with each default read from the shipped base config of its task."""
 
 import os
 
-from lur_jax import config as config_lib, config_keys
+from lur_jax.study import config as config_lib, config_keys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BASES = {"classification": "configs/digits.py", "diffusion": "configs/ddpm_digits.py",

@@ -1,30 +1,16 @@
 """lur_jax: machine unlearning with LUR (Learning to Unlearn while Retaining) in JAX."""
 
 from lur_jax.audit import run as run_audit
-from lur_jax.augment import random_crop_flip
-from lur_jax.checkpoint import RunCheckpoints, WriteError, params_checksum
-from lur_jax.compile_cache import enable as enable_compilation_cache
-from lur_jax.data import Dataset, ForgetSplit, Splits, load_digits, make_forget_split
-from lur_jax.datasets import load_dataset, load_fashion_mnist, load_tfds
-from lur_jax.diffusion import (
-  Schedule,
-  UNet,
-  add_noise,
-  build_unet,
-  ddim_sample,
-  ddpm_sample,
-  linear_schedule,
-  noise_objective,
-)
-from lur_jax.loop import Run, fit
-from lur_jax.losses import (
+from lur_jax.core.augment import random_crop_flip
+from lur_jax.core.data import Dataset, ForgetSplit, Splits, load_digits, make_forget_split
+from lur_jax.core.losses import (
   ce_objective,
   cross_entropy,
   forget_objective,
   random_wrong_labels,
   true_class_confidence,
 )
-from lur_jax.lur import (
+from lur_jax.core.lur import (
   LurTerms,
   lookahead_params,
   lur_loss,
@@ -32,34 +18,16 @@ from lur_jax.lur import (
   lur_value_and_grad_with_terms,
   tree_cosine,
 )
-from lur_jax.methods import CLASSIFICATION, METHODS, Context, Method, Objectives
-from lur_jax.metrics import avg_gap, mia_efficacy
-from lur_jax.models import (
-  CNN,
-  MLP,
-  MODELS,
-  BatchNorm,
-  Model,
-  ResNet18,
-  build_model,
-  update_running_stats,
-  wrap_linen,
-  wrap_nnx,
-)
-from lur_jax.parallel import distributed_init
-from lur_jax.plots import plot_diagnostics
-from lur_jax.saliency import (
+from lur_jax.core.methods import CLASSIFICATION, METHODS, Context, Method, Objectives
+from lur_jax.core.metrics import avg_gap, mia_efficacy
+from lur_jax.core.saliency import (
   forget_gradients,
   masked_updates,
   select_layers,
   top_fraction_mask,
   trim,
 )
-from lur_jax.sharding import make_mesh
-from lur_jax.study import Experiment, execute, prepare, run
-from lur_jax.tasks import TASKS, Task
-from lur_jax.tasks.diffusion import frechet_distance
-from lur_jax.train import (
+from lur_jax.core.train import (
   TrainState,
   check_batches,
   conflict_metrics,
@@ -72,6 +40,38 @@ from lur_jax.train import (
   optimizer,
   sgd,
 )
+from lur_jax.models import (
+  CNN,
+  MLP,
+  MODELS,
+  BatchNorm,
+  Model,
+  ResNet18,
+  build_model,
+  update_running_stats,
+  wrap_linen,
+  wrap_nnx,
+)
+from lur_jax.models.diffusion import (
+  Schedule,
+  UNet,
+  add_noise,
+  build_unet,
+  ddim_sample,
+  ddpm_sample,
+  linear_schedule,
+  noise_objective,
+)
+from lur_jax.study import Experiment, execute, prepare, run
+from lur_jax.study.datasets import load_dataset, load_fashion_mnist, load_tfds
+from lur_jax.study.plots import plot_diagnostics
+from lur_jax.tasks import TASKS, Task
+from lur_jax.tasks.diffusion import frechet_distance
+from lur_jax.training.checkpoint import RunCheckpoints, WriteError, params_checksum
+from lur_jax.training.compile_cache import enable as enable_compilation_cache
+from lur_jax.training.loop import Run, fit
+from lur_jax.training.parallel import distributed_init
+from lur_jax.training.sharding import make_mesh
 from lur_jax.verdict import run as run_verdict
 
 __version__ = "0.1.0"

@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 
-from lur_jax import config as config_lib
+from lur_jax.study import config as config_lib
 
 
 class _Parser(argparse.ArgumentParser):
@@ -50,7 +50,7 @@ def _plan(args) -> int:
       + [f"--xla_force_host_platform_device_count={args.devices}"])
   import jax  # pylint: disable=g-import-not-at-top
   jax.config.update("jax_platforms", "cpu")
-  from lur_jax import plan  # pylint: disable=g-import-not-at-top
+  from lur_jax.study import plan  # pylint: disable=g-import-not-at-top
   try:
     memory = plan.parse_memory(args.memory)
     config = config_lib.apply_overrides(config_lib.load(args.config),
@@ -77,8 +77,9 @@ def main(argv: list[str] | None = None) -> int:
   if args.command == "plan":
     return _plan(args)
   # Import after parsing so that --help and usage errors are instant.
-  from lur_jax import checkpoint, compile_cache, study  # pylint: disable=g-import-not-at-top
+  from lur_jax import study  # pylint: disable=g-import-not-at-top
   from lur_jax.audit import study as audit  # pylint: disable=g-import-not-at-top
+  from lur_jax.training import checkpoint, compile_cache  # pylint: disable=g-import-not-at-top
   kind = audit if args.command == "audit" else study
   try:
     config = config_lib.apply_overrides(config_lib.load(args.config), args.set)

@@ -13,7 +13,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_ensemble  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from lur_jax import config as config_lib, ensemble, runner, study  # pylint: disable=g-import-not-at-top,wrong-import-position
+from lur_jax import study  # pylint: disable=g-import-not-at-top,wrong-import-position
+from lur_jax.study import config as config_lib, ensemble, runner  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def main():

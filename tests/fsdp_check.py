@@ -14,8 +14,9 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from lur_jax import lur, sharding  # noqa: E402
+from lur_jax.core import lur  # noqa: E402
 from lur_jax.models import transformer  # noqa: E402
+from lur_jax.training import sharding  # noqa: E402
 
 CONFIG = transformer.TransformerConfig(vocab=64, width=32, depth=2, heads=4, seq_len=16)
 MESHES = {"fsdp=8": {"fsdp": 8}, "data=2,fsdp=4": {"data": 2, "fsdp": 4},

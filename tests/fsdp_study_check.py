@@ -22,7 +22,8 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import lur_jax  # pylint: disable=g-import-not-at-top,wrong-import-position
-from lur_jax import cache, checkpoint, config as config_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+from lur_jax.study import config as config_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+from lur_jax.training import cache, checkpoint  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # The metrics compared: classification's (percent of a set) and the language tasks'.
 SETS = {"UA": "forget", "MIA": "forget", "RA": "retain", "TA": "test"}

@@ -15,8 +15,9 @@ import numpy as np
 import optax
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from lur_jax import checkpoint, parallel, sharding, steppers, train  # noqa: E402
+from lur_jax.core import train  # noqa: E402
 from lur_jax.models import transformer  # noqa: E402
+from lur_jax.training import checkpoint, parallel, sharding, steppers  # noqa: E402
 
 CONFIG = transformer.TransformerConfig(vocab=64, width=32, depth=2, heads=4, seq_len=16)
 TARGETS = {"data=2,fsdp=4": (2, 4, 8), "fsdp=4 on 4 devices": (1, 4, 4), "1 device": (1, 1, 1)}

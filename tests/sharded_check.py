@@ -6,7 +6,7 @@ LUR runs on 1 and 8 devices (with ``--all``: 1, 2, 4 and 8), the other
 methods on 8. Without ``--all`` a share of the cases runs (``SHARE``).
 
 The data-parallel step is the same jitted step, its state replicated and its
-batches split over the mesh's ``data`` axis (what :class:`lur_jax.steppers.Sharded`
+batches split over the mesh's ``data`` axis (what :class:`lur_jax.training.steppers.Sharded`
 runs on a data-only mesh). Prints one JSON line per (model, method, mode, devices):
 the largest relative
 difference of any parameter (and BatchNorm statistic) after three steps on
@@ -21,8 +21,12 @@ import jax
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from lur_jax import config as config_lib, diffusion, methods, models, parallel, sharding, train
+from lur_jax import models
+from lur_jax.core import methods, train
+from lur_jax.models import diffusion
+from lur_jax.study import config as config_lib
 from lur_jax.tasks import diffusion as diffusion_task
+from lur_jax.training import parallel, sharding
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GLOBAL_BATCH, FORGET_BATCH, STEPS = 32, 16, 3

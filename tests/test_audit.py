@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-from lur_jax import cli, config as config_lib, ensemble, study
+from lur_jax import cli, study
 from lur_jax.audit import forgetting_score, plan as plan_lib, study as audit_lib
+from lur_jax.study import config as config_lib, ensemble
 
 DIGITS = os.path.join(ROOT, "configs", "digits.py")
 # 300 training examples: the MLP memorises them (TA 94 against RA 100), so
@@ -177,7 +178,7 @@ def test_bad_audit_settings_exit_2_and_write_nothing(tmp_path, capsys, sets, mat
 def test_an_interrupted_ensemble_resumes_bit_identically(tmp_path):
   """A finished run leaves its last checkpoint (step 20 of 24) behind; a second
   run from it ends exactly where the uninterrupted one did."""
-  from lur_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  from lur_jax.training import checkpoint  # pylint: disable=g-import-not-at-top
   exp = study.prepare(config_lib.apply_overrides(config_lib.load(
       os.path.join(ROOT, "configs", "digits_smoke.py")), ["unlearn.epochs=2"])).only()
   members = ensemble.random_members(exp, 2)

@@ -8,20 +8,10 @@ import numpy as np
 import pytest
 from conftest import DDPM_SMOKE, SMOKE
 
-from lur_jax import (
-  cli,
-  config as config_lib,
-  data,
-  loop,
-  losses,
-  lur,
-  models,
-  parallel,
-  saliency,
-  sharding,
-  study,
-  train,
-)
+from lur_jax import cli, models, study
+from lur_jax.core import data, losses, lur, saliency, train
+from lur_jax.study import config as config_lib
+from lur_jax.training import loop, parallel, sharding
 
 
 @pytest.mark.parametrize("sets, match", [

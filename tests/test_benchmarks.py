@@ -63,7 +63,7 @@ def test_verdict_summary_shows_the_audit_where_a_part_was_audited():
 def test_verdict_replicates_side_by_side_say_where_the_verdicts_differ(tmp_path):
   import verdict  # pylint: disable=g-import-not-at-top
 
-  from lur_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  from lur_jax.training import checkpoint  # pylint: disable=g-import-not-at-top
 
   def diff(value, word):
     return {"value": value, "low": value - 0.1, "high": value + 0.1, "verdict": word}

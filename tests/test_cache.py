@@ -6,7 +6,7 @@ import os
 import jax
 import numpy as np
 
-from lur_jax import cache as cache_lib, checkpoint
+from lur_jax.training import cache as cache_lib, checkpoint
 
 
 def _variables(value):

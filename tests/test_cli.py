@@ -10,7 +10,8 @@ import pytest
 from conftest import ROOT, SMOKE
 
 import lur_jax
-from lur_jax import cli, config as config_lib
+from lur_jax import cli
+from lur_jax.study import config as config_lib
 
 
 @pytest.mark.parametrize("args, match", [

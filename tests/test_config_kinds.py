@@ -6,7 +6,9 @@ import os
 import pytest
 from conftest import ROOT
 
-from lur_jax import config as config_lib, methods, study
+from lur_jax import study
+from lur_jax.core import methods
+from lur_jax.study import config as config_lib
 
 
 def _load(name, sets=()):
@@ -49,5 +51,5 @@ def test_a_kind_without_settings_warns_in_one_line(tmp_path):
                       "config (tuned: random, class); the methods run with those for 'random'")
   edited = _load("digits.py")
   edited.forget.kind = "class"  # changed in Python, after loading: the settings did not follow
-  assert "lur_jax.config.for_kind(config)" in config_lib.kind_warning(edited)
+  assert "lur_jax.study.config.for_kind(config)" in config_lib.kind_warning(edited)
   assert config_lib.method_settings(config_lib.for_kind(edited), "lur").forget_objective == "rl"

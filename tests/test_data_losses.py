@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import lur_jax
-from lur_jax import data, losses, metrics
+from lur_jax.core import data, losses, metrics
 
 
 @pytest.fixture(scope="module")

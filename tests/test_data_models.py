@@ -12,7 +12,9 @@ import pytest
 import tensorflow_datasets as tfds
 from conftest import ROOT
 
-from lur_jax import augment, cli, datasets, losses, models, train
+from lur_jax import cli, models
+from lur_jax.core import augment, losses, train
+from lur_jax.study import datasets
 
 CIFAR_SMOKE = os.path.join(ROOT, "configs", "cifar10_resnet18_smoke.py")
 FASHION_SMOKE = os.path.join(ROOT, "configs", "fashion_mnist_smoke.py")
@@ -156,6 +158,6 @@ def test_augmentation_crops_within_padding_and_flips():
                                   "cifar100_resnet18_smoke", "fashion_mnist",
                                   "fashion_mnist_class"])
 def test_every_config_validates(name):
-  from lur_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  from lur_jax.study import config as config_lib  # pylint: disable=g-import-not-at-top
   config = config_lib.load(os.path.join(ROOT, "configs", f"{name}.py"))
   assert config_lib.validate(config) == config.methods.split(",")

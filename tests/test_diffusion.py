@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import lur_jax
-from lur_jax import diffusion
+from lur_jax.models import diffusion
 from lur_jax.tasks import diffusion as diffusion_task
 
 

@@ -16,7 +16,8 @@ import pytest
 from conftest import ROOT
 
 import lur_jax
-from lur_jax import audit, config as config_lib, config_keys, tasks, verdict
+from lur_jax import audit, tasks, verdict
+from lur_jax.study import config as config_lib, config_keys
 
 DOCS = os.path.join(ROOT, "docs")
 NOTEBOOKS = {"tutorial.md"}
@@ -163,7 +164,7 @@ def test_the_key_table_holds_every_key_of_every_config(path):
   keys = list(config_table.flat(config_lib.load(path).to_dict(), skip=()))
   assert keys
   missing = [k for k in keys if config_keys.find(k) is None]
-  assert not missing, f"lur_jax/config_keys.py lacks {missing} (in {os.path.basename(path)})"
+  assert not missing, f"lur_jax/study/config_keys.py lacks {missing} (in {os.path.basename(path)})"
 
 
 def test_every_key_without_a_code_default_has_one_in_a_base_config():

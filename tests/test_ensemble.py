@@ -1,5 +1,5 @@
 """Vmapped ensembles: each member ends where the same member run alone ends
-(the study's own path, :func:`lur_jax.runner.run_method`)."""
+(the study's own path, :func:`lur_jax.study.runner.run_method`)."""
 
 import json
 import os
@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from conftest import ROOT, SMOKE
 
-from lur_jax import config as config_lib, ensemble, runner, study
+from lur_jax import study
+from lur_jax.study import config as config_lib, ensemble, runner
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +87,8 @@ def test_a_member_that_diverged_before_a_checkpoint_stays_diverged_after_resume(
   """Member 0's metrics turn NaN at step 2; the checkpoint at step 6 is resumed from."""
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
 
-  from lur_jax import checkpoint, train  # pylint: disable=g-import-not-at-top
+  from lur_jax.core import train  # pylint: disable=g-import-not-at-top
+  from lur_jax.training import checkpoint  # pylint: disable=g-import-not-at-top
 
   def step(state, retain_batch, forget_batch):
     bad = (state.step >= 2) & (state.params["w"] == 0)

@@ -6,7 +6,9 @@ import os
 import pytest
 from conftest import ROOT
 
-from lur_jax import config as config_lib, methods, study as study_lib
+from lur_jax import study as study_lib
+from lur_jax.core import methods
+from lur_jax.study import config as config_lib
 
 SMOKE = os.path.join(ROOT, "configs", "ddpm_digits_smoke.py")
 

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from conftest import LM_SMOKE
 
-from lur_jax import config as config_lib, datasets, study
+from lur_jax import study
 from lur_jax.models import transformer
+from lur_jax.study import config as config_lib, datasets
 from lur_jax.tasks import language
 
 TINY = transformer.TransformerConfig(vocab=16, width=16, depth=1, heads=2, seq_len=8)

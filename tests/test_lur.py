@@ -10,7 +10,8 @@ import pytest
 from jax.test_util import check_grads
 
 import lur_jax
-from lur_jax import losses, models, train
+from lur_jax import models
+from lur_jax.core import losses, train
 
 MODES = ("exact", "hvp", "first_order")
 

@@ -9,7 +9,10 @@ import optax
 import pytest
 from conftest import SMOKE
 
-from lur_jax import checkpoint, cli, config as config_lib, losses, methods, models, saliency, train
+from lur_jax import cli, models
+from lur_jax.core import losses, methods, saliency, train
+from lur_jax.study import config as config_lib
+from lur_jax.training import checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,8 @@ from conftest import ROOT, SMOKE
 from flax import nnx
 
 import lur_jax
-from lur_jax import cli, plugins
+from lur_jax import cli
+from lur_jax.study import plugins
 
 HERE = __name__  # this module, as the import paths below name it
 

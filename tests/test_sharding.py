@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from lur_jax import plan, sharding
 from lur_jax.models import transformer
+from lur_jax.study import plan
+from lur_jax.training import sharding
 
 TINY = transformer.TransformerConfig(vocab=64, width=32, depth=2, heads=4, seq_len=16)
 

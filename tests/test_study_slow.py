@@ -6,7 +6,8 @@ import os
 import pytest
 from conftest import ROOT
 
-from lur_jax import cli, datasets
+from lur_jax import cli
+from lur_jax.study import datasets
 
 
 @pytest.mark.slow

@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 from conftest import SMOKE, TOFU_SMOKE
 
-from lur_jax import config as config_lib, methods, study
+from lur_jax import study
+from lur_jax.core import methods
 from lur_jax.lm import losses, tofu as lm_tofu
 from lur_jax.models import transformer
+from lur_jax.study import config as config_lib
 from lur_jax.tasks import language, tofu
 
 TINY = transformer.TransformerConfig(vocab=16, width=16, depth=1, heads=2, seq_len=8)

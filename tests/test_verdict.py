@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 from conftest import ROOT, SMOKE
 
-from lur_jax import config as config_lib, ensemble, lookahead_params, study, train, verdict
+from lur_jax import lookahead_params, study, verdict
+from lur_jax.core import train
+from lur_jax.study import config as config_lib, ensemble
 from lur_jax.verdict import ddpm, space, stats, tune
 
 

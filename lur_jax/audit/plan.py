@@ -22,7 +22,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from lur_jax import ensemble, streams
+from lur_jax.core import streams
+from lur_jax.study import ensemble
 
 
 class Plan(NamedTuple):

@@ -9,8 +9,8 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-from lur_jax import metrics
 from lur_jax.audit import forgetting_score, ulira
+from lur_jax.core import metrics
 
 _EXAMPLES_PER_CALL = 1024
 # The SVC attack (MIA-efficacy) of each model is fitted on at most this many members

@@ -20,18 +20,11 @@ import jax
 import ml_collections
 import numpy as np
 
-from lur_jax import (
-  cache as cache_lib,
-  checkpoint,
-  config as config_lib,
-  ensemble,
-  methods,
-  plots,
-  results as results_lib,
-  steppers,
-  study,
-)
+from lur_jax import study
 from lur_jax.audit import plan as plan_lib, scores
+from lur_jax.core import methods
+from lur_jax.study import config as config_lib, ensemble, plots, results as results_lib
+from lur_jax.training import cache as cache_lib, checkpoint, steppers
 
 DEFAULTS = {"models": 32, "methods": "", "examples": 0, "chunk": 0, "bootstrap": 1000}
 REFERENCE, AGAIN = "retrain", "retrain-again"  # roles of the two retrain ensembles
@@ -149,7 +142,7 @@ def run(config: ml_collections.ConfigDict, out_dir: str, *, progress: bool = Tru
 
   Raises:
     ValueError: on a bad config or output folder, before any work.
-    lur_jax.checkpoint.WriteError: when a write under ``out_dir`` fails.
+    lur_jax.training.checkpoint.WriteError: when a write under ``out_dir`` fails.
   """
   audit = prepare(config)
   study.check_out_dir(out_dir)

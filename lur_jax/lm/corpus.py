@@ -10,8 +10,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from lur_jax import checkpoint, data, parallel
+from lur_jax.core import data
 from lur_jax.lm import tofu, tokenizer as tokenizer_lib
+from lur_jax.training import checkpoint, parallel
 
 
 class Encoded(NamedTuple):

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from lur_jax import losses as core_losses
+from lur_jax.core import losses as core_losses
 from lur_jax.lm import losses
 
 

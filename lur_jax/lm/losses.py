@@ -11,7 +11,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from lur_jax import losses as core_losses
+from lur_jax.core import losses as core_losses
 
 
 def token_nll(logits: jax.Array, tokens: jax.Array, labels: jax.Array) -> jax.Array:

@@ -165,7 +165,7 @@ class Model(NamedTuple):
     features: ``(params, state, x) -> [B, D]``, the input of the ``fc`` head
       in evaluation mode (``None`` where unknown).
     partitioned: ``rng -> params`` boxed with logical axis names
-      (``nn.LogicallyPartitioned``), for sharding by :data:`lur_jax.sharding.RULES`;
+      (``nn.LogicallyPartitioned``), for sharding by :data:`lur_jax.training.sharding.RULES`;
       ``None``: the default FSDP rule.
   """
 

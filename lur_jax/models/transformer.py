@@ -4,7 +4,7 @@ Pre-LayerNorm blocks (causal multi-head attention with rotary positions, a GELU 
 with ``nn.scan`` so that depth costs one compiled block, each block optionally rematerialised
 (``remat="block"``). Parameters are float32; ``dtype`` is the compute dtype. The logical axes
 (``vocab``, ``embed``, ``heads``, ``kv``, ``mlp``, ``layers``) are mapped to mesh axes by the
-rules of :mod:`lur_jax.sharding`, so the same module runs replicated, FSDP or tensor parallel.
+rules of :mod:`lur_jax.training.sharding`, so the same module runs replicated, FSDP or tensor parallel.
 
 A batch is ``{"x": tokens [B, T] int32}``; :func:`lm_objective` is the mean next-token
 cross-entropy, ``(params, batch) -> scalar``, as every lur_jax objective.
@@ -20,7 +20,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from lur_jax import losses, sharding
+from lur_jax.core import losses
+from lur_jax.training import sharding
 
 REMAT = ("none", "block")
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
-from lur_jax import data, methods, models, results
+from lur_jax import models
+from lur_jax.core import data, methods
+from lur_jax.study import results
 
 
 class Built(NamedTuple):

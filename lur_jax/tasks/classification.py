@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from lur_jax import checks, methods, metrics, models, plugins, results
+from lur_jax import models
+from lur_jax.core import checks, methods, metrics
+from lur_jax.study import plugins, results
 from lur_jax.tasks import base
 
 

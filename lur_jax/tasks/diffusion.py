@@ -22,27 +22,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lur_jax import (
-  cache as cache_lib,
-  checks,
-  diffusion,
-  loop,
-  losses,
-  methods,
-  models,
-  parallel,
-  plots,
-  results,
-  streams,
-  train,
-)
+from lur_jax import models
+from lur_jax.core import checks, losses, methods, streams, train
+from lur_jax.models import diffusion
+from lur_jax.study import plots, results
 from lur_jax.tasks import base
+from lur_jax.training import cache as cache_lib, loop, parallel
 
 GRID_PER_CLASS = 10
 
 
 def objectives(schedule: diffusion.Schedule, p_uncond: float) -> methods.Objectives:
-  """The diffusion losses in the form :class:`lur_jax.methods.Context` takes."""
+  """The diffusion losses in the form :class:`lur_jax.core.methods.Context` takes."""
   return methods.Objectives(
       retain=lambda apply_fn, num_classes: diffusion.noise_objective(
           apply_fn, schedule, num_classes, p_uncond=p_uncond),

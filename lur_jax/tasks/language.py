@@ -15,8 +15,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lur_jax import checks, losses, methods, models, results
+from lur_jax import models
+from lur_jax.core import checks, losses, methods
 from lur_jax.models import transformer
+from lur_jax.study import results
 from lur_jax.tasks import base
 
 FIELDS = ("vocab", "width", "depth", "heads", "seq_len", "mlp_ratio", "dtype", "remat",

@@ -20,9 +20,11 @@ import ml_collections
 import numpy as np
 from jax import lax
 
-from lur_jax import cache as cache_lib, checks, methods, results, runner, streams
+from lur_jax.core import checks, methods, streams
 from lur_jax.lm import corpus as corpus_lib, losses, metrics, scorecard, tofu
+from lur_jax.study import results, runner
 from lur_jax.tasks import base, language
+from lur_jax.training import cache as cache_lib
 
 OBJECTIVES = ("ga", "npo", "simnpo")
 DATA_KEYS = ("authors", "questions", "perturbed", "data_seed", "paraphrases")

@@ -12,8 +12,9 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from lur_jax import cache as cache_lib, ensemble
+from lur_jax.study import ensemble
 from lur_jax.tasks import diffusion as diffusion_task
+from lur_jax.training import cache as cache_lib
 from lur_jax.verdict import tune
 
 NAMES = ("UA", "kept_accuracy", "FD")

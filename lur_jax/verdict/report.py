@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from lur_jax import checkpoint
+from lur_jax.training import checkpoint
 from lur_jax.verdict import stats
 
 BASELINE_FAMILIES = ("baseline", "graddiff")

@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from lur_jax import streams
+from lur_jax.core import streams
 
 
 class LogUniform(NamedTuple):

@@ -19,14 +19,10 @@ import jax
 import ml_collections
 import numpy as np
 
-from lur_jax import (
-  cache as cache_lib,
-  checkpoint,
-  results as results_lib,
-  steppers,
-  study,
-)
+from lur_jax import study
 from lur_jax.audit import scores, study as audit_study
+from lur_jax.study import results as results_lib
+from lur_jax.training import cache as cache_lib, checkpoint, steppers
 from lur_jax.verdict import ddpm, report, space as space_lib, stats, tune
 
 #: The verdict budget's defaults: settings drawn per arm, tuning/final/mechanism seeds,

@@ -18,8 +18,10 @@ import jax
 import ml_collections
 import numpy as np
 
-from lur_jax import cache as cache_lib, config as config_lib, ensemble, runner, streams, train
 from lur_jax.audit import scores
+from lur_jax.core import streams, train
+from lur_jax.study import config as config_lib, ensemble, runner
+from lur_jax.training import cache as cache_lib
 from lur_jax.verdict import space as space_lib
 
 
@@ -91,10 +93,10 @@ def seeds_group(exp, count: int, name: str, scorer: Scorer, *, cache=None, progr
                 log=print) -> Seeds:
   """Trains ``count`` originals (on all of D) and their retrains (on each D_r).
 
-  With ``cache`` (a :class:`lur_jax.cache.ModelCache`) the originals and the
+  With ``cache`` (a :class:`lur_jax.training.cache.ModelCache`) the originals and the
   retrains' metrics are kept under ``models/<name>`` and reused by a rerun of
   the same data, model, recipe, forget sets and evaluation (method sections
-  may change: :func:`lur_jax.runner.run_key`).
+  may change: :func:`lur_jax.study.runner.run_key`).
   """
   members = members_for(exp, count, name)
   # "variables": saved as {"params", "model_state"} (earlier versions saved the params alone)
@@ -199,7 +201,7 @@ def tune(exp, arm: space_lib.Arm, name: str, count: int, group: Seeds, scorer: S
 
 def alignment_wrap(objective: str, inner_lr: float, inner_steps: int):
   """A ``wrap`` for :func:`lur_jax.audit.ensemble.unlearn` that records
-  :func:`lur_jax.train.lookahead_alignment` (prefixed ``align_``) at every
+  :func:`lur_jax.core.train.lookahead_alignment` (prefixed ``align_``) at every
   step's parameters, before the update, on the step's own batches."""
   def wrap(step, ctx, settings):
     del settings
@@ -222,7 +224,7 @@ def method_settings(config, arm: space_lib.Arm, values: dict) -> dict:
 
 
 def arm_key(exp, arm: space_lib.Arm) -> dict:
-  """What determines an arm's runs: :func:`lur_jax.runner.run_key`, the arm,
+  """What determines an arm's runs: :func:`lur_jax.study.runner.run_key`, the arm,
   and its method's settings that are not drawn (so writing tuned values into
   a config's method sections does not invalidate finished arms)."""
   fixed = {k: v for k, v in method_settings(exp.config, arm, {}).items() if k not in arm.space}

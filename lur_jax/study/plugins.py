@@ -7,7 +7,7 @@ factory takes a keyword ``rngs`` (an ``nnx.Rngs``), as NNX constructors do:
 lur_jax calls it once per fresh init with the init's key.
 
 A **data factory** is called as ``factory(seed)`` and returns the
-:class:`lur_jax.Splits` the built-in loaders return (``lur_jax.data.split``
+:class:`lur_jax.Splits` the built-in loaders return (``lur_jax.core.data.split``
 makes one from arrays with the standard protocol).
 
 Each side is checked before any training, with a one-line ValueError naming
@@ -28,7 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from lur_jax import data, models
+from lur_jax import models
+from lur_jax.core import data
 
 
 def is_import_path(name: str) -> bool:

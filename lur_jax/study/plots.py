@@ -8,7 +8,7 @@ import tempfile
 
 import numpy as np
 
-from lur_jax import checkpoint
+from lur_jax.training import checkpoint
 
 PANELS = (("grad_cosine", "cos(∇forget, ∇retain) at θ"),
           ("retain_loss", "retain loss (CE on D_r)"),

@@ -16,7 +16,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lur_jax import loop, runner, saliency, steppers, streams, train
+from lur_jax.core import saliency, streams, train
+from lur_jax.study import runner
+from lur_jax.training import loop, steppers
 
 
 class Members(NamedTuple):
@@ -112,7 +114,7 @@ def fit(step_fn, states, x, y, members: Members, *, mesh, epochs: int, batch_siz
         log=None) -> loop.Run:
   """Runs ``epochs`` epochs of ``step_fn`` for every member at once.
 
-  The loop is :func:`lur_jax.loop.run` with a :class:`lur_jax.steppers.Ensemble`;
+  The loop is :func:`lur_jax.training.loop.run` with a :class:`lur_jax.training.steppers.Ensemble`;
   member ``m`` walks its own sets in the order drawn from ``members.seeds[m]``,
   exactly as a run of that member alone would. ``step_fn(state,
   retain_batch, forget_batch)`` is one member's step. The member axis is sharded over the mesh's
@@ -144,7 +146,7 @@ def fit(step_fn, states, x, y, members: Members, *, mesh, epochs: int, batch_siz
     log: ``str -> None`` for the resume line.
 
   Returns:
-    A :class:`lur_jax.loop.Run` (states with a member axis); seconds exclude compilation and checkpoint
+    A :class:`lur_jax.training.loop.Run` (states with a member axis); seconds exclude compilation and checkpoint
     writes. A member's metrics are NaN from where it diverged; the run stops
     early only when every member has.
   """
@@ -209,7 +211,7 @@ def unlearn(exp, name: str, variables, members: Members, *, hparams=None, wrap=N
     checkpoints, every, log: resumable state, see :func:`fit`.
 
   Returns:
-    A :class:`lur_jax.loop.Run` (states with a member axis).
+    A :class:`lur_jax.training.loop.Run` (states with a member axis).
   """
   p = runner.plan(exp, name, members.retain[0], members.forget[0])
   method, settings = p.method, p.settings

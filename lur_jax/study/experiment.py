@@ -18,22 +18,17 @@ import jax
 import ml_collections
 import numpy as np
 
-from lur_jax import (
-  cache as cache_lib,
-  checkpoint,
+from lur_jax import models, tasks
+from lur_jax.core import data, methods
+from lur_jax.study import (
   config as config_lib,
-  data,
   datasets,
-  methods,
-  models,
-  parallel,
   plots,
   plugins,
   results as results_lib,
   runner,
-  sharding,
-  tasks,
 )
+from lur_jax.training import cache as cache_lib, checkpoint, parallel, sharding
 
 
 class Experiment(NamedTuple):
@@ -94,7 +89,7 @@ def prepare(config: ml_collections.ConfigDict) -> Variants:
   """Validates ``config`` and loads what the run needs; no training happens.
 
   Args:
-    config: the experiment config (:func:`lur_jax.config.load` reads a file).
+    config: the experiment config (:func:`lur_jax.study.config.load` reads a file).
 
   Returns:
     The study's :class:`Variants`, every one checked before any work (one for most
@@ -182,7 +177,7 @@ def run(config: ml_collections.ConfigDict, out_dir: str, *, progress: bool = Tru
 
   Raises:
     ValueError: on a bad config or output folder, before any work.
-    lur_jax.checkpoint.WriteError: when a write under ``out_dir`` fails (no
+    lur_jax.training.checkpoint.WriteError: when a write under ``out_dir`` fails (no
       space, quota, read-only, permission); the folder stays resumable.
   """
   exp = prepare(config)

@@ -1,12 +1,12 @@
 """The training loop: the data order and its replay, one compiled step, compile
 timing, checkpoints and the divergence scan.
 
-:func:`run` is the one loop: it drives a :class:`~lur_jax.steppers.Stepper`
+:func:`run` is the one loop: it drives a :class:`~lur_jax.training.steppers.Stepper`
 (one model, data-parallel or sharded over a mesh; or a vmapped ensemble)
 through the steps of pure ``(state, retain_batch, forget_batch) -> (state,
-metrics)`` functions (see :mod:`lur_jax.train`). :func:`fit` runs one model;
-:func:`lur_jax.ensemble.fit` runs an ensemble; everything above them (which
-method, which model, where results go) lives in :mod:`lur_jax.runner`.
+metrics)`` functions (see :mod:`lur_jax.core.train`). :func:`fit` runs one model;
+:func:`lur_jax.study.ensemble.fit` runs an ensemble; everything above them (which
+method, which model, where results go) lives in :mod:`lur_jax.study.runner`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from lur_jax import checkpoint, data, steppers
+from lur_jax.core import data
+from lur_jax.training import checkpoint, steppers
 
 
 def steps_per_epoch(iterate: str, retain_idx, forget_idx, batch_size: int,
@@ -133,7 +134,7 @@ def _run_steps(stepper, compiled, states, data_arrays, orders, batches, progress
 
 class Run(NamedTuple):
   """What a run returns: :func:`run`, :func:`fit` (one model, ``M`` = 1) and
-  :func:`lur_jax.ensemble.fit` (``M`` members).
+  :func:`lur_jax.study.ensemble.fit` (``M`` members).
 
   Attributes:
     state: the final :class:`~lur_jax.TrainState` (this process's host copy; leaves
@@ -232,9 +233,9 @@ def fit(step_fn, state, x, y, retain_idx, forget_idx=(), *, mesh, epochs, batch_
   An epoch walks once through the ``iterate`` set ("retain" or "forget") in
   batches; the other set's batches cycle alongside. ``step_fn`` is a plain
   step of the global batch, jitted with the state's ``shardings`` (from
-  :func:`lur_jax.steppers.shardings_of`; ``None``: replicated) and the
+  :func:`lur_jax.training.steppers.shardings_of`; ``None``: replicated) and the
   batches split over the mesh's ``data`` × ``fsdp`` axes. With ``augment``, both
-  batches get a random crop and flip (:mod:`lur_jax.augment`) keyed by the
+  batches get a random crop and flip (:mod:`lur_jax.core.augment`) keyed by the
   step, drawn for the global batch, so the result does not depend on the mesh.
 
   Args:

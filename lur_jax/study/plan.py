@@ -3,7 +3,7 @@
 Nothing is allocated: the study's model and every method's step are compiled from abstract
 shapes for a mesh of ``devices`` simulated CPU devices (the config's ``mesh.*``), and
 ``compiled.memory_analysis()`` gives the per-device bytes (argument + output + temp − alias,
-as :func:`lur_jax.sharding.memory_bytes`). The device-resident training set is counted, as
+as :func:`lur_jax.training.sharding.memory_bytes`). The device-resident training set is counted, as
 the study keeps it on every device. LUR runs in every mode, at K = 1, 2 and 4, with its
 ``remat`` off and on. The numbers are XLA:CPU's plan of the same partitioned program: a TPU's
 or GPU's compiler fuses and schedules differently, so read them as an estimate.
@@ -19,15 +19,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from lur_jax import (
-  config as config_lib,
-  lur,
-  runner,
-  sharding,
-  steppers,
-  study,
-  train,
-)
+from lur_jax import study
+from lur_jax.core import lur, train
+from lur_jax.study import config as config_lib, runner
+from lur_jax.training import sharding, steppers
 
 _UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "m": 1e6, "mb": 1e6, "g": 1e9, "gb": 1e9,
           "t": 1e12, "tb": 1e12, "kib": 2 ** 10, "mib": 2 ** 20, "gib": 2 ** 30, "tib": 2 ** 40}

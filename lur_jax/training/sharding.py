@@ -19,7 +19,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from lur_jax import parallel
+from lur_jax.training import parallel
 
 AXES = ("data", "fsdp", "tensor")
 

@@ -2,7 +2,7 @@
 retaining and forgetting classes, and DDPM / DDIM samplers with
 classifier-free guidance.
 
-Images live in [0, 1] (as :mod:`lur_jax.data` loads them) and are scaled to
+Images live in [0, 1] (as :mod:`lur_jax.core.data` loads them) and are scaled to
 [−1, 1] inside the objectives; the samplers return [0, 1]. The label
 ``num_classes`` is the null class of classifier-free guidance.
 
@@ -24,7 +24,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from lur_jax import losses, models, streams
+from lur_jax import models
+from lur_jax.core import losses, streams
 
 DIFFUSION_FORGET_OBJECTIVES = ("ga", "rl")
 SAMPLERS = ("ddim", "ddpm")

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lur_jax import lur, streams
+from lur_jax.core import lur, streams
 
 Step = Callable[[Any, dict, dict], tuple[Any, dict]]
 
@@ -261,7 +261,7 @@ def lur_step(tx: optax.GradientTransformation, *, retain_loss_fn, forget_loss_fn
              retain_weight: float = 1.0, forget_weight: float = 1.0,
              mode: str = "exact", remat: bool = False,
              diagnostics: bool = True, state_update: StateUpdate | None = None) -> Step:
-  """The LUR optimiser step: descend ∇J(θ) (see :mod:`lur_jax.lur`) with ``tx``.
+  """The LUR optimiser step: descend ∇J(θ) (see :mod:`lur_jax.core.lur`) with ``tx``.
 
   Args:
     tx: the optax optimiser for the outer update.

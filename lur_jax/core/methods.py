@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lur_jax import checks, losses, lur, saliency, train
+from lur_jax.core import checks, losses, lur, saliency, train
 
 Loss = Callable[[Any, dict], jax.Array]  # (params, batch) -> scalar
 

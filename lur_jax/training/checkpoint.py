@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from lur_jax import parallel
+from lur_jax.training import parallel
 
 
 def params_checksum(params) -> str:

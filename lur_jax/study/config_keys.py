@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from lur_jax import data, datasets, diffusion, losses, lur, methods, models, train
+from lur_jax import models
+from lur_jax.core import data, losses, lur, methods, train
+from lur_jax.models import diffusion
+from lur_jax.study import datasets
 
 
 class Key(NamedTuple):

@@ -9,7 +9,9 @@ import sys
 
 import ml_collections
 
-from lur_jax import checks, data, datasets, methods, parallel, plugins, sharding, train
+from lur_jax.core import checks, data, methods, train
+from lur_jax.study import datasets, plugins
+from lur_jax.training import parallel, sharding
 
 
 def load(path: str) -> ml_collections.ConfigDict:
@@ -71,7 +73,7 @@ def kind_warning(config: ml_collections.ConfigDict) -> str | None:
             f"(tuned: {', '.join(kinds)}); the methods run with those for "
             f"{config.settings_kind!r}")
   return (f"warning: forget.kind={kind!r} but the method settings are those for "
-          f"{config.settings_kind!r}; lur_jax.config.for_kind(config) lays the ones for "
+          f"{config.settings_kind!r}; lur_jax.study.config.for_kind(config) lays the ones for "
           f"{kind!r} over them")
 
 

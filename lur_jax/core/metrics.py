@@ -8,8 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lur_jax import losses
-from lur_jax.data import Dataset
+from lur_jax.core import losses
+from lur_jax.core.data import Dataset
 
 METRICS = ("UA", "RA", "TA", "MIA")
 

@@ -1,6 +1,6 @@
 """The built-in datasets by name: embedded digits, Fashion-MNIST from IDX files, and TFDS
 image classification sets through ``tfds.data_source``. Each returns the protocol's
-:class:`~lur_jax.data.Splits`."""
+:class:`~lur_jax.core.data.Splits`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 
-from lur_jax import data
+from lur_jax.core import data
 
 TFDS_DATASETS = ("cifar10", "cifar100", "svhn_cropped", "mnist", "fashion_mnist")
 DATASETS = ("digits", "fashion_mnist", "markov", "tofu",

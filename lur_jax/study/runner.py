@@ -1,5 +1,5 @@
 """One model's run in a study: a method's settings become an optimiser and a step,
-:func:`lur_jax.loop.fit` runs it, and the model cache keeps the outcome.
+:func:`lur_jax.training.loop.fit` runs it, and the model cache keeps the outcome.
 
 - :func:`from_scratch` trains on a set from the shared init (the original
   model on all of D, ``retrain`` on D_r).
@@ -16,19 +16,10 @@ import jax
 import numpy as np
 import optax
 
-from lur_jax import (
-  cache as cache_lib,
-  checkpoint,
-  config as config_lib,
-  loop,
-  methods,
-  models,
-  saliency,
-  sharding,
-  steppers,
-  streams,
-  train,
-)
+from lur_jax import models
+from lur_jax.core import methods, saliency, streams, train
+from lur_jax.study import config as config_lib
+from lur_jax.training import cache as cache_lib, checkpoint, loop, sharding, steppers
 
 
 def _variables(state: train.TrainState) -> dict:
@@ -119,7 +110,7 @@ def run_method(exp, name: str, variables, retain_idx, forget_idx, *, seed: int, 
   """Runs method ``name`` from ``variables``; resumes from ``checkpoint_dir``.
 
   On a mesh with ``fsdp`` or ``tensor`` > 1 the parameters and optimiser
-  state are sharded (:mod:`lur_jax.sharding`); otherwise replicated. The
+  state are sharded (:mod:`lur_jax.training.sharding`); otherwise replicated. The
   batch is split over ``data`` × ``fsdp`` either way. Saliency and trimming (a method's ``prepare``)
   count as unlearning time.
 
@@ -135,7 +126,7 @@ def run_method(exp, name: str, variables, retain_idx, forget_idx, *, seed: int, 
     log: ``str -> None`` for status lines.
 
   Returns:
-    A :class:`~lur_jax.loop.Run` (one model).
+    A :class:`~lur_jax.training.loop.Run` (one model).
   """
   cfg = exp.config
   p = plan(exp, name, retain_idx, forget_idx)

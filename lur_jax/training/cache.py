@@ -20,7 +20,7 @@ import shutil
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from lur_jax import checkpoint, parallel
+from lur_jax.training import checkpoint, parallel
 
 
 def fingerprint(obj) -> str:

@@ -1,7 +1,7 @@
 """Processes and placement: multi-process start-up, who writes, barriers,
 and trees of host arrays placed onto (or copied back from) a mesh.
 
-The mesh itself and the shardings live in :mod:`lur_jax.sharding`.
+The mesh itself and the shardings live in :mod:`lur_jax.training.sharding`.
 """
 
 from __future__ import annotations

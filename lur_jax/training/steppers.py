@@ -1,11 +1,11 @@
 """How a training state lives on the devices and one step of it runs.
 
-:func:`lur_jax.loop.run` drives either of two steppers through the same loop,
+:func:`lur_jax.training.loop.run` drives either of two steppers through the same loop,
 both a ``jax.jit`` with ``NamedSharding``\\ s (no per-device code):
 
 - :class:`Sharded`: one model. Its parameters and optimiser state are
   replicated (data parallelism) or sharded over ``fsdp`` (and ``tensor``) by
-  :mod:`lur_jax.sharding`; the batch goes over ``data`` × ``fsdp``. Every loss
+  :mod:`lur_jax.training.sharding`; the batch goes over ``data`` × ``fsdp``. Every loss
   is a plain mean over the global batch and XLA inserts the collectives, so
   the step computes what one device computes on the same batch.
 - :class:`Ensemble`: M models vmapped over a leading member axis, the members
@@ -20,7 +20,8 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from lur_jax import augment as augment_lib, parallel, sharding, streams
+from lur_jax.core import augment as augment_lib, streams
+from lur_jax.training import parallel, sharding
 
 
 def indexed(step_fn, augment: bool = False):
@@ -65,7 +66,7 @@ def _all_finite(params, members: int) -> np.ndarray:
 
 
 class Stepper:
-  """The interface :func:`lur_jax.loop.run` drives.
+  """The interface :func:`lur_jax.training.loop.run` drives.
 
   Attributes:
     members: how many models one state holds (1 for one model).
@@ -113,7 +114,7 @@ def state_shardings(state, mesh: Mesh, param_shardings):
   Args:
     state: the state (arrays or shapes).
     mesh: the mesh.
-    param_shardings: a tree like ``state.params`` (:func:`lur_jax.sharding.param_shardings`).
+    param_shardings: a tree like ``state.params`` (:func:`lur_jax.training.sharding.param_shardings`).
 
   Returns:
     A tree of ``NamedSharding`` like ``state``.
@@ -138,7 +139,7 @@ def state_shardings(state, mesh: Mesh, param_shardings):
 def shardings_of(state, model, mesh: Mesh):
   """The shardings of one model's :class:`~lur_jax.TrainState` on ``mesh``:
   everything replicated when only ``data`` splits the mesh, else the
-  parameters' own (:func:`lur_jax.sharding.model_shardings`) through
+  parameters' own (:func:`lur_jax.training.sharding.model_shardings`) through
   :func:`state_shardings`."""
   if sharding.is_data_parallel(mesh):
     return jax.tree.map(lambda _: NamedSharding(mesh, P()), state)
@@ -151,7 +152,7 @@ class Sharded(Stepper):
 
   ``step`` is a plain step: every loss is a mean over the global batch and XLA
   partitions it. It is traced under ``jax.set_mesh``, so
-  :func:`lur_jax.sharding.constrain` shards activations.
+  :func:`lur_jax.training.sharding.constrain` shards activations.
 
   Args:
     step_fn: a pure ``(state, retain_batch, forget_batch) -> (state, metrics)``.
