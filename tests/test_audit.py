@@ -41,6 +41,7 @@ def _identical_level(models, examples, draws=5):
                   for _ in range(draws)])
 
 
+@pytest.mark.study
 def test_the_original_models_are_found_out_and_retrains_are_not(audited):
   _, results, _ = audited
   rows = results["rows"]
@@ -88,6 +89,7 @@ def test_summary_metrics_have_intervals_and_files_are_written(audited):
     assert f.read().count("\n| ") == 3  # three rows after the header
 
 
+@pytest.mark.study
 def test_a_rerun_reuses_every_ensemble_and_adds_only_new_methods(audited):
   out, results, _ = audited
   lines = []
@@ -134,6 +136,7 @@ def test_the_plan_puts_every_pool_example_in_half_of_the_shadow_runs():
   assert len(set(m.seeds)) == 16 and not set(m.seeds) & set(p.members(0, "ft").seeds)
 
 
+@pytest.mark.study
 def test_chunks_give_the_same_members_as_one_vmapped_call():
   exp = study.prepare(config_lib.apply_overrides(config_lib.load(
       os.path.join(ROOT, "configs", "digits_smoke.py")), ["unlearn.epochs=1"])).only()
@@ -175,6 +178,7 @@ def test_bad_audit_settings_exit_2_and_write_nothing(tmp_path, capsys, sets, mat
   assert not out.exists()
 
 
+@pytest.mark.study
 def test_an_interrupted_ensemble_resumes_bit_identically(tmp_path):
   """A finished run leaves its last checkpoint (step 20 of 24) behind; a second
   run from it ends exactly where the uninterrupted one did."""

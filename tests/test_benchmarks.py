@@ -11,6 +11,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 import step_cost  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
+@pytest.mark.study
 def test_step_cost_records_hold_every_key():
   record = step_cost.measure("mlp", "exact", (16, 8), 2, False, 2)
   for key in ("model", "mode", "inner_steps", "remat", "batch", "median_ms", "min_ms",
@@ -25,6 +26,7 @@ def test_step_cost_records_hold_every_key():
   assert looped["flops"] is None and looped["peak_bytes"] > 0
 
 
+@pytest.mark.study
 def test_step_cost_exact_and_hvp_agree():
   for k in (1, 2):
     assert step_cost.exact_vs_hvp(*step_cost._problem("mlp", 16, 8), k) < 1e-5

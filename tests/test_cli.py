@@ -59,6 +59,7 @@ def test_api_raises_value_error():
     config_lib.apply_overrides(config, ["train.epochz=3"])
 
 
+@pytest.mark.study
 def test_entry_points_refuse_bad_input_without_traceback(tmp_path):
   for cmd in ([sys.executable, "-m", "lur_jax"],
               [os.path.join(os.path.dirname(sys.executable), "lur-jax")]):
@@ -71,6 +72,7 @@ def test_entry_points_refuse_bad_input_without_traceback(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.study
 def test_smoke_study_end_to_end_and_rerun_reuses_the_original(tmp_path, capsys):
   out = tmp_path / "run"
   assert cli.main(["run", SMOKE, "--out", str(out), "--no-progress"]) == 0

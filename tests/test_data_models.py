@@ -91,6 +91,7 @@ def test_unprepared_tfds_dataset_is_a_clear_error(tmp_path, capsys):
   assert not out.exists()
 
 
+@pytest.mark.slow
 def test_resnet18_cifar_smoke_on_tfds_mock_data(tmp_path):
   out = tmp_path / "run"
   with tfds.testing.mock_data(num_examples=48, policy=tfds.testing.MockPolicy.USE_CODE):
@@ -112,6 +113,7 @@ def test_resnet18_every_method_on_tfds_mock_data(tmp_path):
   assert all("UA" in row for row in results["methods"].values())
 
 
+@pytest.mark.slow
 def test_batchnorm_running_statistics_follow_the_retain_batches():
   model = models.build_model("resnet18", 10, (8, 8, 3), width=2)
   params = model.init(jax.random.key(0))

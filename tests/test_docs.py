@@ -50,10 +50,13 @@ def run_page(path: str) -> dict:
   return scope
 
 
-PAGES_WITH_CODE = [p for p in _pages() if python_blocks(p)]
+SLOW_PAGES = {"diffusion.md"}  # a DDPM trained in the page's example (25 s)
+PAGES_WITH_CODE = [pytest.param(p, marks=pytest.mark.slow) if os.path.basename(p) in SLOW_PAGES
+                   else p for p in _pages() if python_blocks(p)]
 
 
 @pytest.mark.parametrize("path", PAGES_WITH_CODE, ids=os.path.basename)
+@pytest.mark.study
 def test_every_python_block_runs(path, monkeypatch):
   monkeypatch.chdir(ROOT)  # blocks name files as a reader in a clone would
   run_page(path)

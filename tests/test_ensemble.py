@@ -14,6 +14,8 @@ from conftest import ROOT, SMOKE
 from lur_jax import study
 from lur_jax.study import config as config_lib, ensemble, runner
 
+pytestmark = pytest.mark.study  # end to end: the default suite's study tier
+
 
 @pytest.fixture(scope="module")
 def exp():
@@ -31,9 +33,11 @@ def draw_members(exp, m=2):
 BIT_IDENTICAL = [("graddiff", []), ("lur", ["lur.mode=hvp"])]
 BIT_IDENTICAL_SLOW = [("retrain", []), ("ft", []), ("ga", []), ("rl", []), ("l1_sparse", []),
                       ("shs", []), ("lur", ["lur.mode=first_order"])]
-ROUND_OFF = [("lur", ["lur.mode=exact"]), ("salun", []), ("lur_snip", [])]
+ROUND_OFF = [("lur", ["lur.mode=exact"])]
+ROUND_OFF_SLOW = [("salun", []), ("lur_snip", [])]
 CASES = ([(*c, True) for c in BIT_IDENTICAL] + [(*c, False) for c in ROUND_OFF]
-         + [pytest.param(*c, True, marks=pytest.mark.slow) for c in BIT_IDENTICAL_SLOW])
+         + [pytest.param(*c, True, marks=pytest.mark.slow) for c in BIT_IDENTICAL_SLOW]
+         + [pytest.param(*c, False, marks=pytest.mark.slow) for c in ROUND_OFF_SLOW])
 
 
 @pytest.mark.parametrize("name, sets, bit_identical", CASES,
@@ -69,6 +73,7 @@ def test_an_ensemble_needs_two_members(exp):
                  epochs=1, batch_size=8, forget_batch_size=8, iterate="retain")
 
 
+@pytest.mark.slow
 def test_eight_devices_give_the_same_members_as_one():
   """The model axis sharded over 8 simulated devices, one member each."""
   env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8",

@@ -37,6 +37,7 @@ def _score(models, shift, examples=60, seed=0):
   return fs.forgetting_quality(unlearned, retrained)
 
 
+@pytest.mark.study
 def test_the_scores_of_the_challenges_scorer_on_the_same_draws():
   """The draws of ``benchmarks/neurips_scorer.py --examples 50`` (one generator, seeded 0,
   through shifts 0, 1, 3 sd and N = 16, 32, 128), scored by lur_jax, give exactly the

@@ -18,6 +18,7 @@ from lur_jax.tasks import language
 TINY = transformer.TransformerConfig(vocab=16, width=16, depth=1, heads=2, seq_len=8)
 
 
+@pytest.mark.study
 def test_the_objectives_are_next_token_losses():
   model = language.build_model(TINY)
   params = model.init(jax.random.key(0))
@@ -66,6 +67,7 @@ def test_bad_language_settings_are_one_line(sets, match, refused):
   refused(["run", LM_SMOKE, *conftest.sets(*sets)], match)
 
 
+@pytest.mark.study
 def test_a_short_language_study_measures_every_method(tmp_path):
   config = config_lib.apply_overrides(config_lib.load(LM_SMOKE), [
       "methods=retrain,graddiff,lur", "train.epochs=1", "lur.mode=hvp"])

@@ -82,6 +82,7 @@ def test_quadratic_closed_form(mode, k, lookahead):
     np.testing.assert_allclose(loss, want_value, rtol=1e-12)
 
 
+@pytest.mark.study
 def test_check_grads_of_lur_loss():
   with jax.enable_x64(True):
     rng = np.random.default_rng(0)
@@ -136,6 +137,7 @@ def test_hvp_matches_exact_on_mlp(k, lookahead):
   assert diff < 1e-5, f"hvp and exact gradients differ by {diff:.2e} (relative, per leaf)"
 
 
+@pytest.mark.study
 def test_first_order_drops_a_nonzero_hessian_term():
   params, retain, forget, kw = _mlp_problem()
   kw = dict(kw, inner_lr=0.5)
@@ -167,6 +169,7 @@ def test_remat_gives_the_same_gradient(mode, lookahead):
 
 
 @pytest.mark.parametrize("mode", ["exact", "hvp"])
+@pytest.mark.study
 def test_remat_bounds_memory_in_k(mode):
   """XLA's own memory analysis: with remat, K = 4 needs at most 25% more than K = 1."""
   model = models.build_model("cnn", 10, (28, 28))
@@ -245,6 +248,7 @@ def test_lur_step_metrics_match_direct_computation():
   chex.assert_trees_all_close(new_state.params, want, rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.study
 def test_hvp_matches_exact_on_cnn():
   model = models.build_model("cnn", 10, (8, 8))
   params = model.init(jax.random.key(0))

@@ -117,6 +117,7 @@ def test_shs_repair_never_lowers_the_forget_objective_to_first_order(mlp):
   assert float(dot) <= 1e-4
 
 
+@pytest.mark.study
 def test_salun_touches_only_masked_weights_and_shs_trims(tmp_path):
   out = tmp_path / "run"
   assert cli.main(["run", SMOKE, "--out", str(out), "--no-progress", "--set",

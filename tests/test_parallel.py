@@ -10,6 +10,8 @@ import conftest
 import pytest
 from conftest import ROOT
 
+pytestmark = pytest.mark.study  # end to end: the default suite's study tier
+
 _python = conftest.on_devices
 
 
@@ -18,12 +20,12 @@ def _sharded_records(*args):
 
 
 def test_sharded_steps_match_one_device():
-  # LUR in every mode on the MLP, exact LUR on the CNN with BatchNorm (on 1 and
-  # 8 devices), RL and Scissorhands on 8; the diffusion U-Net (noise drawn per
-  # step) with RL: params and BatchNorm stats after 3 steps.
+  # On 8 devices: LUR exact and hvp on the MLP, RL on the CNN with BatchNorm (global
+  # moments, labels drawn for the global batch), RL on the diffusion U-Net (noise drawn
+  # per step): params and BatchNorm stats after 3 steps.
   records = _sharded_records()
-  assert len(records) == 4 * 2 + 3
-  assert {r["devices"] for r in records} == {1, 8}
+  assert len(records) == 4
+  assert {r["devices"] for r in records} == {8}
   for r in records:
     assert r["max_rel_diff"] < 1e-5, r
 
@@ -60,67 +62,80 @@ def test_smoke_run_on_four_devices_matches_one(tmp_path):
     assert conftest.examples_apart(results[4], results[1], name) <= 1, name
 
 
-@pytest.mark.parametrize("devices, message", [
-    ("3", "train.batch_size=64 does not divide by devices=3"),
-    ("9", "devices=9; allowed: 0 (all) or 1..8"),
-    ("-1", "devices=-1; allowed"),
-])
-def test_bad_device_counts(tmp_path, devices, message):
-  proc = _run(tmp_path / "out", f"devices={devices}")
-  assert proc.returncode == 2
-  assert message in proc.stderr
-  assert len(proc.stderr.strip().splitlines()) == 1
-  assert not (tmp_path / "out").exists()
+SMOKE = os.path.join("configs", "digits_smoke.py")
+PLAN = ["plan", SMOKE, "--devices", "8", "--set", "mesh.data=1", "--set", "mesh.fsdp=8"]
+# Bad input on 8 devices: (command line, message); each exits 2 with one line, writes nothing.
+REFUSED = {
+    "devices=3": (["devices=3"], "train.batch_size=64 does not divide by devices=3"),
+    "devices=9": (["devices=9"], "devices=9; allowed: 0 (all) or 1..8"),
+    "devices=-1": (["devices=-1"], "devices=-1; allowed"),
+    "tensor=2": (["mesh.tensor=2"], "mesh.tensor=2: model 'mlp' names no tensor-parallel axes; "
+                 "allowed: mesh.tensor=1"),
+    "batch=60": (["mesh.data=1", "mesh.fsdp=8", "train.batch_size=60"],
+                 "train.batch_size=60 does not divide by mesh.data × mesh.fsdp=8; allowed: a "
+                 "multiple of 8"),
+    "data=3": (["mesh.data=3", "mesh.fsdp=-1"], "mesh: 8 devices do not divide over 3"),
+}
+PLAN_REFUSED = {
+    "lots": (["--memory", "lots"], "--memory 'lots'; allowed: a size > 0 like 16GiB"),
+    "0GiB": (["--memory", "0GiB"], "--memory '0GiB'; allowed"),
+    "tensor=3": (["--memory", "1GiB", "--set", "mesh.tensor=3"],
+                 "mesh: data × fsdp × tensor = 24; allowed: the device count, 8"),
+}
 
 
-@pytest.mark.parametrize("sets, message", [
-    (["mesh.tensor=2"], "mesh.tensor=2: model 'mlp' names no tensor-parallel axes; allowed: "
-     "mesh.tensor=1"),
-    (["mesh.data=1", "mesh.fsdp=8", "train.batch_size=60"],
-     "train.batch_size=60 does not divide by mesh.data × mesh.fsdp=8; allowed: a multiple of 8"),
-    (["mesh.data=3", "mesh.fsdp=-1"], "mesh: 8 devices do not divide over 3"),
-])
-def test_bad_meshes(tmp_path, sets, message):
-  proc = _run(tmp_path / "out", *sets)
-  assert proc.returncode == 2, proc.stderr[-3000:]
-  assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-  assert not (tmp_path / "out").exists()
+@pytest.fixture(scope="module")
+def on_eight(tmp_path_factory):
+  """Every command line of this module's refusals and plans, run in one process on 8 devices:
+  ``{name: {"code", "stdout", "stderr", "out_exists"}}``."""
+  tmp = tmp_path_factory.mktemp("eight")
+  commands = {f"run {k}": ["run", SMOKE, "--out", str(tmp / k), "--no-progress",
+                           *conftest.sets(*sets)] for k, (sets, _) in REFUSED.items()}
+  commands["audit fsdp=8"] = ["audit", SMOKE, "--out", str(tmp / "audit"), "--set",
+                              "mesh.data=1", "--set", "mesh.fsdp=8"]
+  commands.update({f"plan {k}": [*PLAN, *args] for k, (args, _) in PLAN_REFUSED.items()})
+  commands["plan fits"] = [*PLAN, "--memory", "1GiB", "--set", "methods=ft,graddiff"]
+  commands["plan small"] = [*PLAN, "--memory", "1KiB", "--set", "methods=graddiff"]
+  proc = subprocess.run([sys.executable, os.path.join("tests", "cli_check.py")], cwd=ROOT,
+                        input=json.dumps(list(commands.values())), capture_output=True,
+                        text=True, timeout=900, check=False,
+                        env={**os.environ, "PYTHONPATH": ROOT,
+                             "XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return dict(zip(commands, map(json.loads, proc.stdout.splitlines())))
 
 
-def test_an_audit_refuses_sharded_parameters(tmp_path):
-  proc = _python("-m", "lur_jax", "audit", os.path.join("configs", "digits_smoke.py"), "--out",
-                 str(tmp_path / "out"), "--set", "mesh.data=1", "--set", "mesh.fsdp=8")
-  assert proc.returncode == 2
-  assert "for an audit; allowed: mesh.fsdp=1 and mesh.tensor=1" in proc.stderr, proc.stderr
-  assert not (tmp_path / "out").exists()
+def _one_line_refusal(result, message):
+  assert result["code"] == 2, result
+  assert message in result["stderr"], result["stderr"]
+  assert len(result["stderr"].strip().splitlines()) == 1, result["stderr"]
+  assert not result["out_exists"]
 
 
-def _plan(*args):
-  return _python("-m", "lur_jax", "plan", os.path.join("configs", "digits_smoke.py"),
-                 "--devices", "8", "--set", "mesh.data=1", "--set", "mesh.fsdp=8", *args)
+@pytest.mark.parametrize("name", REFUSED)
+def test_bad_device_counts_and_meshes(on_eight, name):
+  _one_line_refusal(on_eight[f"run {name}"], REFUSED[name][1])
 
 
-def test_plan_prints_each_step_and_whether_it_fits():
-  fits = _plan("--memory", "1GiB", "--set", "methods=ft,graddiff")
-  assert fits.returncode == 0, fits.stderr[-3000:]
-  rows = [line for line in fits.stdout.splitlines() if line.startswith("| ft") or
+def test_an_audit_refuses_sharded_parameters(on_eight):
+  _one_line_refusal(on_eight["audit fsdp=8"],
+                    "for an audit; allowed: mesh.fsdp=1 and mesh.tensor=1")
+
+
+def test_plan_prints_each_step_and_whether_it_fits(on_eight):
+  fits = on_eight["plan fits"]
+  assert fits["code"] == 0, fits["stderr"][-3000:]
+  rows = [line for line in fits["stdout"].splitlines() if line.startswith("| ft") or
           line.startswith("| graddiff")]
-  assert len(rows) == 2 and all(r.endswith("| yes |") for r in rows), fits.stdout
-  assert "'fsdp': 8" in fits.stdout
-  small = _plan("--memory", "1KiB", "--set", "methods=graddiff")
-  assert small.returncode == 0 and "| no |" in small.stdout, small.stdout
+  assert len(rows) == 2 and all(r.endswith("| yes |") for r in rows), fits["stdout"]
+  assert "'fsdp': 8" in fits["stdout"]
+  small = on_eight["plan small"]
+  assert small["code"] == 0 and "| no |" in small["stdout"], small["stdout"]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--memory", "lots"], "--memory 'lots'; allowed: a size > 0 like 16GiB"),
-    (["--memory", "0GiB"], "--memory '0GiB'; allowed"),
-    (["--memory", "1GiB", "--set", "mesh.tensor=3"],
-     "mesh: data × fsdp × tensor = 24; allowed: the device count, 8"),
-])
-def test_plan_refuses_bad_input(args, message):
-  proc = _plan(*args)
-  assert proc.returncode == 2 and message in proc.stderr, proc.stderr
-  assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+@pytest.mark.parametrize("name", PLAN_REFUSED)
+def test_plan_refuses_bad_input(on_eight, name):
+  _one_line_refusal(on_eight[f"plan {name}"], PLAN_REFUSED[name][1])
 
 
 def _free_port():
@@ -165,6 +180,7 @@ def _two_processes(tmp_path, devices_each, sets, single_sets=()):
   return one, two
 
 
+@pytest.mark.slow
 def test_two_processes_match_one(tmp_path):
   _, two = _two_processes(tmp_path, 1, ["checkpoint.every=5"])
   assert two["devices"] == {"count": 2, "kind": "cpu", "processes": 2}

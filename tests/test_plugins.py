@@ -100,6 +100,7 @@ def _run(tmp_path, sets):
   return cli.main(["run", SMOKE, "--out", str(out), "--no-progress", *conftest.sets(*sets)]), out
 
 
+@pytest.mark.study
 def test_an_nnx_model_runs_retrain_graddiff_and_lur_on_digits(tmp_path):
   code, out = _run(tmp_path, [f"model.name={HERE}:nnx_mlp", "methods=retrain,graddiff,lur"])
   assert code == 0
@@ -117,6 +118,7 @@ def test_an_nnx_model_runs_retrain_graddiff_and_lur_on_digits(tmp_path):
   assert set(params) == {"hidden_0", "fc"} and params["fc"]["kernel"].shape == (32, 10)
 
 
+@pytest.mark.study
 def test_a_linen_model_and_a_data_factory(tmp_path):
   code, out = _run(tmp_path, [f"model.name={HERE}:linen_tanh", f"data.name={HERE}:half_digits",
                               "methods=retrain,ft"])

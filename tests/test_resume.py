@@ -13,6 +13,8 @@ import time
 import pytest
 from conftest import ROOT
 
+pytestmark = pytest.mark.study  # end to end: the default suite's study tier
+
 # Saving every two steps makes the LUR run last long enough to be killed mid-run.
 SLOW = ["methods=retrain,salun,lur", "lur.epochs=3", "salun.epochs=1",
         "checkpoint.every=2"]
@@ -90,6 +92,7 @@ def _previous(step):
   return step - 2  # SLOW saves every two steps
 
 
+@pytest.mark.slow
 def test_corrupted_checkpoint_falls_back_to_the_previous_step(tmp_path, reference):
   out = tmp_path / "killed"
   _kill_during(out, "lur", 3)
@@ -111,6 +114,7 @@ def test_corrupted_checkpoint_falls_back_to_the_previous_step(tmp_path, referenc
   assert _checksums(resumed) == _checksums(reference)
 
 
+@pytest.mark.slow
 def test_resume_on_another_device_count(tmp_path):
   reference, _ = _run(tmp_path / "whole", SLOW + ["devices=1"], EIGHT_DEVICES)
   out = tmp_path / "killed"
@@ -137,6 +141,7 @@ def test_resume_after_sigkill_under_fsdp8_is_bit_identical(tmp_path):  # in test
   assert _checksums(resumed) == _checksums(reference)
 
 
+@pytest.mark.slow
 def test_divergence_stops_the_method_and_keeps_its_last_good_checkpoint(tmp_path):
   out = tmp_path / "out"
   results, log = _run(out, ["methods=retrain,ga,ft", "ga.lr=1e12", "ga.epochs=20",

@@ -75,6 +75,7 @@ def test_memory_is_argument_plus_output_plus_temp_minus_alias():
   assert sharding.memory_bytes(compiled)["total"] == 16
 
 
+@pytest.mark.study
 def test_the_transformer_is_causal_and_its_block_remat_changes_nothing():
   model, init = _model()
   params = nn.unbox(init())["params"]
@@ -106,6 +107,7 @@ def test_bad_transformer_settings_are_refused(field, value, match):
     transformer.TransformerConfig(**{**vars(TINY), field: value}).check()
 
 
+@pytest.mark.study
 def test_the_sharded_lur_gradient_matches_one_device():
   """fsdp=8, data=2 × fsdp=4 and tensor=2 × fsdp=4 (hvp here; every mode in the slow suite)."""
   rows = _fsdp_check(["hvp"])
@@ -133,13 +135,23 @@ def _eight_devices(script, *args):
 SHORT = ["--set", "data.train_limit=256", "--set", "train.epochs=1"]
 
 
-def _study_rows(tmp_path, *meshes):
-  rows = _eight_devices("fsdp_study_check.py", str(tmp_path), *meshes, *SHORT)
+def _study_rows(tmp_path, *meshes, methods=()):
+  chosen = ["--set", f"methods={','.join(methods)}"] if methods else []
+  rows = _eight_devices("fsdp_study_check.py", str(tmp_path), *meshes, *SHORT, *chosen)
   assert {r["mesh"] for r in rows} == set(meshes)
-  assert len(rows) == 10 * len(meshes)  # every method of the smoke config
+  assert len(rows) == (len(methods) or 10) * len(meshes)  # 10: every method of the config
   return rows
 
 
+@pytest.mark.study
+def test_the_study_sharded_fsdp8_matches_one_device(tmp_path):
+  """Retrain, GradDiff and LUR (hvp): the study's sharded path, its checkpoints and results."""
+  for row in _study_rows(tmp_path, "1,8,1", methods=("retrain", "graddiff", "lur")):
+    assert row["relative"] <= 1e-5 and row["examples"] <= 1, row
+    assert row["mesh_recorded"] == {"data": 1, "fsdp": 8, "tensor": 1}
+
+
+@pytest.mark.slow
 def test_every_method_of_the_study_sharded_fsdp8_matches_one_device(tmp_path):
   for row in _study_rows(tmp_path, "1,8,1"):
     assert row["relative"] <= 1e-5 and row["examples"] <= 1, row
@@ -152,6 +164,7 @@ def test_every_method_of_the_study_on_data2_fsdp4_matches_one_device(tmp_path):
     assert row["relative"] <= 1e-5 and row["examples"] <= 1, row
 
 
+@pytest.mark.study
 def test_a_checkpoint_saved_on_fsdp8_restores_on_other_meshes_bit_identically():
   rows = _eight_devices("mesh_checkpoint_check.py")
   assert [r["devices"] for r in rows] == [8, 4, 1]

@@ -27,6 +27,7 @@ def _batch():
   return {"x": x, "y": y}
 
 
+@pytest.mark.study
 def test_the_objectives_are_open_unlearnings_losses():
   model = language.build_model(TINY)
   params = model.init(jax.random.key(0))
@@ -80,6 +81,7 @@ def test_method_settings_of_npo_simnpo_and_lur_with_their_objectives():
     methods.check_objectives(kl, methods.CLASSIFICATION._replace(forget_names=("ga", "npo")))
 
 
+@pytest.mark.study
 def test_the_study_in_miniature_shares_the_start_across_splits(tmp_path):
   cfg = config_lib.apply_overrides(config_lib.load(TOFU_SMOKE), [
       # of 20 authors both forget one (the same shapes: the second split compiles nothing)

@@ -29,10 +29,13 @@ def _starts(exp, members):
 
 
 @pytest.mark.parametrize("name,values", [
-    ("graddiff", {"lr": [0.003, 0.05], "forget_weight": [0.1, 1.0]}),
+    pytest.param("graddiff", {"lr": [0.003, 0.05], "forget_weight": [0.1, 1.0]},
+                 marks=pytest.mark.slow),
     ("lur", {"lr": [0.02, 0.004], "forget_weight": [0.5, 0.05], "inner_lr": [0.3, 0.02]}),
-    ("l1_sparse", {"lr": [0.01, 0.1], "alpha": [1e-4, 1e-2]}),
+    pytest.param("l1_sparse", {"lr": [0.01, 0.1], "alpha": [1e-4, 1e-2]},
+                 marks=pytest.mark.slow),
 ])
+@pytest.mark.study
 def test_a_sweep_member_matches_a_run_with_that_setting(exp, name, values):
   members = ensemble.random_members(exp, 2)
   starts = _starts(exp, members)
@@ -117,6 +120,7 @@ def test_lookahead_alignment_is_measured_after_the_virtual_steps():
   assert not np.isclose(found["lookahead_cosine"], found["grad_cosine"])
 
 
+@pytest.mark.slow
 def test_a_tiny_verdict_writes_its_tables(tmp_path, monkeypatch):
   config = config_lib.apply_overrides(config_lib.load(SMOKE), ["data.train_limit=200"])
   budget = {"settings": 2, "tune_seeds": 2, "final_seeds": 3, "mechanism_seeds": 2,

@@ -18,6 +18,8 @@ from conftest import SMOKE
 
 from lur_jax import cli
 
+pytestmark = pytest.mark.study  # end to end: the default suite's study tier
+
 SETS = ["methods=retrain,lur", "train.epochs=1", "checkpoint.every=4"]
 NO_SPACE = os.strerror(errno.ENOSPC)
 
