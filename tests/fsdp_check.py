@@ -2,7 +2,8 @@
 sharded (fsdp=8; data=2 × fsdp=4; tensor=2 × fsdp=4) against the same gradient on one device.
 Prints one JSON line per mesh and mode: the largest difference relative to the largest entry,
 and whether every parameter came back with the sharding its rules give. Used by
-tests/test_sharding.py; the modes are the arguments (default: all three)."""
+tests/test_sharding.py; the modes are the arguments (default: all three), ``--mesh NAME``
+(repeated) picks meshes of ``MESHES`` (default: all)."""
 
 import json
 import os
@@ -37,9 +38,14 @@ def main():
         p, r, f, retain_loss_fn=loss, forget_loss_fn=lambda q, b: -loss(q, b), inner_lr=0.1,
         forget_weight=0.3, mode=mode)[1]
 
-  for mode in sys.argv[1:] or ("exact", "hvp", "first_order"):
+  args = sys.argv[1:]
+  chosen = [args[i + 1] for i, a in enumerate(args) if a == "--mesh"]
+  modes = [a for i, a in enumerate(args) if a != "--mesh" and (i == 0 or args[i - 1] != "--mesh")]
+  for mode in modes or ("exact", "hvp", "first_order"):
     alone = jax.jit(grads(mode))(params, retain, forget)
     for name, axes in MESHES.items():
+      if chosen and name not in chosen:
+        continue
       mesh = sharding.make_mesh(**{"data": 1, "fsdp": 1, "tensor": 1, **axes})
       shardings = sharding.param_shardings(jax.eval_shape(init), mesh)
       batch = sharding.batch_sharding(mesh)

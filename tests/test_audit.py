@@ -54,6 +54,7 @@ def test_the_original_models_are_found_out_and_retrains_are_not(audited):
   assert len(original["per_example_accuracy"]) == results["audit"]["examples"] == 60
 
 
+@pytest.mark.study
 def test_the_forgetting_score_of_retrains_reaches_the_identical_level(audited):
   _, results, _ = audited
   rows = results["rows"]
@@ -64,6 +65,7 @@ def test_the_forgetting_score_of_retrains_reaches_the_identical_level(audited):
   assert rows["retrain"]["neurips"]["utility"] == pytest.approx(1.0, abs=0.03)
 
 
+@pytest.mark.study
 def test_the_confidence_column_shows_what_retraining_never_saw(audited):
   _, results, _ = audited
   retrain, original = (results["rows"][k]["confidence"] for k in ("retrain", "original"))
@@ -74,6 +76,7 @@ def test_the_confidence_column_shows_what_retraining_never_saw(audited):
   assert abs(original["kept"] - original["forgotten"]) < gap / 4, (original, retrain)
 
 
+@pytest.mark.study
 def test_summary_metrics_have_intervals_and_files_are_written(audited):
   out, results, _ = audited
   for row in results["rows"].values():
@@ -102,6 +105,7 @@ def test_a_rerun_reuses_every_ensemble_and_adds_only_new_methods(audited):
     assert again["rows"][name]["ulira"] == results["rows"][name]["ulira"]
 
 
+@pytest.mark.study
 def test_a_method_whose_outputs_overflow_is_reported_not_scored(audited, monkeypatch):
   out, _, _ = audited
   real = audit_lib.scores.outputs

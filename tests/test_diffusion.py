@@ -31,8 +31,9 @@ def test_linear_schedule():
     diffusion.linear_schedule(10, 0.1, 0.01)
 
 
-@pytest.mark.parametrize("shape,channels", [((8, 8), (16, 32)), ((28, 28), (16, 32, 32)),
-                                            ((8, 8, 3), (16, 32))])
+@pytest.mark.parametrize("shape,channels", [
+    ((8, 8), (16, 32)), pytest.param((28, 28), (16, 32, 32), marks=pytest.mark.slow),
+    ((8, 8, 3), (16, 32))])
 @pytest.mark.study
 def test_unet_shapes_and_zero_init_output(shape, channels):
   model = diffusion.build_unet(10, shape, channels=channels, emb_dim=32)

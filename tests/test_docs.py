@@ -50,7 +50,8 @@ def run_page(path: str) -> dict:
   return scope
 
 
-SLOW_PAGES = {"diffusion.md"}  # a DDPM trained in the page's example (25 s)
+# Pages whose examples train a model (a DDPM: 25 s; the TOFU transformer: 25 s)
+SLOW_PAGES = {"diffusion.md", "language_models.md"}
 PAGES_WITH_CODE = [pytest.param(p, marks=pytest.mark.slow) if os.path.basename(p) in SLOW_PAGES
                    else p for p in _pages() if python_blocks(p)]
 

@@ -168,7 +168,7 @@ def test_remat_gives_the_same_gradient(mode, lookahead):
   assert _max_rel_diff(g_remat, g) < 1e-6
 
 
-@pytest.mark.parametrize("mode", ["exact", "hvp"])
+@pytest.mark.parametrize("mode", ["exact", pytest.param("hvp", marks=pytest.mark.slow)])
 @pytest.mark.study
 def test_remat_bounds_memory_in_k(mode):
   """XLA's own memory analysis: with remat, K = 4 needs at most 25% more than K = 1."""

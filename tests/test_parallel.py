@@ -20,11 +20,11 @@ def _sharded_records(*args):
 
 
 def test_sharded_steps_match_one_device():
-  # On 8 devices: LUR exact and hvp on the MLP, RL on the CNN with BatchNorm (global
-  # moments, labels drawn for the global batch), RL on the diffusion U-Net (noise drawn
-  # per step): params and BatchNorm stats after 3 steps.
+  # On 8 devices: exact LUR on the MLP, RL on the CNN with BatchNorm (global moments, labels
+  # drawn for the global batch): params and BatchNorm stats after 3 steps. Every mode, method
+  # and the U-Net's per-step noise on 1, 2, 4 and 8 devices: the slow test below.
   records = _sharded_records()
-  assert len(records) == 4
+  assert len(records) == 2
   assert {r["devices"] for r in records} == {8}
   for r in records:
     assert r["max_rel_diff"] < 1e-5, r

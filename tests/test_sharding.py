@@ -80,20 +80,21 @@ def test_the_transformer_is_causal_and_its_block_remat_changes_nothing():
   model, init = _model()
   params = nn.unbox(init())["params"]
   tokens = jnp.asarray(np.random.default_rng(0).integers(0, 64, (2, 16)), jnp.int32)
-  logits = model.apply({"params": params}, tokens)
+  apply = jax.jit(model.apply)
+  logits = apply({"params": params}, tokens)
   assert logits.shape == (2, 16, 64) and logits.dtype == jnp.float32
-  changed = model.apply({"params": params}, tokens.at[:, 10].set((tokens[:, 10] + 1) % 64))
+  changed = apply({"params": params}, tokens.at[:, 10].set((tokens[:, 10] + 1) % 64))
   np.testing.assert_array_equal(logits[:, :10], changed[:, :10])  # the past ignores the future
   assert not np.allclose(logits[:, 10:], changed[:, 10:])
   loss = transformer.lm_objective(lambda p, x: model.apply({"params": p}, x))
   remat = transformer.Transformer(transformer.TransformerConfig(**{**vars(TINY), "remat": "block"}))
   loss_remat = transformer.lm_objective(lambda p, x: remat.apply({"params": p}, x))
   batch = {"x": tokens}
-  np.testing.assert_allclose(jax.grad(loss_remat)(params, batch)["embed"]["embedding"],
-                             jax.grad(loss)(params, batch)["embed"]["embedding"], rtol=1e-5,
-                             atol=1e-7)
+  np.testing.assert_allclose(jax.jit(jax.grad(loss_remat))(params, batch)["embed"]["embedding"],
+                             jax.jit(jax.grad(loss))(params, batch)["embed"]["embedding"],
+                             rtol=1e-5, atol=1e-7)
   bf16 = transformer.Transformer(transformer.TransformerConfig(**{**vars(TINY), "dtype": "bfloat16"}))
-  assert bf16.apply({"params": params}, tokens).dtype == jnp.float32  # f32 params, bf16 compute
+  assert jax.jit(bf16.apply)({"params": params}, tokens).dtype == jnp.float32  # bf16 compute
 
 
 @pytest.mark.parametrize("field, value, match", [
@@ -109,9 +110,9 @@ def test_bad_transformer_settings_are_refused(field, value, match):
 
 @pytest.mark.study
 def test_the_sharded_lur_gradient_matches_one_device():
-  """fsdp=8, data=2 × fsdp=4 and tensor=2 × fsdp=4 (hvp here; every mode in the slow suite)."""
-  rows = _fsdp_check(["hvp"])
-  assert {r["mesh"] for r in rows} == {"fsdp=8", "data=2,fsdp=4", "tensor=2,fsdp=4"}
+  """fsdp=8 and tensor=2 × fsdp=4 with hvp (every mode on data=2 × fsdp=4 too: the slow suite)."""
+  rows = _fsdp_check(["hvp", "--mesh", "fsdp=8", "--mesh", "tensor=2,fsdp=4"])
+  assert {r["mesh"] for r in rows} == {"fsdp=8", "tensor=2,fsdp=4"}
   for row in rows:
     assert row["devices"] == 8 and row["placed"] and row["relative"] <= 1e-5, row
 

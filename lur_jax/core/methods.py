@@ -95,14 +95,15 @@ class Context(NamedTuple):
   objectives: Objectives = CLASSIFICATION
   reference: Any = None
 
-  def ce(self, name: str = "nll") -> Callable:
-    """The retain objective: the task's (cross-entropy when classifying), or with
-    ``name="kl"`` the KL divergence from the reference."""
+  def retain(self, name: str = "nll") -> Callable:
+    """The retain objective ``name``: ``"nll"`` the task's own (cross-entropy when
+    classifying), ``"kl"`` the KL divergence from the reference (``retain_loss``)."""
     if name == "kl":
       return self.objectives.retain_kl(self.apply_fn, self.reference)
     return self.objectives.retain(self.apply_fn, self.num_classes)
 
   def forget(self, name: str) -> Callable:
+    """The forget objective ``name`` of the task, minimised (``forget_objective``)."""
     extra = {"reference": self.reference} if self.objectives.needs_reference else {}
     return self.objectives.forget(name, self.apply_fn, self.num_classes, **extra)
 
@@ -172,13 +173,13 @@ class Method(NamedTuple):
 
 def _diagnosed(ctx: Context, objective, tx, forget="ga"):
   return train.objective_step(
-      objective, tx, retain_loss_fn=ctx.ce(),
+      objective, tx, retain_loss_fn=ctx.retain(),
       forget_loss_fn=ctx.forget(forget),
       state_update=ctx.state_update)
 
 
 def _finetune(ctx, settings, tx):
-  ce = ctx.ce()
+  ce = ctx.retain()
   return train.objective_step(lambda p, rb, fb: ce(p, rb), tx, state_update=ctx.state_update)
 
 
@@ -189,7 +190,7 @@ def _gradient_ascent(ctx, settings, tx):
 
 
 def _random_labels(ctx, settings, tx):
-  ce = ctx.ce()
+  ce = ctx.retain()
   relabel = ctx.forget("rl")
   return _diagnosed(ctx, lambda p, rb, fb: ce(p, rb) + relabel(p, fb), tx, forget="rl")
 
@@ -197,7 +198,7 @@ def _random_labels(ctx, settings, tx):
 def _graddiff(ctx, settings, tx):
   """CE_r + λ·L_u: LUR without the lookahead (α = 0), ``ga`` (−CE_f) by default; NPO and
   SimNPO are this with their forget objectives."""
-  ce = ctx.ce(settings.get("retain_loss", "nll"))
+  ce = ctx.retain(settings.get("retain_loss", "nll"))
   objective = settings.get("forget_objective", "ga")
   unlearn = ctx.forget(objective)
   weight = settings.forget_weight
@@ -207,7 +208,7 @@ def _graddiff(ctx, settings, tx):
 
 def _lur(ctx, settings, tx):
   return train.lur_step(
-      tx, retain_loss_fn=ctx.ce(),
+      tx, retain_loss_fn=ctx.retain(),
       forget_loss_fn=ctx.forget(settings.forget_objective),
       inner_lr=settings.inner_lr, inner_steps=settings.inner_steps,
       lookahead=settings.lookahead, retain_weight=settings.retain_weight,
@@ -280,7 +281,7 @@ def _trim(ctx, settings, params, forget_xy, key):
 
 def _shs_repair(ctx, settings, tx):
   """CE_r − λ·CE_f, projected (GEM) when it would lower the forget objective −CE_f."""
-  ce = ctx.ce()
+  ce = ctx.retain()
   ascent = ctx.forget("ga")
   weight = settings.forget_weight
 

@@ -1,2 +1,3 @@
-"""Language-model unlearning (issue 26, in progress): answer-only losses, NPO and SimNPO,
-and the TOFU metrics as open-unlearning computes them."""
+"""Language-model unlearning pieces: the TOFU-style generator and TOFU's files, the tokenizer,
+answer-only losses with NPO and SimNPO, jitted evaluation, and the TOFU metrics as
+open-unlearning computes them."""

@@ -205,7 +205,7 @@ def alignment_wrap(objective: str, inner_lr: float, inner_steps: int):
   step's parameters, before the update, on the step's own batches."""
   def wrap(step, ctx, settings):
     del settings
-    retain, unlearn = ctx.ce(), ctx.forget(objective)
+    retain, unlearn = ctx.retain(), ctx.forget(objective)
 
     def measured(state, retain_batch, forget_batch):
       r, f = train.with_keys(state, retain_batch, forget_batch)
