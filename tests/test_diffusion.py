@@ -39,7 +39,7 @@ def test_unet_shapes_and_zero_init_output(shape, channels):
   model = diffusion.build_unet(10, shape, channels=channels, emb_dim=32)
   params = model.init(jax.random.key(0))
   b = _batch(4, shape)
-  out = model.apply(params, b["x"], jnp.arange(4), b["y"])
+  out = jax.jit(model.apply)(params, b["x"], jnp.arange(4), b["y"])
   assert out.shape == (4, *shape)
   assert float(jnp.abs(out).max()) == 0.0  # the output conv starts at zero
   with pytest.raises(ValueError, match="inputs of shape"):

@@ -14,7 +14,7 @@ from conftest import ROOT, SMOKE
 from lur_jax import study
 from lur_jax.study import config as config_lib, ensemble, runner
 
-pytestmark = pytest.mark.study  # end to end: the default suite's study tier
+pytestmark = pytest.mark.study  # end to end: the study tier
 
 
 @pytest.fixture(scope="module")

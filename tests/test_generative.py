@@ -12,7 +12,8 @@ from lur_jax import study as study_lib
 from lur_jax.core import methods
 from lur_jax.study import config as config_lib
 
-pytestmark = pytest.mark.study  # end to end: the default suite's study tier
+# end to end (the study tier); one worker runs the module (its fixtures run once)
+pytestmark = [pytest.mark.study, pytest.mark.xdist_group("generative")]
 
 SMOKE = os.path.join(ROOT, "configs", "ddpm_digits_smoke.py")
 

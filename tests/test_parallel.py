@@ -10,7 +10,8 @@ import conftest
 import pytest
 from conftest import ROOT
 
-pytestmark = pytest.mark.study  # end to end: the default suite's study tier
+# end to end (the study tier); one worker runs the module (its fixtures run once)
+pytestmark = [pytest.mark.study, pytest.mark.xdist_group("parallel")]
 
 _python = conftest.on_devices
 

@@ -13,7 +13,8 @@ import time
 import pytest
 from conftest import ROOT
 
-pytestmark = pytest.mark.study  # end to end: the default suite's study tier
+# end to end (the study tier); one worker runs the module (its fixtures run once)
+pytestmark = [pytest.mark.study, pytest.mark.xdist_group("resume")]
 
 # Saving every two steps makes the LUR run last long enough to be killed mid-run.
 SLOW = ["methods=retrain,salun,lur", "lur.epochs=3", "salun.epochs=1",

@@ -18,7 +18,8 @@ from conftest import SMOKE
 
 from lur_jax import cli
 
-pytestmark = pytest.mark.study  # end to end: the default suite's study tier
+# end to end (the study tier); one worker runs the module (its clean run happens once)
+pytestmark = [pytest.mark.study, pytest.mark.xdist_group("write_errors")]
 
 SETS = ["methods=retrain,lur", "train.epochs=1", "checkpoint.every=4"]
 NO_SPACE = os.strerror(errno.ENOSPC)
