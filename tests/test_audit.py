@@ -10,8 +10,6 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-pytestmark = pytest.mark.xdist_group("audit")  # the module's fixtures run once
-
 from lur_jax import cli, study
 from lur_jax.audit import forgetting_score, plan as plan_lib, study as audit_lib
 from lur_jax.study import config as config_lib, ensemble

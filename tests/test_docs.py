@@ -50,8 +50,9 @@ def run_page(path: str) -> dict:
   return scope
 
 
-# Pages whose examples train a model (a DDPM: 25 s; the TOFU transformer: 25 s)
-SLOW_PAGES = {"diffusion.md", "language_models.md"}
+# Pages whose examples train or compile the most (a DDPM: 25 s; the TOFU transformer: 25 s;
+# LUR in every mode on Linen and NNX models: 18 s)
+SLOW_PAGES = {"diffusion.md", "language_models.md", "functional_api.md"}
 PAGES_WITH_CODE = [pytest.param(p, marks=pytest.mark.slow) if os.path.basename(p) in SLOW_PAGES
                    else p for p in _pages() if python_blocks(p)]
 

@@ -12,8 +12,7 @@ from lur_jax import study as study_lib
 from lur_jax.core import methods
 from lur_jax.study import config as config_lib
 
-# end to end (the study tier); one worker runs the module (its fixtures run once)
-pytestmark = [pytest.mark.study, pytest.mark.xdist_group("generative")]
+pytestmark = pytest.mark.study  # end to end: the study tier
 
 SMOKE = os.path.join(ROOT, "configs", "ddpm_digits_smoke.py")
 
@@ -24,7 +23,8 @@ METHODS = ("retrain", "lur")
 
 
 def _config():
-  return config_lib.apply_overrides(config_lib.load(SMOKE), [f"methods={','.join(METHODS)}"])
+  return config_lib.apply_overrides(config_lib.load(SMOKE), [
+      f"methods={','.join(METHODS)}", "train.epochs=1", "classifier.epochs=1"])
 
 
 @pytest.fixture(scope="module")

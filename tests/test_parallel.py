@@ -10,8 +10,7 @@ import conftest
 import pytest
 from conftest import ROOT
 
-# end to end (the study tier); one worker runs the module (its fixtures run once)
-pytestmark = [pytest.mark.study, pytest.mark.xdist_group("parallel")]
+pytestmark = pytest.mark.study  # end to end: the study tier
 
 _python = conftest.on_devices
 

@@ -13,8 +13,7 @@ import time
 import pytest
 from conftest import ROOT
 
-# end to end (the study tier); one worker runs the module (its fixtures run once)
-pytestmark = [pytest.mark.study, pytest.mark.xdist_group("resume")]
+pytestmark = pytest.mark.study  # end to end: the study tier
 
 # Saving every two steps makes the LUR run last long enough to be killed mid-run.
 SLOW = ["methods=retrain,salun,lur", "lur.epochs=3", "salun.epochs=1",

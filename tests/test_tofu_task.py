@@ -85,7 +85,8 @@ def test_method_settings_of_npo_simnpo_and_lur_with_their_objectives():
 def test_the_study_in_miniature_shares_the_start_across_splits(tmp_path):
   cfg = config_lib.apply_overrides(config_lib.load(TOFU_SMOKE), [
       # of 20 authors both forget one (the same shapes: the second split compiles nothing)
-      "forget.split=forget01,forget05", "methods=retrain,npo", "npo.retain_loss=kl"])
+      "forget.split=forget01,forget05", "methods=retrain,npo", "npo.retain_loss=kl",
+      "tofu.pretrain_epochs=2", "train.epochs=1", "unlearn.epochs=1"])
   lines = []
   out = study.run(cfg, str(tmp_path), progress=False, log=lines.append)
   assert list(out) == ["forget01", "forget05"]

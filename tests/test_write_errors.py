@@ -18,8 +18,7 @@ from conftest import SMOKE
 
 from lur_jax import cli
 
-# end to end (the study tier); one worker runs the module (its clean run happens once)
-pytestmark = [pytest.mark.study, pytest.mark.xdist_group("write_errors")]
+pytestmark = pytest.mark.study  # end to end: the study tier
 
 SETS = ["methods=retrain,lur", "train.epochs=1", "checkpoint.every=4"]
 NO_SPACE = os.strerror(errno.ENOSPC)

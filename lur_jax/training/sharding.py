@@ -167,12 +167,13 @@ def constrain(x: jax.Array, names: tuple[str | None, ...], rules=RULES) -> jax.A
 
   Returns:
     ``x``, with a sharding constraint when the call runs under ``jax.set_mesh`` of a mesh
-    with the axes of :data:`AXES`; unchanged otherwise (one device, no mesh, or inside
-    ``shard_map``, where the batch is already split).
+    with the axes of :data:`AXES`; unchanged otherwise (no mesh, another mesh, or manual
+    axes: lur_jax itself runs no per-device code, but a model of ours stays usable inside
+    a user's own ``shard_map``, where a sharding constraint is not allowed).
   """
   mesh = jax.sharding.get_abstract_mesh()
   if mesh.empty or set(mesh.axis_names) != set(AXES) or any(
-      t == jax.sharding.AxisType.Manual for t in mesh.axis_types):  # inside shard_map
+      t == jax.sharding.AxisType.Manual for t in mesh.axis_types):
     return x
   return jax.lax.with_sharding_constraint(x, P(*nn.logical_to_mesh_axes(names, rules)))
 
