@@ -119,6 +119,7 @@ def test_an_nnx_model_runs_retrain_graddiff_and_lur_on_digits(tmp_path):
 
 
 @pytest.mark.study
+@pytest.mark.slow
 def test_a_linen_model_and_a_data_factory(tmp_path):
   code, out = _run(tmp_path, [f"model.name={HERE}:linen_tanh", f"data.name={HERE}:half_digits",
                               "methods=retrain,ft"])

@@ -83,9 +83,7 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path, reference):
   assert _checksums(resumed) == _checksums(reference)
   assert resumed["methods"]["lur"]["steps"] == reference["methods"]["lur"]["steps"]
   assert not _steps(out, "lur")  # a finished method's checkpoints are removed
-  again, log = _run(out, SLOW)  # finished methods are skipped
-  assert "lur: finished in an earlier run" in log
-  assert _checksums(again) == _checksums(reference)
+  # (a rerun then skips every finished method: test_cli's and test_generative's reruns)
 
 
 def _previous(step):

@@ -116,6 +116,7 @@ def test_an_unwritable_compilation_cache_costs_a_warning(tmp_path, monkeypatch, 
   assert (tmp_path / "run" / "results.json").is_file()
 
 
+@pytest.mark.slow
 def test_a_full_compilation_cache_costs_one_warning(tmp_path, monkeypatch, capsys):
   # JAX has no public hook for the cache's writes (jax.experimental.compilation_cache
   # exposes set_cache_dir and reset_cache only; entries go through an etils path), so the
