@@ -33,7 +33,7 @@ def test_linear_schedule():
 
 @pytest.mark.parametrize("shape,channels", [
     ((8, 8), (16, 32)), pytest.param((28, 28), (16, 32, 32), marks=pytest.mark.slow),
-    ((8, 8, 3), (16, 32))])
+    pytest.param((8, 8, 3), (16, 32), marks=pytest.mark.slow)])
 @pytest.mark.study
 def test_unet_shapes_and_zero_init_output(shape, channels):
   model = diffusion.build_unet(10, shape, channels=channels, emb_dim=32)

@@ -24,7 +24,8 @@ METHODS = ("retrain", "lur")
 
 def _config():
   return config_lib.apply_overrides(config_lib.load(SMOKE), [
-      f"methods={','.join(METHODS)}", "train.epochs=1", "classifier.epochs=1"])
+      f"methods={','.join(METHODS)}", "train.epochs=1", "classifier.epochs=1",
+      "lur.mode=first_order"])  # second-order LUR on the U-Net: the slow suite
 
 
 @pytest.fixture(scope="module")
