@@ -32,19 +32,23 @@ def answer_nll(apply_fn: Callable, params, tokens, labels, chunk: int = 256) -> 
     ``[N]`` float64: the ``avg_loss`` open-unlearning's probability and truth ratio read.
   """
   tokens, labels = np.asarray(tokens), np.asarray(labels)
-  return np.concatenate([np.asarray(_mean_nll(apply_fn, params, tokens[i:i + chunk],
+  return np.concatenate([np.asarray(_jitted(_mean_nll, apply_fn)(params, tokens[i:i + chunk],
                                               labels[i:i + chunk]), np.float64)
                          for i in range(0, len(tokens), chunk)])
 
 
-# Module-level and keyed by the model: one compilation per model and shape, not per call.
-@functools.partial(jax.jit, static_argnums=0)
+@functools.lru_cache(maxsize=8)
+def _jitted(fn, apply_fn, static_argnums=()):
+  """``fn`` with the model bound, jitted: one compilation per model and shape, not per call;
+  the last 8 models stay compiled (older ones are evicted, with what they hold)."""
+  return jax.jit(functools.partial(fn, apply_fn), static_argnums=static_argnums)
+
+
 def _mean_nll(apply_fn, params, tokens, labels):
   total, count = losses.sequence_nll(apply_fn(params, tokens), tokens, labels)
   return total / jnp.maximum(count, 1)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 4, 5, 6))
 def _greedy(apply_fn, params, buffer, lengths, max_new, eos, pad):
   rows = jnp.arange(buffer.shape[0])
 
@@ -82,11 +86,10 @@ def greedy(apply_fn: Callable, params, prompts, prompt_lengths, max_new: int, eo
   if int(lengths.max()) + max_new > prompts.shape[1]:
     raise ValueError(f"prompts of up to {int(lengths.max())} tokens and max_new={max_new} in a "
                      f"buffer of {prompts.shape[1]}; allowed: prompt + max_new <= the buffer")
-  return np.asarray(_greedy(apply_fn, params, prompts, lengths, int(max_new), int(eos),
-                            int(pad)))
+  return np.asarray(_jitted(_greedy, apply_fn, (3, 4, 5))(params, prompts, lengths,
+                                                          int(max_new), int(eos), int(pad)))
 
 
-@functools.partial(jax.jit, static_argnums=0)
 def _token_stats(apply_fn, params, tokens):
   logp = jax.nn.log_softmax(apply_fn(params, tokens)[:, :-1].astype(jnp.float32))
   target = jnp.take_along_axis(logp, tokens[:, 1:, None], -1)[..., 0]
@@ -123,12 +126,11 @@ def token_stats(apply_fn: Callable, params, tokens, labels,
   """
   tokens = np.asarray(tokens)
   stats = [np.concatenate(parts).astype(np.float64) for parts in zip(*(
-      [np.asarray(a) for a in _token_stats(apply_fn, params, tokens[i:i + chunk])]
+      [np.asarray(a) for a in _jitted(_token_stats, apply_fn)(params, tokens[i:i + chunk])]
       for i in range(0, len(tokens), chunk)))]
   return [tuple(s[i, where] for s in stats) for i, where in enumerate(scored_positions(labels))]
 
 
-@functools.partial(jax.jit, static_argnums=0)
 def _grad_norms(apply_fn, params, tokens, weights):
   def loss(p, x, w):
     nll = core_losses.next_token_nll(apply_fn(p, x[None]).astype(jnp.float32), x[None])[0]
@@ -156,12 +158,11 @@ def grad_norms(apply_fn: Callable, params, tokens, labels, chunk: int = 32) -> n
   weights = np.zeros((len(tokens), tokens.shape[1] - 1), np.float32)
   for i, where in enumerate(scored_positions(labels)):
     weights[i, where] = 1
-  return np.concatenate([np.asarray(_grad_norms(apply_fn, params, tokens[i:i + chunk],
+  return np.concatenate([np.asarray(_jitted(_grad_norms, apply_fn)(params, tokens[i:i + chunk],
                                                 weights[i:i + chunk]), np.float64)
                          for i in range(0, len(tokens), chunk)])
 
 
-@functools.partial(jax.jit, static_argnums=0)
 def _argmax(apply_fn, params, tokens):
   return jnp.argmax(apply_fn(params, tokens)[:, :-1], -1)
 
@@ -180,7 +181,7 @@ def teacher_forced(apply_fn: Callable, params, tokens, labels,
     ``N`` pairs ``(predictions [n_i], answer tokens [n_i])``.
   """
   tokens = np.asarray(tokens)
-  predicted = np.concatenate([np.asarray(_argmax(apply_fn, params, tokens[i:i + chunk]))
+  predicted = np.concatenate([np.asarray(_jitted(_argmax, apply_fn)(params, tokens[i:i + chunk]))
                               for i in range(0, len(tokens), chunk)])
   return [(predicted[i, where], tokens[i, 1:][where])
           for i, where in enumerate(scored_positions(labels))]
