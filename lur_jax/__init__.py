@@ -29,6 +29,7 @@ from lur_jax.core.saliency import (
 )
 from lur_jax.core.train import (
   TrainState,
+  Variables,
   check_batches,
   conflict_metrics,
   gradient_step,
@@ -79,7 +80,8 @@ __version__ = "0.1.0"
 __all__ = [
     "BatchNorm", "CLASSIFICATION", "CNN", "Context", "Dataset", "Experiment",
     "ForgetSplit", "LurTerms", "METHODS", "MLP", "MODELS", "Method", "Model", "Objectives",
-    "ResNet18", "Run", "RunCheckpoints", "Schedule", "Splits", "TASKS", "Task", "TrainState", "UNet",
+    "ResNet18", "Run", "RunCheckpoints", "Schedule", "Splits", "TASKS", "Task", "TrainState",
+    "UNet", "Variables",
     "WriteError", "add_noise", "avg_gap", "build_model", "build_unet", "ce_objective",
     "check_batches", "conflict_metrics", "cross_entropy", "ddim_sample", "ddpm_sample",
     "distributed_init", "enable_compilation_cache", "execute", "fit", "forget_gradients",

@@ -22,7 +22,7 @@ import numpy as np
 
 from lur_jax import study
 from lur_jax.audit import plan as plan_lib, scores
-from lur_jax.core import methods
+from lur_jax.core import methods, train
 from lur_jax.study import config as config_lib, ensemble, plots, results as results_lib
 from lur_jax.training import cache as cache_lib, checkpoint, steppers
 
@@ -150,7 +150,7 @@ def run(config: ml_collections.ConfigDict, out_dir: str, *, progress: bool = Tru
 
 
 def _stacked_abstract(exp, models: int):
-  one = jax.eval_shape(lambda k: {"params": exp.model.init(k), "model_state": {}},
+  one = jax.eval_shape(lambda k: train.Variables(params=exp.model.init(k), model_state={}),
                        jax.random.key(0))
   return jax.tree.map(lambda a: jax.ShapeDtypeStruct((models, *a.shape), a.dtype), one)
 
@@ -174,7 +174,7 @@ class _Trainer(NamedTuple):
            "settings": config_lib.method_settings(cfg, method).to_dict(),
            "members": _digest(members.seeds, members.retain, members.forget)}
 
-    def train(directory) -> cache_lib.Trained:
+    def make(directory) -> cache_lib.Trained:
       options = config_lib.checkpoint_options(cfg)
       checkpoints = checkpoint.RunCheckpoints(directory, options["keep"], warn=self.log)
       try:
@@ -185,12 +185,12 @@ class _Trainer(NamedTuple):
         checkpoints.close()
       self.log(f"audit: {role}: {k} models, {result.steps} steps, {result.seconds:.1f} s "
                f"(+{result.compile_seconds:.1f} s compiling)")
-      return cache_lib.Trained({"params": result.state.params, "model_state": {}}, {
+      return cache_lib.Trained(train.variables_of(result.state), {
           "seconds": result.seconds, "compile_seconds": result.compile_seconds,
           "steps": result.steps, "diverged": int((result.diverged_at >= 0).sum()),
           "fingerprint_parent": parent})
 
-    cached, reused = self.cache.memoised(f"audit-{role}", key, train, _stacked_abstract(exp, k))
+    cached, reused = self.cache.memoised(f"audit-{role}", key, make, _stacked_abstract(exp, k))
     if reused:
       self.log(f"audit: reusing the {role} ensemble from {cached.directory}")
     return cached.variables, cached.meta

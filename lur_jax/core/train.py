@@ -7,7 +7,7 @@ at the call site (with ``donate_argnums=0``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypedDict
 
 import jax
 import jax.numpy as jnp
@@ -34,6 +34,31 @@ class TrainState(NamedTuple):
   step: jax.Array
   rng: jax.Array
   model_state: Any = None
+
+
+class Variables(TypedDict):
+  """A model as it is stored, measured and restored: a plain dict (a pytree Orbax saves and
+  ``params_checksum`` hashes as before), typed.
+
+  Attributes:
+    params: the parameters.
+    model_state: BatchNorm's running statistics (``{}`` without BatchNorm).
+  """
+
+  params: Any
+  model_state: Any
+
+
+def variables_of(state: TrainState) -> Variables:
+  """The :class:`Variables` of a training state (its optimiser state, step and key left out).
+
+  Args:
+    state: a :class:`TrainState` (with a member axis for an ensemble).
+
+  Returns:
+    ``Variables(params=state.params, model_state=state.model_state)``.
+  """
+  return Variables(params=state.params, model_state=state.model_state)
 
 
 StateUpdate = Callable[[Any, Any, dict], Any]  # (params, model_state, retain_batch) -> state

@@ -77,8 +77,8 @@ def fresh(exp, seeds):
   Returns:
     ``{"params", "model_state"}`` with a leading member axis.
   """
-  return stack([{"params": exp.model.init(streams.key(int(s), streams.INIT)),
-                 "model_state": {}} for s in seeds])
+  return stack([train.Variables(params=exp.model.init(streams.key(int(s), streams.INIT)),
+                                model_state={}) for s in seeds])
 
 
 def member(tree, m: int):

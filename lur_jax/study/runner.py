@@ -23,7 +23,7 @@ from lur_jax.training import cache as cache_lib, checkpoint, loop, sharding, ste
 
 
 def _variables(state: train.TrainState) -> dict:
-  return {"params": state.params, "model_state": state.model_state}
+  return train.variables_of(state)
 
 
 def initial_variables(exp) -> dict:
@@ -35,7 +35,7 @@ def initial_variables(exp) -> dict:
   init = exp.model.init
   if not sharding.is_data_parallel(exp.mesh):
     init = jax.jit(init, out_shardings=sharding.model_shardings(exp.model, exp.mesh))
-  return {"params": init(key), "model_state": exp.model.init_state(key)}
+  return train.Variables(params=init(key), model_state=exp.model.init_state(key))
 
 
 def _state_update(model: models.Model, model_state):
@@ -194,7 +194,7 @@ def from_scratch(exp, cache: cache_lib.ModelCache, desc: str, retain_idx, log, p
   key = {**_common_key(cfg), **exp.task.cache_key(cfg),
          "retain": hashlib.sha256(np.asarray(retain_idx).tobytes()).hexdigest()}
 
-  def train(checkpoints) -> cache_lib.Trained:
+  def make(checkpoints) -> cache_lib.Trained:
     start = (initial_variables(exp) if exp.task.initial is None else
              exp.task.initial(exp, cache, log, progress))
     result = run_method(exp, "retrain", start, np.asarray(retain_idx), np.zeros(0, np.int64),
@@ -204,7 +204,7 @@ def from_scratch(exp, cache: cache_lib.ModelCache, desc: str, retain_idx, log, p
     return cache_lib.Trained(_variables(result.state), _facts(result), finished, finished)
 
   shared = len(retain_idx) == len(exp.splits.train)  # the original: one for every variant
-  cached, reused = cache.memoised(desc, key, train, jax.eval_shape(
+  cached, reused = cache.memoised(desc, key, make, jax.eval_shape(
       lambda: initial_variables(exp)), shared=shared)
   if reused:
     log(f"reusing the {desc} model from {cached.directory}")
@@ -248,7 +248,7 @@ def method_row(exp, cache: cache_lib.ModelCache, name: str, original, measure, l
     variables, facts, reused = from_scratch(exp, cache, name, exp.forget.retain, log, progress)
     return _measured_row(facts, variables, measure, name, log, reused)[0], {}
 
-  def train(checkpoints) -> cache_lib.Trained:
+  def make(checkpoints) -> cache_lib.Trained:
     result = run_method(exp, name, original, exp.forget.retain, exp.forget.forget,
                         seed=streams.derive_seed(cfg.seed, name), desc=name, progress=progress,
                         checkpoint_dir=checkpoints, log=log)
@@ -261,7 +261,7 @@ def method_row(exp, cache: cache_lib.ModelCache, name: str, original, measure, l
         "history": result.history_of()}, keep=True, finished=diverged_at is None)
 
   key = {**run_key(exp), "settings": config_lib.method_settings(cfg, name).to_dict()}
-  cached, reused = cache.memoised(name, key, train)
+  cached, reused = cache.memoised(name, key, make)
   if reused:
     log(f"{name}: finished in an earlier run with these settings; reusing its results")
     return {**cached.meta["row"], "reused": True}, cached.meta["history"]

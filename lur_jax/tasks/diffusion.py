@@ -121,8 +121,7 @@ def _train_judge(exp, model, variables, init, progress) -> dict:
       batch_size=c.batch_size, iterate="retain",
       seed=streams.derive_seed(exp.config.seed, "classifier-order"), desc="classifier",
       progress=progress)
-  return {"variables": {"params": result.state.params,
-                        "model_state": result.state.model_state},
+  return {"variables": train.variables_of(result.state),
           "seconds": result.seconds}
 
 
@@ -133,9 +132,9 @@ def _judge(exp, cache, log, progress) -> tuple[Judge, dict]:
   model = models.build_model(c.model, splits.num_classes, splits.train.x.shape[1:])
   key = {"seed": cfg.seed, "data": cfg.data.to_dict(), "classifier": c.to_dict()}
   init = jax.random.key(streams.derive_seed(cfg.seed, "classifier"))
-  variables = {"params": model.init(init), "model_state": model.init_state(init)}
+  variables = train.Variables(params=model.init(init), model_state=model.init_state(init))
 
-  def train(checkpoints) -> cache_lib.Trained:
+  def make(checkpoints) -> cache_lib.Trained:
     del checkpoints  # short: no checkpoints
     trained = _train_judge(exp, model, variables, init, progress)
     judge = Judge(model, trained["variables"])
@@ -143,7 +142,7 @@ def _judge(exp, cache, log, progress) -> tuple[Judge, dict]:
     return cache_lib.Trained(trained["variables"], {"test_accuracy": 100.0 * float(accuracy),
                                                     "seconds": trained["seconds"]})
 
-  cached, reused = cache.memoised("classifier", key, train, jax.eval_shape(lambda: variables))
+  cached, reused = cache.memoised("classifier", key, make, jax.eval_shape(lambda: variables))
   if reused:
     log(f"reusing the evaluation classifier from {cached.directory}")
   judge, meta = Judge(model, cached.variables), cached.meta  # one judge, compiled once

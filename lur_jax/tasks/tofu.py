@@ -20,7 +20,7 @@ import ml_collections
 import numpy as np
 from jax import lax
 
-from lur_jax.core import checks, methods, streams
+from lur_jax.core import checks, methods, streams, train
 from lur_jax.lm import corpus as corpus_lib, losses, metrics, scorecard, tofu
 from lur_jax.study import results, runner
 from lur_jax.tasks import base, language
@@ -208,7 +208,7 @@ def initial(exp, cache, log, progress) -> dict:
   key = {"seed": cfg.seed, "model": cfg.model.to_dict(), "train": cfg.train.to_dict(),
          **cache_key(cfg)}
 
-  def train(checkpoints) -> cache_lib.Trained:
+  def make(checkpoints) -> cache_lib.Trained:
     del checkpoints  # short: no checkpoints
     pretrain_cfg = ml_collections.ConfigDict(cfg.to_dict())
     pretrain_cfg.train.epochs = cfg.tofu.pretrain_epochs
@@ -220,12 +220,11 @@ def initial(exp, cache, log, progress) -> dict:
                                seed=streams.derive_seed(cfg.seed, "pretrain"), desc="pretrain",
                                progress=progress, log=log)
     log(f"pretrain: {result.steps} steps on the general-knowledge set, {result.seconds:.1f} s")
-    return cache_lib.Trained({"params": result.state.params,
-                              "model_state": result.state.model_state},
+    return cache_lib.Trained(train.variables_of(result.state),
                              {"seconds": result.seconds, "steps": result.steps})
 
   abstract = jax.eval_shape(lambda: runner.initial_variables(exp))
-  return cache.memoised("pretrain", key, train, abstract, shared=True)[0].variables
+  return cache.memoised("pretrain", key, make, abstract, shared=True)[0].variables
 
 
 def measurer(exp, cache, log, progress):

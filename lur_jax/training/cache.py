@@ -111,7 +111,7 @@ class ModelCache:
     """Stores ``variables`` as ``models/<name>`` with ``meta`` and the fingerprint."""
     save_replacing(self.model_dir(name, shared), variables, {**meta, "fingerprint": key})
 
-  def memoised(self, name: str, key: dict, train: Callable[[str], Trained], abstract=None,
+  def memoised(self, name: str, key: dict, make: Callable[[str], Trained], abstract=None,
                shared: bool = False) -> tuple[Cached, bool]:
     """The model ``name`` that ``key`` determines: from the cache, or trained.
 
@@ -123,8 +123,8 @@ class ModelCache:
       name: the model's name (its folder ``models/<name>``).
       key: a JSON-able dict of everything that determines the model; its
         :func:`fingerprint` is the cache key, and it is kept in the meta.
-      train: ``checkpoint_dir -> Trained``, run on a miss; it may checkpoint into
-        ``checkpoint_dir`` and resume from it.
+      make: ``checkpoint_dir -> Trained``, run on a miss (it trains the model); it may
+        checkpoint into ``checkpoint_dir`` and resume from it.
       abstract: the shapes to restore the variables into (``None``: read only the meta).
       shared: a model every variant of the study shares (see the class).
 
@@ -136,7 +136,7 @@ class ModelCache:
     if cached is not None:
       return cached, True
     checkpoints = self.checkpoint_dir(name, fp)
-    trained = train(checkpoints)
+    trained = make(checkpoints)
     meta = {**trained.meta, "key": key}
     if trained.keep:
       self.save(name, fp, trained.variables, meta, shared=shared)

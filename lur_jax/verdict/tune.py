@@ -101,14 +101,14 @@ def seeds_group(exp, count: int, name: str, scorer: Scorer, *, cache=None, progr
   members = members_for(exp, count, name)
   # "variables": saved as {"params", "model_state"} (earlier versions saved the params alone)
   key = {**runner.run_key(exp), "count": count, "name": name, "variables": True}
-  abstract = {"params": jax.tree.map(lambda a: jax.ShapeDtypeStruct((count, *a.shape), a.dtype),
-                                     jax.eval_shape(exp.model.init, jax.random.key(0))),
-              "model_state": {}}
-  train = lambda checkpoints: _train_seeds(exp, members, count, name, scorer, progress, log)
+  abstract = train.Variables(
+      params=jax.tree.map(lambda a: jax.ShapeDtypeStruct((count, *a.shape), a.dtype),
+                          jax.eval_shape(exp.model.init, jax.random.key(0))), model_state={})
+  make = lambda checkpoints: _train_seeds(exp, members, count, name, scorer, progress, log)
   if cache is None:
-    cached = train(None)
+    cached = make(None)
   else:
-    cached, reused = cache.memoised(name, key, train, abstract)
+    cached, reused = cache.memoised(name, key, make, abstract)
     if reused:
       log(f"verdict: {name}: reusing {cached.directory}")
   return Seeds(members, cached.variables,
@@ -130,8 +130,8 @@ def _train_seeds(exp, members, count, name, scorer, progress, log) -> cache_lib.
                              "(train.lr) does not train this model")
   log(f"verdict: {name}: {count} originals {original.seconds:.1f} s, retrains "
       f"{retrain.seconds:.1f} s")
-  reference = scorer.score({"params": retrain.state.params, "model_state": {}}, members)
-  return cache_lib.Trained({"params": original.state.params, "model_state": {}},
+  reference = scorer.score(train.variables_of(retrain.state), members)
+  return cache_lib.Trained(train.variables_of(original.state),
                            {"reference": reference.tolist()})
 
 
@@ -170,7 +170,7 @@ def run_settings(exp, arm: space_lib.Arm, settings: list[dict], group: Seeds, sc
                               hparams=hparams, wrap=wrap, progress=progress,
                               desc=f"{desc} {dict(fixed)} ×{len(members.seeds)}",
                               chunk=chunk_of(scorer.chunk, len(members.seeds)))
-    values = scorer.score({"params": result.state.params, "model_state": {}}, members)
+    values = scorer.score(train.variables_of(result.state), members)
     values[result.diverged_at >= 0] = np.nan
     out[chosen] = values.reshape(len(chosen), count, -1)
     info["seconds"] += result.seconds
