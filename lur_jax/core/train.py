@@ -154,7 +154,8 @@ def with_keys(state: TrainState, retain_batch: dict, forget_batch: dict) -> tupl
   """Adds the per-step keys that random objectives read (``rl``'s labels, the
   diffusion noise), one for each batch."""
   key = jax.random.fold_in(state.rng, state.step)
-  return {**retain_batch, "key": jax.random.fold_in(key, streams.RETAIN)}, {**forget_batch, "key": key}
+  retain_key = jax.random.fold_in(key, streams.RETAIN)
+  return {**retain_batch, "key": retain_key}, {**forget_batch, "key": key}
 
 
 def _apply(state: TrainState, grads, tx, retain_batch, state_update) -> TrainState:

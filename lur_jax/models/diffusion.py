@@ -243,8 +243,8 @@ def forget_objective(name: str, apply_fn: Callable, schedule: Schedule,
   if name == "rl":
     def relabel(params, batch):
       n = add_noise(schedule, batch)
-      other = losses.random_wrong_labels(jax.random.fold_in(batch["key"], streams.RELABEL), batch["y"],
-                                         num_classes)
+      other = losses.random_wrong_labels(jax.random.fold_in(batch["key"], streams.RELABEL),
+                                         batch["y"], num_classes)
       target = lax.stop_gradient(apply_fn(params, n.x_t, n.t, other))
       return _per_example_mse(apply_fn(params, n.x_t, n.t, batch["y"]), target).mean()
     return relabel

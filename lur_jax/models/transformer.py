@@ -4,7 +4,8 @@ Pre-LayerNorm blocks (causal multi-head attention with rotary positions, a GELU 
 with ``nn.scan`` so that depth costs one compiled block, each block optionally rematerialised
 (``remat="block"``). Parameters are float32; ``dtype`` is the compute dtype. The logical axes
 (``vocab``, ``embed``, ``heads``, ``kv``, ``mlp``, ``layers``) are mapped to mesh axes by the
-rules of :mod:`lur_jax.training.sharding`, so the same module runs replicated, FSDP or tensor parallel.
+rules of :mod:`lur_jax.training.sharding`, so the same module runs replicated, FSDP or
+tensor parallel.
 
 A batch is ``{"x": tokens [B, T] int32}``; :func:`lm_objective` is the mean next-token
 cross-entropy, ``(params, batch) -> scalar``, as every lur_jax objective.

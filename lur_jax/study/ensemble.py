@@ -146,9 +146,9 @@ def fit(step_fn, states, x, y, members: Members, *, mesh, epochs: int, batch_siz
     log: ``str -> None`` for the resume line.
 
   Returns:
-    A :class:`lur_jax.training.loop.Run` (states with a member axis); seconds exclude compilation and checkpoint
-    writes. A member's metrics are NaN from where it diverged; the run stops
-    early only when every member has.
+    A :class:`lur_jax.training.loop.Run` (states with a member axis); seconds
+    exclude compilation and checkpoint writes. A member's metrics are NaN from
+    where it diverged; the run stops early only when every member has.
   """
   _check(members)
   stepper = steppers.Ensemble(step_fn, mesh, len(members.seeds), chunk, augment)

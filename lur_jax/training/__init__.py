@@ -1,1 +1,2 @@
-"""Devices, meshes and shardings, the training loop and its steppers, checkpoints and the model cache."""
+"""Devices, meshes and shardings, the training loop and its steppers, checkpoints and the
+model cache."""
