@@ -71,7 +71,7 @@ def run(model_name, method, mode, devices):
   settings = _settings(model_name, method, mode)
   tx = train.sgd(0.1)
   if methods.METHODS[method].wrap_tx is not None:
-    tx = methods.METHODS[method].wrap_tx(settings, tx)
+    tx = methods.METHODS[method].wrap_tx(settings, tx, STEPS)
 
   update = None
   if jax.tree.leaves(model_state):

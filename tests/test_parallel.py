@@ -49,9 +49,11 @@ def _run(out, *overrides):
 
 @pytest.mark.slow  # end to end; the steps' equality is test_sharded_steps_match_one_device's
 def test_smoke_run_on_four_devices_matches_one(tmp_path):
+  # SHORT: with the full smoke recipe the original's training drifts apart by round-off
+  # (ReLUs that flip, as in test_sharding.SHORT): ft 6 examples apart on 4 devices (measured)
   results = {}
   for devices in (1, 4):
-    proc = _run(tmp_path / f"d{devices}", f"devices={devices}")
+    proc = _run(tmp_path / f"d{devices}", f"devices={devices}", *SHORT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     with open(tmp_path / f"d{devices}" / "results.json") as f:
       results[devices] = json.load(f)
