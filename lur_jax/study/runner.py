@@ -22,11 +22,7 @@ from lur_jax.study import config as config_lib
 from lur_jax.training import cache as cache_lib, checkpoint, loop, sharding, steppers
 
 
-def _variables(state: train.TrainState) -> dict:
-  return train.variables_of(state)
-
-
-def initial_variables(exp) -> dict:
+def initial_variables(exp) -> train.Variables:
   """The init shared by the original model and retrain (they differ only in data):
   ``{"params": ..., "model_state": ...}``. On a sharded mesh the parameters are
   created already sharded (a jitted init with ``out_shardings``): no device ever
@@ -201,7 +197,7 @@ def from_scratch(exp, cache: cache_lib.ModelCache, desc: str, retain_idx, log, p
                         seed=streams.derive_seed(cfg.seed, desc), desc=desc, progress=progress,
                         checkpoint_dir=checkpoints, log=log)
     finished = result.first_divergence() is None
-    return cache_lib.Trained(_variables(result.state), _facts(result), finished, finished)
+    return cache_lib.Trained(train.variables_of(result.state), _facts(result), finished, finished)
 
   shared = len(retain_idx) == len(exp.splits.train)  # the original: one for every variant
   cached, reused = cache.memoised(desc, key, make, jax.eval_shape(
@@ -252,7 +248,7 @@ def method_row(exp, cache: cache_lib.ModelCache, name: str, original, measure, l
     result = run_method(exp, name, original, exp.forget.retain, exp.forget.forget,
                         seed=streams.derive_seed(cfg.seed, name), desc=name, progress=progress,
                         checkpoint_dir=checkpoints, log=log)
-    variables = _variables(result.state)
+    variables = train.variables_of(result.state)
     facts = _facts(result)
     row, diverged_at = _measured_row(facts, variables, measure, name, log, reused=False)
     del facts["diverged_at"]

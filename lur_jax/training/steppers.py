@@ -136,13 +136,17 @@ def state_shardings(state, mesh: Mesh, param_shardings):
                         model_state=jax.tree.map(lambda _: replicated, state.model_state))
 
 
+def _replicated(tree, mesh: Mesh):
+  return jax.tree.map(lambda _: NamedSharding(mesh, P()), tree)
+
+
 def shardings_of(state, model, mesh: Mesh):
   """The shardings of one model's :class:`~lur_jax.TrainState` on ``mesh``:
   everything replicated when only ``data`` splits the mesh, else the
   parameters' own (:func:`lur_jax.training.sharding.model_shardings`) through
   :func:`state_shardings`."""
   if sharding.is_data_parallel(mesh):
-    return jax.tree.map(lambda _: NamedSharding(mesh, P()), state)
+    return _replicated(state, mesh)
   return state_shardings(state, mesh, sharding.model_shardings(model, mesh))
 
 
@@ -166,7 +170,7 @@ class Sharded(Stepper):
 
   def place(self, state) -> list:
     if self.shardings is None:
-      self.shardings = jax.tree.map(lambda _: NamedSharding(self.mesh, P()), state)
+      self.shardings = _replicated(state, self.mesh)
     return [parallel.put(state, self.shardings)]
 
   def compile(self, state, data_arrays, batches):
