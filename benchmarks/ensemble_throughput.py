@@ -51,8 +51,8 @@ def main() -> None:
       config_lib.load(os.path.join(ROOT, args.config)), args.set)).only()
   members = ensemble.random_members(exp, args.models)
   every = np.tile(np.arange(len(exp.splits.train)), (args.models, 1))
-  starts = [runner.initial_variables(exp._replace(config=config_lib.apply_overrides(
-      exp.config, [f"seed={i + 1}"]))) for i in range(args.models)]
+  starts = [runner.initial_variables(exp.model, exp.mesh, seed=i + 1)
+            for i in range(args.models)]
   chunks = [int(c) for c in args.chunks.split(",")]
   rows = []
   for name in args.methods.split(","):
@@ -65,8 +65,9 @@ def main() -> None:
       row.update({"steps": together.steps, f"chunk{chunk}_seconds": wall,
                   f"chunk{chunk}_run_seconds": together.seconds})
     alone, wall_alone = _timed(lambda name=name, sets=sets: [runner.run_method(
-        exp, name, starts[i], sets.retain[i], sets.forget[i], seed=int(sets.seeds[i]), desc=f"member{i}",
-        progress=False) for i in range(args.models)])
+        exp, runner.plan(name, exp.settings[name], sets.retain[i], sets.forget[i]), starts[i],
+        exp.splits.train, sets.retain[i], sets.forget[i], seed=int(sets.seeds[i]),
+        desc=f"member{i}", progress=False) for i in range(args.models)])
     row.update({"loop_seconds": wall_alone,
                 "loop_run_seconds": sum(r.seconds for r in alone)})
     for chunk in chunks:

@@ -56,10 +56,11 @@ class Setting:
 
   def run(self, arm, lr, seed, log):
     exp = self.exp
-    cfg = config_lib.apply_overrides(exp.config, [f"{arm}.lr={lr}"])
+    retain, forget = exp.forget.retain, exp.forget.forget
     start = time.perf_counter()
-    result = runner.run_method(exp._replace(config=cfg), arm, self.original, exp.forget.retain,
-                               exp.forget.forget, seed=streams.derive_seed(seed, arm),
+    p = runner.plan(arm, exp.settings[arm].replace(lr=lr), retain, forget)
+    result = runner.run_method(exp, p, self.original, exp.splits.train, retain, forget,
+                               seed=streams.derive_seed(seed, arm),
                                desc=f"{arm} lr={lr} seed={seed}", progress=False, log=log)
     row = {"seconds": result.seconds, "steps": result.steps}
     if result.first_divergence() is not None:

@@ -27,6 +27,7 @@ from lur_jax.core.saliency import (
   top_fraction_mask,
   trim,
 )
+from lur_jax.core.settings import Settings
 from lur_jax.core.train import (
   TrainState,
   Variables,
@@ -80,7 +81,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BatchNorm", "CLASSIFICATION", "CNN", "Context", "Dataset", "Experiment",
     "ForgetSplit", "LurTerms", "METHODS", "MLP", "MODELS", "Method", "Model", "Objectives",
-    "ResNet18", "Run", "RunCheckpoints", "Schedule", "Splits", "TASKS", "Task", "TrainState",
+    "ResNet18", "Run", "RunCheckpoints", "Schedule", "Settings", "Splits", "TASKS", "Task", "TrainState",
     "UNet", "Variables",
     "WriteError", "add_noise", "avg_gap", "build_model", "build_unet", "ce_objective",
     "check_batches", "conflict_metrics", "cross_entropy", "ddim_sample", "ddpm_sample",

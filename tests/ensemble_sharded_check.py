@@ -23,8 +23,8 @@ def main():
   for devices in (1, 8):
     exp = study.prepare(config_lib.apply_overrides(base, [f"devices={devices}"])).only()
     members = test_ensemble.draw_members(exp, 8)
-    starts = ensemble.stack([runner.initial_variables(exp._replace(
-        config=config_lib.apply_overrides(exp.config, [f"seed={i + 1}"]))) for i in range(8)])
+    starts = ensemble.stack([runner.initial_variables(exp.model, exp.mesh, seed=i + 1)
+                             for i in range(8)])
     for name in ("lur", "salun"):
       out = ensemble.unlearn(exp, name, starts, members, progress=False)
       results.setdefault(name, {})[devices] = out.state.params

@@ -59,9 +59,8 @@ def _objectives(model_name):
 def _settings(model_name, method, mode):
   base = "ddpm_digits.py" if model_name == "unet" else "digits.py"
   config = config_lib.load(os.path.join(ROOT, "configs", base))
-  settings = config_lib.method_settings(config, method)
-  settings.update({"mode": mode, "inner_steps": 2, "total_steps": STEPS})
-  return settings
+  return config_lib.method_settings(config, method).replace(
+      mode=mode, inner_steps=2, total_steps=STEPS)
 
 
 def run(model_name, method, mode, devices):

@@ -16,7 +16,7 @@ def _load(name, sets=()):
 
 
 def _settings(config):
-  return {name: config_lib.method_settings(config, name).to_dict()
+  return {name: dict(config_lib.method_settings(config, name))
           for name in methods.parse_methods(config.methods)}
 
 

@@ -43,14 +43,17 @@ CASES = ([(*c, True) for c in BIT_IDENTICAL] + [(*c, False) for c in ROUND_OFF]
 @pytest.mark.parametrize("name, sets, bit_identical", CASES,
                          ids=lambda v: ",".join(v) if isinstance(v, list) else str(v))
 def test_each_member_matches_the_member_run_alone(exp, name, sets, bit_identical):
-  exp = exp._replace(config=config_lib.apply_overrides(exp.config, sets))
+  settings = config_lib.method_settings(config_lib.apply_overrides(exp.config, sets), name)
   members = draw_members(exp)
-  starts = [runner.initial_variables(exp._replace(config=_seeded(exp.config, i)))
+  starts = [runner.initial_variables(exp.model, exp.mesh, seed=i + 1)
             for i in range(len(members.seeds))]
-  together = ensemble.unlearn(exp, name, ensemble.stack(starts), members, progress=False)
+  together = ensemble.unlearn(exp, name, ensemble.stack(starts), members, settings=settings,
+                              progress=False)
   for i in range(len(members.seeds)):
-    alone = runner.run_method(exp, name, starts[i], members.retain[i], members.forget[i],
-                              seed=int(members.seeds[i]), desc=f"member{i}", progress=False)
+    retain, forget = members.retain[i], members.forget[i]
+    alone = runner.run_method(exp, runner.plan(name, settings, retain, forget), starts[i],
+                              exp.splits.train, retain, forget, seed=int(members.seeds[i]),
+                              desc=f"member{i}", progress=False)
     for got, want in zip(jax.tree.leaves(ensemble.member(together.state.params, i)),
                          jax.tree.leaves(alone.state.params)):
       if bit_identical:
@@ -60,10 +63,6 @@ def test_each_member_matches_the_member_run_alone(exp, name, sets, bit_identical
         assert relative <= 1e-6, (name, sets, i, relative)
   assert (together.diverged_at == -1).all()
   assert together.history["loss"].shape == (together.steps, len(members.seeds))
-
-
-def _seeded(config, i):
-  return config_lib.apply_overrides(config, [f"seed={i + 1}"])
 
 
 def test_an_ensemble_needs_two_members(exp):

@@ -43,8 +43,8 @@ def test_a_sweep_member_matches_a_run_with_that_setting(exp, name, values):
   for i in range(2):
     config = config_lib.apply_overrides(exp.config, [f"{name}.{k}={v[i]}"
                                                      for k, v in values.items()])
-    alone = ensemble.unlearn(exp._replace(config=config), name, starts, members,
-                             progress=False)
+    alone = ensemble.unlearn(exp, name, starts, members, progress=False,
+                             settings=config_lib.method_settings(config, name))
     for got, want in zip(jax.tree.leaves(ensemble.member(swept.state.params, i)),
                          jax.tree.leaves(ensemble.member(alone.state.params, i))):
       # float32 hyperparameters traced instead of constants: round-off only.
@@ -160,7 +160,7 @@ def test_a_tiny_verdict_writes_its_tables(tmp_path, monkeypatch):
 
 def _arm_key(exp, overrides, arm="lur-ga"):
   config = config_lib.apply_overrides(exp.config, overrides)
-  return tune.arm_key(exp._replace(config=config), space.arms()[arm])
+  return tune.arm_key(study.prepare(config).only(), space.arms()[arm])
 
 
 def test_an_arm_is_determined_by_what_it_does_not_draw(exp):

@@ -171,7 +171,7 @@ class _Trainer(NamedTuple):
     cfg = exp.config
     key = {"seed": cfg.seed, "data": cfg.data.to_dict(), "model": cfg.model.to_dict(),
            **exp.task.cache_key(cfg), "role": role, "parent": parent,
-           "settings": config_lib.method_settings(cfg, method).to_dict(),
+           "settings": dict(exp.settings[method]),
            "members": _digest(members.seeds, members.retain, members.forget)}
 
     def make(directory) -> cache_lib.Trained:
@@ -218,12 +218,12 @@ def execute(audit: Audit, out_dir: str, *, progress: bool = True, log=None) -> d
   seed = exp.config.seed
   originals = p.originals(seed, len(exp.splits.train))
   original, original_meta = trainer.ensemble("original", "retrain", originals,
-                                             lambda: ensemble.fresh(exp, originals.seeds))
+                                             lambda: ensemble.fresh(exp.model, originals.seeds))
 
   def ensemble_of(role, method):
     members = p.members(seed, role)
     if methods.METHODS[method].from_scratch:
-      return trainer.ensemble(role, method, members, lambda: ensemble.fresh(exp, members.seeds))
+      return trainer.ensemble(role, method, members, lambda: ensemble.fresh(exp.model, members.seeds))
     return trainer.ensemble(role, method, members, lambda: jax.tree.map(
         lambda a: np.concatenate([a, a]), original), parent=original_meta["fingerprint"])
 

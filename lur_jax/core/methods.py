@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import optax
 
 from lur_jax.core import checks, losses, lur, saliency, train
+from lur_jax.core.settings import Settings
 
 Loss = Callable[[Any, dict], jax.Array]  # (params, batch) -> scalar
 
@@ -112,27 +113,27 @@ class MakeStep(Protocol):
   """``(ctx, settings, tx) -> step``: a method's pure ``(state, retain_batch,
   forget_batch) -> (state, metrics)`` from its resolved settings."""
 
-  def __call__(self, ctx: Context, settings: Any,
+  def __call__(self, ctx: Context, settings: Settings,
                tx: optax.GradientTransformation) -> train.Step: ...
 
 
 class Prepare(Protocol):
   """``(ctx, settings, params, forget_xy, key) -> (params, update_mask or None)``."""
 
-  def __call__(self, ctx: Context, settings: Any, params: Any, forget_xy: tuple,
+  def __call__(self, ctx: Context, settings: Settings, params: Any, forget_xy: tuple,
                key: jax.Array) -> tuple[Any, Any]: ...
 
 
 class CheckSettings(Protocol):
   """``(settings, params) -> None``, a ValueError for bad settings."""
 
-  def __call__(self, settings: Any, params: Any) -> None: ...
+  def __call__(self, settings: Settings, params: Any) -> None: ...
 
 
 class WrapTx(Protocol):
   """``(settings, tx, total_steps) -> tx``: the method's addition to the optimiser."""
 
-  def __call__(self, settings: Any, tx: optax.GradientTransformation,
+  def __call__(self, settings: Settings, tx: optax.GradientTransformation,
                total_steps: int) -> optax.GradientTransformation: ...
 
 
@@ -140,8 +141,8 @@ class Method(NamedTuple):
   """How a method runs.
 
   Attributes:
-    make_step: ``(ctx, settings, tx) -> step``; ``settings`` is the method's
-      resolved config section.
+    make_step: ``(ctx, settings, tx) -> step``; ``settings`` are the method's
+      resolved :class:`Settings`.
     iterate: the set an epoch walks through, ``"retain"`` or ``"forget"``; the
       other set's batches cycle alongside.
     from_scratch: start from a fresh init (retrain) instead of the original.

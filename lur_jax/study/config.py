@@ -138,21 +138,17 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides) -> ml_collecti
   return config
 
 
-def method_settings(config: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
+def method_settings(config: ml_collections.ConfigDict, name: str) -> methods.Settings:
   """A method's settings: ``unlearn`` (or ``train`` for retrain), the sections it
   inherits (``Method.inherits``), its registry defaults (``Method.defaults``), then its
   own section, ``None`` meaning "inherit"."""
-  base = config.train if name == "retrain" else config.unlearn
-  settings = ml_collections.ConfigDict(base.to_dict())
+  settings = dict((config.train if name == "retrain" else config.unlearn).to_dict())
   inherits = methods.METHODS[name].inherits
   for section in (name,) if inherits is None else (inherits, name):
     if section == name:
       settings.update(methods.METHODS[name].defaults or {})
-    for key, value in config.get(section, {}).items():
-      if value is not None:
-        settings[key] = value
-  settings.name = name
-  return settings
+    settings.update({k: v for k, v in config.get(section, {}).items() if v is not None})
+  return methods.Settings(settings, name=name)
 
 
 def checkpoint_options(config: ml_collections.ConfigDict) -> dict:

@@ -67,17 +67,17 @@ def stack(trees):
   return jax.tree.map(lambda *leaves: np.stack([np.asarray(v) for v in leaves]), *trees)
 
 
-def fresh(exp, seeds):
-  """Freshly initialised variables of ``exp``'s model, one per seed, stacked.
+def fresh(model, seeds):
+  """Freshly initialised variables of ``model``, one per seed, stacked.
 
   Args:
-    exp: a prepared :class:`~lur_jax.Experiment`.
+    model: a :class:`~lur_jax.Model` without BatchNorm statistics.
     seeds: ``[M]`` ints.
 
   Returns:
     ``{"params", "model_state"}`` with a leading member axis.
   """
-  return stack([train.Variables(params=exp.model.init(streams.key(int(s), streams.INIT)),
+  return stack([train.Variables(params=model.init(streams.key(int(s), streams.INIT)),
                                 model_state={}) for s in seeds])
 
 
@@ -160,17 +160,6 @@ def fit(step_fn, states, x, y, members: Members, *, mesh, epochs: int, batch_siz
                   progress=progress, checkpoints=checkpoints, every=every, log=log)
 
 
-class _Settings(dict):
-  """A method's settings as attributes, where values may be traced (a sweep's
-  per-member hyperparameters)."""
-
-  def __getattr__(self, key):
-    try:
-      return self[key]
-    except KeyError:
-      raise AttributeError(key) from None
-
-
 def _checked_hparams(hparams: dict, settings, models: int) -> dict:
   """``{key: float32 [models]}``; ValueError naming a key the method does not
   have as a number, or values that are not one finite number > 0 per member."""
@@ -189,20 +178,22 @@ def _checked_hparams(hparams: dict, settings, models: int) -> dict:
   return out
 
 
-def unlearn(exp, name: str, variables, members: Members, *, hparams=None, wrap=None,
-            progress: bool = True, desc: str | None = None, chunk: int = 0,
+def unlearn(exp, name: str, variables, members: Members, *, settings=None, hparams=None,
+            wrap=None, progress: bool = True, desc: str | None = None, chunk: int = 0,
             checkpoints=None, every: int = 0, log=None) -> loop.Run:
   """Runs method ``name`` of a prepared study for every member at once.
 
   Args:
-    exp: a prepared :class:`lur_jax.Experiment` (its config gives the method's settings).
+    exp: a prepared :class:`lur_jax.Experiment`.
     name: a key of :data:`lur_jax.METHODS`.
     variables: ``{"params", "model_state"}`` with a leading model axis: where
       each member starts (the originals; a fresh init for ``retrain``).
     members: each member's seed and sets.
+    settings: the method's :class:`~lur_jax.Settings` (default: the study's,
+      ``exp.settings[name]``).
     hparams: optional ``{key: [M] numbers}``, each member's own value of
       continuous settings (``lr``, ``forget_weight``, ``inner_lr``, ``alpha``,
-      ...) laid over the config's; they ride in the members' state, so one
+      ...) laid over ``settings``; they ride in the members' state, so one
       compiled program runs every setting of a sweep. Settings that change
       shapes or the program (epochs, ``inner_steps``, sparsity) cannot vary.
     wrap: optional ``(step, ctx, settings) -> step`` around each member's step
@@ -213,14 +204,15 @@ def unlearn(exp, name: str, variables, members: Members, *, hparams=None, wrap=N
   Returns:
     A :class:`lur_jax.training.loop.Run` (states with a member axis).
   """
-  p = runner.plan(exp, name, members.retain[0], members.forget[0])
+  p = runner.plan(name, exp.settings[name] if settings is None else settings,
+                  members.retain[0], members.forget[0])
   method, settings = p.method, p.settings
   if jax.tree.leaves(variables["model_state"]):
     raise ValueError(f"{name}: ensembles of models with BatchNorm statistics are not "
                      "supported yet; allowed: models without BatchNorm")
   hparams = _checked_hparams(hparams or {}, settings, len(members.seeds))
   tx = p.optimizer()
-  ctx = p.context(exp)
+  ctx = runner.context(exp)
   keys = [jax.random.key(int(s)) for s in members.seeds]
   params, mask = variables["params"], None
   if method.prepare is not None:
@@ -250,7 +242,7 @@ def _member_step(p: runner.Plan, ctx, masked: bool, hparams: dict, wrap):
   """One member's step; its update mask and hyperparameters (if any) are read
   from the second half of its optimiser state."""
   def build(extra):
-    s = _Settings({**p.settings.to_dict(), **extra.get("hparams", {})})
+    s = p.settings.replace(**extra.get("hparams", {}))
     tx = p.optimizer(s)
     if "mask" in extra:
       tx = optax.chain(tx, saliency.masked_updates(extra["mask"]))

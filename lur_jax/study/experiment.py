@@ -37,6 +37,8 @@ class Experiment(NamedTuple):
   Attributes:
     config: the config, its forget kind's settings laid over it.
     method_names: the methods to run, in order.
+    settings: every method's resolved :class:`~lur_jax.Settings` that runs on the task
+      (``retrain``'s is the ``train`` recipe), resolved once here.
     splits: the data (:class:`~lur_jax.Splits`).
     forget: the forget set, its complement and the TA test set.
     model: the task's model (:class:`~lur_jax.Model`).
@@ -47,6 +49,7 @@ class Experiment(NamedTuple):
 
   config: ml_collections.ConfigDict
   method_names: list[str]
+  settings: dict[str, methods.Settings]
   splits: data.Splits
   forget: data.ForgetSplit
   model: models.Model
@@ -122,13 +125,14 @@ def _prepare_one(config: ml_collections.ConfigDict) -> Experiment:
   built = task.build(config, splits)
   abstract_params = jax.eval_shape(built.model.init, jax.random.key(0))
   _check_sharding(config, built.model, mesh)
+  settings = {n: config_lib.method_settings(config, n)
+              for n in methods.for_task(config.get("task", "classification"))}
   for name in names:
-    settings = config_lib.method_settings(config, name)
-    methods.check_objectives(settings, built.objectives)
+    methods.check_objectives(settings[name], built.objectives)
     check = methods.METHODS[name].check
     if check is not None:
-      check(settings, abstract_params)
-  return Experiment(config, names, splits, forget, built.model, mesh,
+      check(settings[name], abstract_params)
+  return Experiment(config, names, settings, splits, forget, built.model, mesh,
                     built.objectives, task)
 
 

@@ -20,7 +20,7 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from lur_jax import study
-from lur_jax.core import lur, train
+from lur_jax.core import lur, methods, train
 from lur_jax.study import config as config_lib, runner
 from lur_jax.training import sharding, steppers
 
@@ -72,9 +72,10 @@ def _abstract(tree, shardings):
                       tree, shardings)
 
 
-def step_bytes(exp, name: str) -> dict:
-  """Per-device bytes of one step of method ``name`` on ``exp``'s mesh, compiled abstractly."""
-  p = runner.plan(exp, name, exp.forget.retain, exp.forget.forget)
+def step_bytes(exp, name: str, settings: methods.Settings) -> dict:
+  """Per-device bytes of one step of method ``name`` with ``settings`` on ``exp``'s mesh,
+  compiled abstractly."""
+  p = runner.plan(name, settings, exp.forget.retain, exp.forget.forget)
   key = jax.random.key(0)
   model_state = jax.eval_shape(exp.model.init_state, key)
   tx = p.optimizer()
@@ -82,7 +83,7 @@ def step_bytes(exp, name: str) -> dict:
       exp.model.init(key), tx, key, exp.model.init_state(key)))
   replicated = NamedSharding(exp.mesh, P())
   shardings = steppers.shardings_of(state, exp.model, exp.mesh)
-  ctx = p.context(exp, model_state)
+  ctx = runner.context(exp, model_state)
   if exp.objectives.needs_reference:  # shapes only: the step makes zeros in their place,
     # so the reference's memory counts as the step's own (NPO holds a second model)
     ctx = ctx._replace(reference=_abstract(state.params, shardings.params))
@@ -115,7 +116,8 @@ def plan(config, memory: int, log=print) -> list[Row]:
   for label, sets in _variants(exp.method_names):
     variant = config_lib.apply_overrides(config, [f"methods={label.split()[0]}", *sets])
     config_lib.validate(variant)
-    counted = step_bytes(exp._replace(config=variant), label.split()[0])
+    name = label.split()[0]
+    counted = step_bytes(exp, name, config_lib.method_settings(variant, name))
     rows.append(Row(label, counted, counted["total"] <= memory))
     log(f"{label}: {size(counted['total'])} per device")
   return rows

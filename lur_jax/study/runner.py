@@ -22,16 +22,16 @@ from lur_jax.study import config as config_lib
 from lur_jax.training import cache as cache_lib, checkpoint, loop, sharding, steppers
 
 
-def initial_variables(exp) -> train.Variables:
+def initial_variables(model: models.Model, mesh, seed: int) -> train.Variables:
   """The init shared by the original model and retrain (they differ only in data):
-  ``{"params": ..., "model_state": ...}``. On a sharded mesh the parameters are
-  created already sharded (a jitted init with ``out_shardings``): no device ever
-  holds them whole."""
-  key = streams.key(exp.config.seed, streams.INIT)
-  init = exp.model.init
-  if not sharding.is_data_parallel(exp.mesh):
-    init = jax.jit(init, out_shardings=sharding.model_shardings(exp.model, exp.mesh))
-  return train.Variables(params=init(key), model_state=exp.model.init_state(key))
+  ``{"params": ..., "model_state": ...}`` of ``model`` from ``seed``. On a sharded mesh
+  the parameters are created already sharded (a jitted init with ``out_shardings``): no
+  device ever holds them whole."""
+  key = streams.key(seed, streams.INIT)
+  init = model.init
+  if not sharding.is_data_parallel(mesh):
+    init = jax.jit(init, out_shardings=sharding.model_shardings(model, mesh))
+  return train.Variables(params=init(key), model_state=model.init_state(key))
 
 
 def _state_update(model: models.Model, model_state):
@@ -48,7 +48,7 @@ class Plan(NamedTuple):
   Attributes:
     name: the method's name.
     method: its :class:`~lur_jax.Method`.
-    settings: its resolved config section.
+    settings: its resolved :class:`~lur_jax.Settings`.
     forget_batch_size: the forget batches' size (0 without a forget set).
     total_steps: epochs × steps per epoch (the l1 schedule's length).
     iterate: the set an epoch walks, ``settings.iterate`` or the method's own.
@@ -56,7 +56,7 @@ class Plan(NamedTuple):
 
   name: str
   method: methods.Method
-  settings: object
+  settings: methods.Settings
   forget_batch_size: int
   total_steps: int
   iterate: str = "retain"
@@ -69,17 +69,18 @@ class Plan(NamedTuple):
     wrap = self.method.wrap_tx
     return tx if wrap is None else wrap(settings, tx, self.total_steps)
 
-  def context(self, exp, model_state=None) -> methods.Context:
-    """The methods' :class:`~lur_jax.Context`: a plain step of the global batch
-    (jitted with shardings by XLA, or one ensemble member)."""
-    return methods.Context(exp.model.apply, exp.splits.num_classes, exp.model.init,
-                           state_update=_state_update(exp.model, model_state),
-                           objectives=exp.objectives)
+
+def context(exp, model_state=None) -> methods.Context:
+  """The methods' :class:`~lur_jax.Context` for ``exp``'s model and losses: a plain step
+  of the global batch (jitted with shardings by XLA, or one ensemble member)."""
+  return methods.Context(exp.model.apply, exp.splits.num_classes, exp.model.init,
+                         state_update=_state_update(exp.model, model_state),
+                         objectives=exp.objectives)
 
 
-def plan(exp, name: str, retain_idx, forget_idx) -> Plan:
-  """Method ``name`` of ``exp`` on these sets (all members of an ensemble share the sizes)."""
-  settings = config_lib.method_settings(exp.config, name)
+def plan(name: str, settings: methods.Settings, retain_idx, forget_idx) -> Plan:
+  """Method ``name`` with ``settings`` on these sets (all members of an ensemble share
+  the sizes)."""
   method = methods.METHODS[name]
   forget_bs = settings.get("forget_batch_size", settings.batch_size) if len(forget_idx) else 0
   iterate = settings.get("iterate", method.iterate) if len(forget_idx) else "retain"
@@ -101,9 +102,11 @@ def _prepare(method: methods.Method, ctx, settings, tx, params, forget_xy, seed)
   return params, tx, time.perf_counter() - start
 
 
-def run_method(exp, name: str, variables, retain_idx, forget_idx, *, seed: int, desc: str,
-               progress: bool, checkpoint_dir: str | None = None, log=None) -> loop.Run:
-  """Runs method ``name`` from ``variables``; resumes from ``checkpoint_dir``.
+def run_method(exp, p: Plan, variables, train_set, retain_idx, forget_idx, *, seed: int,
+               desc: str, progress: bool, checkpoint_dir: str | None = None,
+               log=None) -> loop.Run:
+  """Runs the planned method from ``variables`` on ``train_set``; resumes from
+  ``checkpoint_dir``.
 
   On a mesh with ``fsdp`` or ``tensor`` > 1 the parameters and optimiser
   state are sharded (:mod:`lur_jax.training.sharding`); otherwise replicated. The
@@ -111,9 +114,11 @@ def run_method(exp, name: str, variables, retain_idx, forget_idx, *, seed: int, 
   count as unlearning time.
 
   Args:
-    exp: a prepared :class:`~lur_jax.Experiment`.
-    name: a key of :data:`~lur_jax.METHODS`.
+    exp: a prepared :class:`~lur_jax.Experiment`: its model, losses, mesh, and the
+      ``data.augment`` and ``checkpoint`` sections of its config.
+    p: the method and its settings (:func:`plan`).
     variables: ``{"params", "model_state"}`` to start from.
+    train_set: the examples the indices point into (:class:`~lur_jax.Dataset`).
     retain_idx, forget_idx: the sets (``forget_idx`` empty for plain training).
     seed: the run's random stream (init key of the state, data order, prepare).
     desc: the progress bar's label.
@@ -125,14 +130,13 @@ def run_method(exp, name: str, variables, retain_idx, forget_idx, *, seed: int, 
     A :class:`~lur_jax.training.loop.Run` (one model).
   """
   cfg = exp.config
-  p = plan(exp, name, retain_idx, forget_idx)
   model_state = variables["model_state"]
-  x, y = exp.splits.train.x, exp.splits.train.y
+  x, y = train_set.x, train_set.y
   params, tx, prepare_seconds = _prepare(
-      p.method, p.context(exp), p.settings, p.optimizer(), variables["params"],
+      p.method, context(exp), p.settings, p.optimizer(), variables["params"],
       (x[forget_idx], y[forget_idx]), seed)
   reference = variables["params"] if exp.objectives.needs_reference else None
-  ctx = p.context(exp, model_state)._replace(reference=reference)
+  ctx = context(exp, model_state)._replace(reference=reference)
   step_fn = p.method.make_step(ctx, p.settings, tx)
   state = train.init_state(params, tx, jax.random.key(seed), model_state)
   shardings = steppers.shardings_of(state, exp.model, exp.mesh)
@@ -191,17 +195,18 @@ def from_scratch(exp, cache: cache_lib.ModelCache, desc: str, retain_idx, log, p
          "retain": hashlib.sha256(np.asarray(retain_idx).tobytes()).hexdigest()}
 
   def make(checkpoints) -> cache_lib.Trained:
-    start = (initial_variables(exp) if exp.task.initial is None else
-             exp.task.initial(exp, cache, log, progress))
-    result = run_method(exp, "retrain", start, np.asarray(retain_idx), np.zeros(0, np.int64),
-                        seed=streams.derive_seed(cfg.seed, desc), desc=desc, progress=progress,
-                        checkpoint_dir=checkpoints, log=log)
+    start = (initial_variables(exp.model, exp.mesh, cfg.seed) if exp.task.initial is None
+             else exp.task.initial(exp, cache, log, progress))
+    retain, none = np.asarray(retain_idx), np.zeros(0, np.int64)
+    result = run_method(exp, plan("retrain", exp.settings["retrain"], retain, none), start,
+                        exp.splits.train, retain, none, seed=streams.derive_seed(cfg.seed, desc),
+                        desc=desc, progress=progress, checkpoint_dir=checkpoints, log=log)
     finished = result.first_divergence() is None
     return cache_lib.Trained(train.variables_of(result.state), _facts(result), finished, finished)
 
   shared = len(retain_idx) == len(exp.splits.train)  # the original: one for every variant
   cached, reused = cache.memoised(desc, key, make, jax.eval_shape(
-      lambda: initial_variables(exp)), shared=shared)
+      lambda: initial_variables(exp.model, exp.mesh, cfg.seed)), shared=shared)
   if reused:
     log(f"reusing the {desc} model from {cached.directory}")
   facts = {k: cached.meta.get(k) for k in ("seconds", "compile_seconds", "steps",
@@ -245,9 +250,10 @@ def method_row(exp, cache: cache_lib.ModelCache, name: str, original, measure, l
     return _measured_row(facts, variables, measure, name, log, reused)[0], {}
 
   def make(checkpoints) -> cache_lib.Trained:
-    result = run_method(exp, name, original, exp.forget.retain, exp.forget.forget,
-                        seed=streams.derive_seed(cfg.seed, name), desc=name, progress=progress,
-                        checkpoint_dir=checkpoints, log=log)
+    retain, forget = exp.forget.retain, exp.forget.forget
+    result = run_method(exp, plan(name, exp.settings[name], retain, forget), original,
+                        exp.splits.train, retain, forget, seed=streams.derive_seed(cfg.seed, name),
+                        desc=name, progress=progress, checkpoint_dir=checkpoints, log=log)
     variables = train.variables_of(result.state)
     facts = _facts(result)
     row, diverged_at = _measured_row(facts, variables, measure, name, log, reused=False)
@@ -256,7 +262,7 @@ def method_row(exp, cache: cache_lib.ModelCache, name: str, original, measure, l
         "method": name, "params_checksum": row["params_checksum"], **facts, "row": row,
         "history": result.history_of()}, keep=True, finished=diverged_at is None)
 
-  key = {**run_key(exp), "settings": config_lib.method_settings(cfg, name).to_dict()}
+  key = {**run_key(exp), "settings": dict(exp.settings[name])}
   cached, reused = cache.memoised(name, key, make)
   if reused:
     log(f"{name}: finished in an earlier run with these settings; reusing its results")

@@ -210,21 +210,19 @@ def initial(exp, cache, log, progress) -> dict:
 
   def make(checkpoints) -> cache_lib.Trained:
     del checkpoints  # short: no checkpoints
-    pretrain_cfg = ml_collections.ConfigDict(cfg.to_dict())
-    pretrain_cfg.train.epochs = cfg.tofu.pretrain_epochs
     world = exp.splits.val
-    pretrain_cfg.train.batch_size = min(cfg.train.batch_size, len(world.x))
-    world_exp = exp._replace(config=pretrain_cfg, splits=exp.splits._replace(train=world))
-    result = runner.run_method(world_exp, "retrain", runner.initial_variables(exp),
-                               np.arange(len(world.x)), np.zeros(0, np.int64),
-                               seed=streams.derive_seed(cfg.seed, "pretrain"), desc="pretrain",
-                               progress=progress, log=log)
+    settings = exp.settings["retrain"].replace(
+        epochs=cfg.tofu.pretrain_epochs, batch_size=min(cfg.train.batch_size, len(world.x)))
+    every, none = np.arange(len(world.x)), np.zeros(0, np.int64)
+    result = runner.run_method(exp, runner.plan("retrain", settings, every, none), start(),
+                               world, every, none, seed=streams.derive_seed(cfg.seed, "pretrain"),
+                               desc="pretrain", progress=progress, log=log)
     log(f"pretrain: {result.steps} steps on the general-knowledge set, {result.seconds:.1f} s")
     return cache_lib.Trained(train.variables_of(result.state),
                              {"seconds": result.seconds, "steps": result.steps})
 
-  abstract = jax.eval_shape(lambda: runner.initial_variables(exp))
-  return cache.memoised("pretrain", key, make, abstract, shared=True)[0].variables
+  start = lambda: runner.initial_variables(exp.model, exp.mesh, cfg.seed)
+  return cache.memoised("pretrain", key, make, jax.eval_shape(start), shared=True)[0].variables
 
 
 def measurer(exp, cache, log, progress):

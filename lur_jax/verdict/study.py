@@ -208,7 +208,7 @@ def _arm_row(exp_val, exp_test, name, arm, s, groups, scorers, out_dir, progress
                                      scorer, progress=progress, desc=f"final {name}")
     gap = scorer.gap(values[0], reference)
     extra = scorer.extra(values[0], reference) if scorer.extra else {}
-    row["settings"] = tune.method_settings(exp_test.config, arm, tuning["chosen"])
+    row["settings"] = tune.method_settings(exp_test, arm, tuning["chosen"])
     row["final"] = {"metrics": values[0].tolist(), "gap": gap.tolist(),
                     "avg_gap": stats.interval(gap), **_intervals(scorer, values[0]),
                     **{k: stats.interval(v) for k, v in extra.items()},

@@ -19,8 +19,8 @@ import ml_collections
 import numpy as np
 
 from lur_jax.audit import scores
-from lur_jax.core import streams, train
-from lur_jax.study import config as config_lib, ensemble, runner
+from lur_jax.core import methods, streams, train
+from lur_jax.study import ensemble, runner
 from lur_jax.training import cache as cache_lib
 from lur_jax.verdict import space as space_lib
 
@@ -120,7 +120,7 @@ def _train_seeds(exp, members, count, name, scorer, progress, log) -> cache_lib.
   n = len(exp.splits.train)
   every = np.tile(np.arange(n), (count, 1))
   on_all = ensemble.Members(members.seeds, every, every[:, :0])
-  run = lambda m, desc: ensemble.unlearn(exp, "retrain", ensemble.fresh(exp, m.seeds), m,
+  run = lambda m, desc: ensemble.unlearn(exp, "retrain", ensemble.fresh(exp.model, m.seeds), m,
                                          progress=progress, desc=desc,
                                          chunk=chunk_of(scorer.chunk, count))
   original = run(on_all, f"{name} originals ×{count}")
@@ -164,10 +164,9 @@ def run_settings(exp, arm: space_lib.Arm, settings: list[dict], group: Seeds, sc
     per = lambda a, n=repeats: np.concatenate([a] * n)  # member j of setting i: seed j % count
     members = ensemble.Members(*(per(a) for a in group.members))
     hparams = {k: np.repeat([settings[i][k] for i in chosen], count) for k in keys}
-    cfg = with_settings(exp.config, arm, dict(fixed))
     starts = jax.tree.map(per, group.originals)
-    result = ensemble.unlearn(exp._replace(config=cfg), arm.method, starts, members,
-                              hparams=hparams, wrap=wrap, progress=progress,
+    result = ensemble.unlearn(exp, arm.method, starts, members,
+                              settings=settings_of(exp, arm, dict(fixed)), hparams=hparams, wrap=wrap, progress=progress,
                               desc=f"{desc} {dict(fixed)} ×{len(members.seeds)}",
                               chunk=chunk_of(scorer.chunk, len(members.seeds)))
     values = scorer.score(train.variables_of(result.state), members)
@@ -217,15 +216,20 @@ def alignment_wrap(objective: str, inner_lr: float, inner_steps: int):
   return wrap
 
 
-def method_settings(config, arm: space_lib.Arm, values: dict) -> dict:
-  """The settings a run of ``arm`` with ``values`` uses (for the results)."""
-  resolved = config_lib.method_settings(with_settings(config, arm, values), arm.method)
-  return {k: v for k, v in resolved.to_dict().items() if k != "name"}
+def settings_of(exp, arm: space_lib.Arm, values: dict) -> methods.Settings:
+  """The settings a run of ``arm`` with ``values`` uses: the study's settings of its
+  method with the arm's fixed settings and ``values`` laid over them."""
+  return exp.settings[arm.method].replace(**{**arm.fixed, **values})
+
+
+def method_settings(exp, arm: space_lib.Arm, values: dict) -> dict:
+  """:func:`settings_of` as a plain dict without the method's name (for the results)."""
+  return {k: v for k, v in settings_of(exp, arm, values).items() if k != "name"}
 
 
 def arm_key(exp, arm: space_lib.Arm) -> dict:
   """What determines an arm's runs: :func:`lur_jax.study.runner.run_key`, the arm,
   and its method's settings that are not drawn (so writing tuned values into
   a config's method sections does not invalidate finished arms)."""
-  fixed = {k: v for k, v in method_settings(exp.config, arm, {}).items() if k not in arm.space}
+  fixed = {k: v for k, v in method_settings(exp, arm, {}).items() if k not in arm.space}
   return {**runner.run_key(exp), "arm": arm._asdict(), "settings": fixed}
