@@ -65,7 +65,7 @@ def main() -> None:
       row.update({"steps": together.steps, f"chunk{chunk}_seconds": wall,
                   f"chunk{chunk}_run_seconds": together.seconds})
     alone, wall_alone = _timed(lambda name=name, sets=sets: [runner.run_method(
-        exp, runner.plan(name, exp.settings[name], sets.retain[i], sets.forget[i]), starts[i],
+        exp, runner.recipe(name, exp.settings[name], sets.retain[i], sets.forget[i]), starts[i],
         exp.splits.train, sets.retain[i], sets.forget[i], seed=int(sets.seeds[i]),
         desc=f"member{i}", progress=False) for i in range(args.models)])
     row.update({"loop_seconds": wall_alone,

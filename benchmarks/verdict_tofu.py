@@ -58,7 +58,7 @@ class Setting:
     exp = self.exp
     retain, forget = exp.forget.retain, exp.forget.forget
     start = time.perf_counter()
-    p = runner.plan(arm, exp.settings[arm].replace(lr=lr), retain, forget)
+    p = runner.recipe(arm, exp.settings[arm].replace(lr=lr), retain, forget)
     result = runner.run_method(exp, p, self.original, exp.splits.train, retain, forget,
                                seed=streams.derive_seed(seed, arm),
                                desc=f"{arm} lr={lr} seed={seed}", progress=False, log=log)

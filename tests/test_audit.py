@@ -11,7 +11,7 @@ import pytest
 from conftest import ROOT
 
 from lur_jax import cli, study
-from lur_jax.audit import forgetting_score, plan as plan_lib, study as audit_lib
+from lur_jax.audit import assignment, forgetting_score, study as audit_lib
 from lur_jax.study import config as config_lib, ensemble
 
 DIGITS = os.path.join(ROOT, "configs", "digits.py")
@@ -127,9 +127,9 @@ def test_a_method_whose_outputs_overflow_is_reported_not_scored(audited, monkeyp
   assert "audit: ga: some models diverged; not scored" in lines
 
 
-def test_the_plan_puts_every_pool_example_in_half_of_the_shadow_runs():
+def test_the_assignment_puts_every_pool_example_in_half_of_the_shadow_runs():
   forget = np.arange(10, 40)
-  p = plan_lib.make(0, 200, forget, models=8, examples=0)
+  p = assignment.make(0, 200, forget, models=8, examples=0)
   assert len(p.pool) == 60 and set(forget) <= set(p.pool)
   assert (p.in_forget.sum(0) == 4).all()  # 8 shadow runs, each example in 4
   assert p.forget.shape == (16, 30) and p.retain.shape == (16, 170)

@@ -51,7 +51,7 @@ def test_each_member_matches_the_member_run_alone(exp, name, sets, bit_identical
                               progress=False)
   for i in range(len(members.seeds)):
     retain, forget = members.retain[i], members.forget[i]
-    alone = runner.run_method(exp, runner.plan(name, settings, retain, forget), starts[i],
+    alone = runner.run_method(exp, runner.recipe(name, settings, retain, forget), starts[i],
                               exp.splits.train, retain, forget, seed=int(members.seeds[i]),
                               desc=f"member{i}", progress=False)
     for got, want in zip(jax.tree.leaves(ensemble.member(together.state.params, i)),

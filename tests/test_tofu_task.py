@@ -11,10 +11,10 @@ import pytest
 from conftest import SMOKE, TOFU_SMOKE
 
 from lur_jax import study
-from lur_jax.core import methods
+from lur_jax.core import methods, train
 from lur_jax.lm import losses, tofu as lm_tofu
 from lur_jax.models import transformer
-from lur_jax.study import config as config_lib
+from lur_jax.study import config as config_lib, plan, runner
 from lur_jax.tasks import language, tofu
 
 TINY = transformer.TransformerConfig(vocab=16, width=16, depth=1, heads=2, seq_len=8)
@@ -80,6 +80,34 @@ def test_method_settings_of_npo_simnpo_and_lur_with_their_objectives():
   methods.check_objectives(kl, tofu.objectives(cfg))
   with pytest.raises(ValueError, match="graddiff.retain_loss='kl'; allowed: nll$"):
     methods.check_objectives(kl, methods.CLASSIFICATION._replace(forget_names=("ga", "npo")))
+
+
+def test_the_reference_model_rides_in_the_state_only_where_the_step_reads_it():
+  cfg = config_lib.apply_overrides(config_lib.load(TOFU_SMOKE), ["methods=graddiff,npo,simnpo"])
+  exp = study.prepare(cfg).experiments[0][1]
+  x, y = exp.splits.train.x, exp.splits.train.y
+  params = exp.model.init(jax.random.key(0))
+  carried = {}
+  for name, settings in [("npo", exp.settings["npo"]), ("simnpo", exp.settings["simnpo"]),
+                         ("graddiff", exp.settings["graddiff"]),
+                         ("graddiff", exp.settings["graddiff"].replace(retain_loss="kl"))]:
+    p = runner.recipe(name, settings, exp.forget.retain, exp.forget.forget)
+    tx = p.optimizer()
+    state = train.init_state(params, tx, jax.random.key(1))
+    _, state = runner.make_step(exp, p, tx, state, runner.batch_shapes(x, y, p))
+    carried[f"{name}/{settings.retain_loss}"] = state.reference is not None
+  assert carried == {"npo/nll": True, "simnpo/nll": False, "graddiff/nll": False,
+                     "graddiff/kl": True}
+
+
+@pytest.mark.study
+def test_the_planner_counts_npos_reference_model_as_an_argument_of_the_step():
+  exp = study.prepare(config_lib.apply_overrides(config_lib.load(TOFU_SMOKE), [
+      "methods=npo,simnpo"])).experiments[0][1]
+  npo, simnpo = (plan.step_bytes(exp, n, exp.settings[n]) for n in ("npo", "simnpo"))
+  params = jax.eval_shape(exp.model.init, jax.random.key(0))
+  assert npo["argument"] - simnpo["argument"] == sum(a.size * a.dtype.itemsize
+                                                     for a in jax.tree.leaves(params))
 
 
 @pytest.mark.study

@@ -1,6 +1,6 @@
 """An audited ensemble's outputs, and its scores against the reference retrains:
 U-LiRA on the shadow runs, the NeurIPS-2023 score and the summary metrics on
-the fixed runs (see :mod:`lur_jax.audit.plan`)."""
+the fixed runs (see :mod:`lur_jax.audit.assignment`)."""
 
 from __future__ import annotations
 
@@ -107,14 +107,14 @@ def forgetting(unlearned: np.ndarray, retrained: np.ndarray, utility: float, *, 
           "utility": utility}
 
 
-def score(out: Outputs, reference: Outputs, reference_summary: np.ndarray, plan, *,
+def score(out: Outputs, reference: Outputs, reference_summary: np.ndarray, assigned, *,
           seed: int, bootstrap: int) -> dict:
   """One row of the audit: ``out`` (2M members) against the reference retrains."""
-  m = plan.models
-  confidence, in_forget = out.confidence[:m][:, plan.audited], plan.in_forget
-  shadow = ulira.attack(confidence, reference.confidence[:m][:, plan.audited], in_forget,
+  m = assigned.models
+  confidence, in_forget = out.confidence[:m][:, assigned.audited], assigned.in_forget
+  shadow = ulira.attack(confidence, reference.confidence[:m][:, assigned.audited], in_forget,
                         seed=seed, bootstrap=bootstrap)
-  forget, retain = plan.forget[m], plan.retain[m]
+  forget, retain = assigned.forget[m], assigned.retain[m]
   fixed = Outputs(*(a[m:] for a in out))
   table = summary(fixed, forget, retain, seed)
   ref_mean = reference_summary.mean(0)

@@ -2,8 +2,8 @@
 well each method's models can be told from retraining.
 
 :func:`prepare` validates a config (its ``audit`` section) and draws the
-plan; :func:`execute` trains or reuses every ensemble and scores it; :func:`run`
-does both. Rows: ``original`` (no unlearning: what the attacks find when
+assignment (who forgets what); :func:`execute` trains or reuses every ensemble and
+scores it; :func:`run` does both. Rows: ``original`` (no unlearning: what the attacks find when
 nothing is forgotten), ``retrain`` (a second, independent ensemble of
 retrains: the level of two identical distributions at this M) and each
 audited method.
@@ -21,7 +21,7 @@ import ml_collections
 import numpy as np
 
 from lur_jax import study
-from lur_jax.audit import plan as plan_lib, scores
+from lur_jax.audit import assignment as assignment_lib, scores
 from lur_jax.core import methods, train
 from lur_jax.study import config as config_lib, ensemble, plots, results as results_lib
 from lur_jax.training import cache as cache_lib, checkpoint, steppers
@@ -31,20 +31,20 @@ REFERENCE, AGAIN = "retrain", "retrain-again"  # roles of the two retrain ensemb
 
 
 class Audit(NamedTuple):
-  """A validated audit: the study it extends, its settings and its plan.
+  """A validated audit: the study it extends, its settings and its assignment.
 
   Attributes:
     exp: the prepared study (:class:`~lur_jax.Experiment`).
     settings: the ``audit`` section over its defaults (``models``, ``methods``,
       ``examples``, ``chunk``, ``bootstrap``).
     method_names: the audited methods (retrain excluded: it is the reference).
-    plan: who forgets what: each run's forget set and seeds.
+    assignment: who forgets what: each run's forget set and seeds.
   """
 
   exp: study.Experiment
   settings: ml_collections.ConfigDict
   method_names: list[str]
-  plan: plan_lib.Plan
+  assignment: assignment_lib.Assignment
 
 
 def settings_of(config) -> ml_collections.ConfigDict:
@@ -87,7 +87,7 @@ def _check_settings(config, s) -> list[str]:
 
 
 def prepare(config: ml_collections.ConfigDict) -> Audit:
-  """Validates ``config`` and draws the plan; nothing is trained.
+  """Validates ``config`` and draws the assignment; nothing is trained.
 
   Args:
     config: a study config with an optional ``audit`` section.
@@ -120,7 +120,7 @@ def prepare(config: ml_collections.ConfigDict) -> Audit:
   if s.examples > 2 * size:
     raise ValueError(f"audit.examples={s.examples}; allowed: 0 (all) or 1..{2 * size}, the "
                      f"audit pool (twice the forget set of {size}; the training set has {n})")
-  p = plan_lib.make(config.seed, n, exp.forget.forget, s.models, s.examples)
+  p = assignment_lib.make(config.seed, n, exp.forget.forget, s.models, s.examples)
   return Audit(exp, s, names, p)
 
 
@@ -208,7 +208,7 @@ def execute(audit: Audit, out_dir: str, *, progress: bool = True, log=None) -> d
     The results dict written to ``audit.json``.
   """
   log = log or (lambda msg: print(msg, file=sys.stderr))
-  exp, p, s = audit.exp, audit.plan, audit.settings
+  exp, p, s = audit.exp, audit.assignment, audit.settings
   warning = config_lib.kind_warning(exp.config)
   if warning:
     log(warning)
@@ -266,7 +266,7 @@ def execute(audit: Audit, out_dir: str, *, progress: bool = True, log=None) -> d
 
 
 def _results(audit: Audit, rows: dict, reference_meta: dict) -> dict:
-  exp, p = audit.exp, audit.plan
+  exp, p = audit.exp, audit.assignment
   return {**results_lib.header(exp), "audit": {
       **audit.settings.to_dict(), "methods": ",".join(audit.method_names), "pool": len(p.pool),
       "examples": len(p.audited), "forget_size": int(p.forget.shape[1]),

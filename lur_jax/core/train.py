@@ -27,6 +27,10 @@ class TrainState(NamedTuple):
     step: int32 scalar, the number of steps taken.
     rng: the run's root PRNG key; step ``t`` uses ``fold_in(rng, t)``.
     model_state: BatchNorm running statistics (``{}`` without BatchNorm).
+    reference: the frozen parameters a run starts from, where the task's objectives
+      need them (NPO's reference model; ``Objectives.needs_reference``), else ``None``.
+      Carried in the state, the reference is an argument of the compiled step, sharded
+      as the parameters, never a constant folded into it.
   """
 
   params: Any
@@ -34,6 +38,7 @@ class TrainState(NamedTuple):
   step: jax.Array
   rng: jax.Array
   model_state: Any = None
+  reference: Any = None
 
 
 class Variables(TypedDict):
@@ -164,8 +169,8 @@ def _apply(state: TrainState, grads, tx, retain_batch, state_update) -> TrainSta
   if state_update is not None:
     model_state = state_update(state.params, model_state, retain_batch)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
-  return TrainState(optax.apply_updates(state.params, updates), opt_state,
-                    state.step + 1, state.rng, model_state)
+  return state._replace(params=optax.apply_updates(state.params, updates),
+                        opt_state=opt_state, step=state.step + 1, model_state=model_state)
 
 
 def conflict_metrics(params, retain_batch, forget_batch, retain_loss_fn, forget_loss_fn) -> dict:

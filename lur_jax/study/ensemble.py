@@ -204,7 +204,7 @@ def unlearn(exp, name: str, variables, members: Members, *, settings=None, hpara
   Returns:
     A :class:`lur_jax.training.loop.Run` (states with a member axis).
   """
-  p = runner.plan(name, exp.settings[name] if settings is None else settings,
+  p = runner.recipe(name, exp.settings[name] if settings is None else settings,
                   members.retain[0], members.forget[0])
   method, settings = p.method, p.settings
   if jax.tree.leaves(variables["model_state"]):
@@ -238,7 +238,7 @@ def unlearn(exp, name: str, variables, members: Members, *, settings=None, hpara
              checkpoints=checkpoints, every=every, log=log)
 
 
-def _member_step(p: runner.Plan, ctx, masked: bool, hparams: dict, wrap):
+def _member_step(p: runner.Recipe, ctx, masked: bool, hparams: dict, wrap):
   """One member's step; its update mask and hyperparameters (if any) are read
   from the second half of its optimiser state."""
   def build(extra):

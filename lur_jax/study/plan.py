@@ -75,21 +75,17 @@ def _abstract(tree, shardings):
 def step_bytes(exp, name: str, settings: methods.Settings) -> dict:
   """Per-device bytes of one step of method ``name`` with ``settings`` on ``exp``'s mesh,
   compiled abstractly."""
-  p = runner.plan(name, settings, exp.forget.retain, exp.forget.forget)
+  p = runner.recipe(name, settings, exp.forget.retain, exp.forget.forget)
   key = jax.random.key(0)
-  model_state = jax.eval_shape(exp.model.init_state, key)
   tx = p.optimizer()
   state = jax.eval_shape(lambda: train.init_state(
       exp.model.init(key), tx, key, exp.model.init_state(key)))
+  x, y = exp.splits.train.x, exp.splits.train.y
+  # NPO's reference is in the state where the step reads it: it counts, a second model
+  step_fn, state = runner.make_step(exp, p, tx, state, runner.batch_shapes(x, y, p))
   replicated = NamedSharding(exp.mesh, P())
   shardings = steppers.shardings_of(state, exp.model, exp.mesh)
-  ctx = runner.context(exp, model_state)
-  if exp.objectives.needs_reference:  # shapes only: the step makes zeros in their place,
-    # so the reference's memory counts as the step's own (NPO holds a second model)
-    ctx = ctx._replace(reference=_abstract(state.params, shardings.params))
-  step_fn = p.method.make_step(ctx, p.settings, tx)
   stepper = steppers.Sharded(step_fn, exp.mesh, shardings)
-  x, y = exp.splits.train.x, exp.splits.train.y
   data_arrays = (jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
                  jax.ShapeDtypeStruct(y.shape, y.dtype, sharding=replicated))
   steps = p.total_steps // p.settings.epochs

@@ -13,6 +13,7 @@ import time
 from typing import NamedTuple
 
 import jax
+import jax.extend.core as jax_core
 import numpy as np
 import optax
 
@@ -42,7 +43,7 @@ def _state_update(model: models.Model, model_state):
       state, model.batch_moments(params, batch["x"]))
 
 
-class Plan(NamedTuple):
+class Recipe(NamedTuple):
   """A method resolved for one run: the one place a method's step is built from.
 
   Attributes:
@@ -63,7 +64,7 @@ class Plan(NamedTuple):
 
   def optimizer(self, settings=None) -> optax.GradientTransformation:
     """The configured optimiser and the method's addition (``settings``: e.g. a
-    member's own hyperparameters; default the plan's)."""
+    member's own hyperparameters; default the recipe's)."""
     settings = self.settings if settings is None else settings
     tx = train.optimizer(settings, self.total_steps)
     wrap = self.method.wrap_tx
@@ -78,7 +79,7 @@ def context(exp, model_state=None) -> methods.Context:
                          objectives=exp.objectives)
 
 
-def plan(name: str, settings: methods.Settings, retain_idx, forget_idx) -> Plan:
+def recipe(name: str, settings: methods.Settings, retain_idx, forget_idx) -> Recipe:
   """Method ``name`` with ``settings`` on these sets (all members of an ensemble share
   the sizes)."""
   method = methods.METHODS[name]
@@ -86,7 +87,51 @@ def plan(name: str, settings: methods.Settings, retain_idx, forget_idx) -> Plan:
   iterate = settings.get("iterate", method.iterate) if len(forget_idx) else "retain"
   total = settings.epochs * loop.steps_per_epoch(iterate, retain_idx, forget_idx,
                                                  settings.batch_size, forget_bs)
-  return Plan(name, method, settings, forget_bs, total, iterate)
+  return Recipe(name, method, settings, forget_bs, total, iterate)
+
+
+def make_step(exp, p: Recipe, tx, state: train.TrainState, batches: tuple):
+  """The method's step on ``exp``'s model and losses, and the state it starts from.
+
+  Where the task's losses can take a reference model (NPO's; ``Objectives.needs_reference``)
+  and this method's step reads it, the state carries the run's starting parameters as
+  ``state.reference``, an argument of the compiled program sharded as the parameters
+  (never a constant folded into it); a step that does not read it (traced once,
+  abstractly, on ``batches``: the retain and forget batches' shapes) carries nothing.
+  """
+  ctx = context(exp, state.model_state)
+  if not exp.objectives.needs_reference:
+    return p.method.make_step(ctx, p.settings, tx), state
+
+  def step(state, retain_batch, forget_batch):
+    with_reference = ctx._replace(reference=state.reference)
+    return p.method.make_step(with_reference, p.settings, tx)(state, retain_batch, forget_batch)
+  state = state._replace(reference=state.params)
+  if _reads_reference(step, state, batches):
+    return step, state
+  return p.method.make_step(ctx, p.settings, tx), state._replace(reference=None)
+
+
+def _reads_reference(step, state: train.TrainState, batches: tuple) -> bool:
+  """Whether any operation of ``step`` reads ``state.reference`` (a returned state holds
+  it unchanged, which is not a read)."""
+  def without(reference, rest, retain, forget):
+    new, metrics = step(rest._replace(reference=reference), retain, forget)
+    return new._replace(reference=None), metrics
+  shapes = lambda tree: jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype), tree)
+  jaxpr = jax.make_jaxpr(without)(shapes(state.reference), shapes(state._replace(reference=None)),
+                                  *batches).jaxpr
+  reference = set(jaxpr.invars[:len(jax.tree.leaves(state.reference))])
+  read = [v for eqn in jaxpr.eqns for v in eqn.invars] + list(jaxpr.outvars)
+  return any(v in reference for v in read if isinstance(v, jax_core.Var))
+
+
+def batch_shapes(x, y, p: Recipe) -> tuple:
+  """The shapes of one step's ``(retain, forget)`` batches of ``p`` on examples ``x, y``."""
+  def batch(size):
+    return {"x": jax.ShapeDtypeStruct((size, *x.shape[1:]), x.dtype),
+            "y": jax.ShapeDtypeStruct((size, *y.shape[1:]), y.dtype)}
+  return batch(p.settings.batch_size), batch(p.forget_batch_size)
 
 
 def _prepare(method: methods.Method, ctx, settings, tx, params, forget_xy, seed):
@@ -102,10 +147,10 @@ def _prepare(method: methods.Method, ctx, settings, tx, params, forget_xy, seed)
   return params, tx, time.perf_counter() - start
 
 
-def run_method(exp, p: Plan, variables, train_set, retain_idx, forget_idx, *, seed: int,
+def run_method(exp, p: Recipe, variables, train_set, retain_idx, forget_idx, *, seed: int,
                desc: str, progress: bool, checkpoint_dir: str | None = None,
                log=None) -> loop.Run:
-  """Runs the planned method from ``variables`` on ``train_set``; resumes from
+  """Runs a method (its recipe) from ``variables`` on ``train_set``; resumes from
   ``checkpoint_dir``.
 
   On a mesh with ``fsdp`` or ``tensor`` > 1 the parameters and optimiser
@@ -116,7 +161,7 @@ def run_method(exp, p: Plan, variables, train_set, retain_idx, forget_idx, *, se
   Args:
     exp: a prepared :class:`~lur_jax.Experiment`: its model, losses, mesh, and the
       ``data.augment`` and ``checkpoint`` sections of its config.
-    p: the method and its settings (:func:`plan`).
+    p: the method and its settings (:func:`recipe`).
     variables: ``{"params", "model_state"}`` to start from.
     train_set: the examples the indices point into (:class:`~lur_jax.Dataset`).
     retain_idx, forget_idx: the sets (``forget_idx`` empty for plain training).
@@ -135,10 +180,8 @@ def run_method(exp, p: Plan, variables, train_set, retain_idx, forget_idx, *, se
   params, tx, prepare_seconds = _prepare(
       p.method, context(exp), p.settings, p.optimizer(), variables["params"],
       (x[forget_idx], y[forget_idx]), seed)
-  reference = variables["params"] if exp.objectives.needs_reference else None
-  ctx = context(exp, model_state)._replace(reference=reference)
-  step_fn = p.method.make_step(ctx, p.settings, tx)
-  state = train.init_state(params, tx, jax.random.key(seed), model_state)
+  step_fn, state = make_step(exp, p, tx, train.init_state(params, tx, jax.random.key(seed),
+                                                           model_state), batch_shapes(x, y, p))
   shardings = steppers.shardings_of(state, exp.model, exp.mesh)
   options = config_lib.checkpoint_options(cfg)
   checkpoints = None
@@ -198,7 +241,7 @@ def from_scratch(exp, cache: cache_lib.ModelCache, desc: str, retain_idx, log, p
     start = (initial_variables(exp.model, exp.mesh, cfg.seed) if exp.task.initial is None
              else exp.task.initial(exp, cache, log, progress))
     retain, none = np.asarray(retain_idx), np.zeros(0, np.int64)
-    result = run_method(exp, plan("retrain", exp.settings["retrain"], retain, none), start,
+    result = run_method(exp, recipe("retrain", exp.settings["retrain"], retain, none), start,
                         exp.splits.train, retain, none, seed=streams.derive_seed(cfg.seed, desc),
                         desc=desc, progress=progress, checkpoint_dir=checkpoints, log=log)
     finished = result.first_divergence() is None
@@ -251,7 +294,7 @@ def method_row(exp, cache: cache_lib.ModelCache, name: str, original, measure, l
 
   def make(checkpoints) -> cache_lib.Trained:
     retain, forget = exp.forget.retain, exp.forget.forget
-    result = run_method(exp, plan(name, exp.settings[name], retain, forget), original,
+    result = run_method(exp, recipe(name, exp.settings[name], retain, forget), original,
                         exp.splits.train, retain, forget, seed=streams.derive_seed(cfg.seed, name),
                         desc=name, progress=progress, checkpoint_dir=checkpoints, log=log)
     variables = train.variables_of(result.state)

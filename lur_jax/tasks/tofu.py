@@ -95,17 +95,6 @@ def answer_objective(apply_fn):
                                                  batch["y"])
 
 
-def _held(reference):
-  """The reference's arrays; zeros of their shape and sharding where only shapes were given
-  (``lur-jax plan`` compiles a step without any parameters)."""
-  def one(a):
-    if not isinstance(a, jax.ShapeDtypeStruct):
-      return a
-    zeros = jnp.zeros(a.shape, a.dtype)
-    return zeros if a.sharding is None else jax.lax.with_sharding_constraint(zeros, a.sharding)
-  return jax.tree.map(one, reference)
-
-
 def forget_objective(name, apply_fn, reference, *, npo_beta, simnpo_beta, simnpo_delta):
   """A forget loss, to be minimised.
 
@@ -131,7 +120,7 @@ def forget_objective(name, apply_fn, reference, *, npo_beta, simnpo_beta, simnpo
     x, y = batch["x"], batch["y"]
     total, count = losses.sequence_nll(apply_fn(params, x), x, y)
     if name == "npo":
-      ref_total, _ = losses.sequence_nll(apply_fn(lax.stop_gradient(_held(reference)), x), x,
+      ref_total, _ = losses.sequence_nll(apply_fn(lax.stop_gradient(reference), x), x,
                                          y)
       return losses.npo_loss(total, ref_total, npo_beta)
     return losses.simnpo_loss(total, jnp.maximum(count, 1), simnpo_beta, simnpo_delta)
@@ -151,7 +140,7 @@ def kl_objective(apply_fn, reference):
   """
   def loss(params, batch):
     logp = jax.nn.log_softmax(apply_fn(params, batch["x"]))
-    ref = jax.nn.log_softmax(apply_fn(lax.stop_gradient(_held(reference)), batch["x"]))
+    ref = jax.nn.log_softmax(apply_fn(lax.stop_gradient(reference), batch["x"]))
     return (jnp.exp(ref) * (ref - logp)).sum(-1).mean()
   return loss
 
@@ -214,7 +203,7 @@ def initial(exp, cache, log, progress) -> dict:
     settings = exp.settings["retrain"].replace(
         epochs=cfg.tofu.pretrain_epochs, batch_size=min(cfg.train.batch_size, len(world.x)))
     every, none = np.arange(len(world.x)), np.zeros(0, np.int64)
-    result = runner.run_method(exp, runner.plan("retrain", settings, every, none), start(),
+    result = runner.run_method(exp, runner.recipe("retrain", settings, every, none), start(),
                                world, every, none, seed=streams.derive_seed(cfg.seed, "pretrain"),
                                desc="pretrain", progress=progress, log=log)
     log(f"pretrain: {result.steps} steps on the general-knowledge set, {result.seconds:.1f} s")

@@ -133,7 +133,8 @@ def state_shardings(state, mesh: Mesh, param_shardings):
   opt = jax.tree_util.tree_map_with_path(opt_leaf, state.opt_state)
   return state._replace(params=param_shardings, opt_state=opt,
                         step=replicated, rng=replicated,
-                        model_state=jax.tree.map(lambda _: replicated, state.model_state))
+                        model_state=jax.tree.map(lambda _: replicated, state.model_state),
+                        reference=None if state.reference is None else param_shardings)
 
 
 def _replicated(tree, mesh: Mesh):

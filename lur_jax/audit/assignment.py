@@ -26,7 +26,7 @@ from lur_jax.core import streams
 from lur_jax.study import ensemble
 
 
-class Plan(NamedTuple):
+class Assignment(NamedTuple):
   models: int  # M
   pool: np.ndarray  # [2F] training indices the shadow runs' forget sets come from
   audited: np.ndarray  # [E] the pool examples the per-example attack scores
@@ -54,7 +54,7 @@ class Plan(NamedTuple):
 
 
 def make(config_seed: int, train_size: int, study_forget: np.ndarray, models: int,
-         examples: int) -> Plan:
+         examples: int) -> Assignment:
   """Draws the pool and the shadow runs' halves (seeded by ``config_seed``).
 
   The pool holds the study's forget set and as many other examples drawn at
@@ -70,4 +70,4 @@ def make(config_seed: int, train_size: int, study_forget: np.ndarray, models: in
     halves += [np.sort(order[:size]), np.sort(order[size:])]
   forget = np.stack(halves + [np.sort(study_forget)] * models)
   retain = np.stack([np.setdiff1d(np.arange(train_size), f) for f in forget])
-  return Plan(models, pool, pool[:examples or len(pool)], forget, retain)
+  return Assignment(models, pool, pool[:examples or len(pool)], forget, retain)
