@@ -26,7 +26,7 @@ from lur_jax.core import methods, train
 from lur_jax.models import diffusion
 from lur_jax.study import config as config_lib
 from lur_jax.tasks import diffusion as diffusion_task
-from lur_jax.training import parallel, sharding
+from lur_jax.training import parallel, sharding, steppers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GLOBAL_BATCH, FORGET_BATCH, STEPS = 32, 16, 3
@@ -87,7 +87,7 @@ def run(model_name, method, mode, devices):
     retain = place({"x": x[i, :GLOBAL_BATCH], "y": y[i, :GLOBAL_BATCH]})
     forget = place({"x": x[i, GLOBAL_BATCH:], "y": y[i, GLOBAL_BATCH:]})
     state, _ = step(state, retain, forget)
-  return parallel.to_host((state.params, state.model_state))
+  return steppers.host((state.params, state.model_state))
 
 
 CASES = ([("mlp", "lur", mode) for mode in ("exact", "hvp", "first_order")]

@@ -17,11 +17,13 @@ FORGET_KINDS = ("random", "class", "indices", "authors")  # authors: task="tofu"
 
 
 class Dataset(NamedTuple):
-  """Examples and labels on the host.
+  """Examples and their targets on the host.
 
   Attributes:
-    x: float32 ``[N, ...]`` inputs.
-    y: int32 ``[N]`` labels.
+    x: ``[N, ...]`` inputs: float32 images, or int32 tokens ``[N, T]`` for a language model.
+    y: what the loss is taken against: int32 ``[N]`` labels when classifying; for a
+      language model, whose labels are its next tokens (``x`` shifted), a bool ``[N, T]``
+      mask of the tokens that count (the answer, in TOFU).
   """
 
   x: np.ndarray
@@ -41,7 +43,8 @@ class Splits(NamedTuple):
     train: the training set D, from which forget sets are drawn.
     val: the validation hold-out (10% of each training class), for tuning.
     test: the test set.
-    num_classes: the number of classes.
+    num_classes: the number of classes the model's outputs score: a language model's
+      vocabulary (next-token prediction classifies over it).
   """
 
   train: Dataset

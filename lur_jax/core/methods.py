@@ -81,7 +81,8 @@ class Context(NamedTuple):
 
   Attributes:
     apply_fn: ``(params, x) -> logits`` (or the task's output).
-    num_classes: the number of classes.
+    num_classes: the number of classes the outputs score (a language model's vocabulary;
+      :class:`~lur_jax.Splits`).
     init_fn: ``rng -> fresh params``, for re-initialisation (Scissorhands).
     state_update: refreshes BatchNorm running statistics from a retain batch.
     objectives: the task's losses (:data:`CLASSIFICATION` by default).

@@ -61,17 +61,6 @@ def put(tree, sharding):
   return jax.tree.map(one, tree, sharding)
 
 
-def to_host(tree):
-  """A replicated tree -> this process's copy (numpy leaves; keys stay keys)."""
-  def one(a):
-    if not isinstance(a, jax.Array):
-      return a
-    if is_key(a):
-      return jax.random.wrap_key_data(one(jax.random.key_data(a)), impl=jax.random.key_impl(a))
-    return np.asarray(a.addressable_data(0))
-  return jax.tree.map(one, tree)
-
-
 def distributed_init(coordinator: str = "", num_processes: int = 0, process_id: int = -1,
                      auto: bool = False) -> bool:
   """Starts multi-process JAX when configured; returns whether it runs.
