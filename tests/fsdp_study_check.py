@@ -5,8 +5,10 @@
 
 MESH is ``data,fsdp,tensor`` (default ``1,8,1``); NAME a config of ``configs/`` (default
 ``digits_smoke``). Runs the study once on 1 device and once per mesh on 8, every method of
-the config, and prints one JSON line per (mesh, method): the
-largest relative difference of any parameter to the 1-device run, ``examples``: the largest
+the config (the sharded runs start from the 1-device run's original model, and pretrained one
+if any, so that each method's difference is that of its own path; retrain's is training's), and prints one JSON line per (mesh, method): the
+largest relative difference of any parameter to the 1-device run (each leaf's difference over
+its largest entry), ``outliers``: how many entries differ by more than 1e-5 of that, ``examples``: the largest
 difference of UA, RA, TA and MIA counted in examples of the set each is measured on (a
 percentage point on n examples is n / 100 of them), and ``metrics``: the largest absolute
 difference of the language tasks' numbers (NLLs, ROUGE, truth ratio, ...).
@@ -14,6 +16,7 @@ difference of the language tasks' numbers (NLLs, ROUGE, truth ratio, ...).
 
 import json
 import os
+import shutil
 import sys
 
 import jax
@@ -54,17 +57,25 @@ def main(argv):
   one, one_params = _run(os.path.join(out, "one"), [*sets, "devices=1"], name)
   for spec in meshes or ["1,8,1"]:
     data, fsdp, tensor = (int(v) for v in spec.split(","))
-    got, got_params = _run(os.path.join(out, spec.replace(",", "-")), [
+    here = os.path.join(out, spec.replace(",", "-"))
+    for start in ("original", "pretrain"):  # one start: each method's comparison is its own
+      if os.path.isdir(os.path.join(out, "one", "models", start)):  # path (retrain: training)
+        shutil.copytree(os.path.join(out, "one", "models", start),
+                        os.path.join(here, "models", start))
+    got, got_params = _run(here, [
         *sets, "devices=8", f"mesh.data={data}", f"mesh.fsdp={fsdp}", f"mesh.tensor={tensor}"],
         name)
     for method, row in one["methods"].items():
-      worst = max(float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-12)) for a, b in zip(
-          jax.tree.leaves(got_params[method]), jax.tree.leaves(one_params[method])))
+      pairs = list(zip(jax.tree.leaves(got_params[method]), jax.tree.leaves(one_params[method])))
+      apart = [np.abs(a - b) / max(np.max(np.abs(b)), 1e-12) for a, b in pairs]
+      worst = max(float(np.max(r)) for r in apart)
+      outliers = sum(int((r > 1e-5).sum()) for r in apart)
       other = got["methods"][method]
       examples = max((abs(other[k] - row[k]) * one["data"][s] / 100 for k, s in SETS.items()
                       if k in row), default=0.0)
       metrics = max((abs(other[k] - row[k]) for k in KEYS if k in row), default=0.0)
-      print(json.dumps({"mesh": spec, "method": method, "relative": worst, "examples": examples,
+      print(json.dumps({"mesh": spec, "method": method, "relative": worst,
+                        "outliers": outliers, "examples": examples,
                         "metrics": metrics, "mesh_recorded": got.get("mesh")}), flush=True)
 
 

@@ -160,8 +160,10 @@ def test_npo_outside_a_language_task_is_refused(override, message, refused):
 
 @pytest.mark.slow  # every method twice on 8 simulated devices
 def test_the_tofu_study_sharded_data2_fsdp4_matches_one_device(tmp_path):
-  # SGD (Adam turns round-off into steps, see test_language.py); GA at a small rate: ascent
-  # grows round-off, 1.05e-5 relative at the unlearn rate 0.01 (measured)
+  # SGD (Adam turns round-off into steps, see test_language.py); GA at a small rate. The sharded
+  # run starts from the one-device original (fsdp_study_check): trained on each mesh, the two
+  # originals were 2.0e-5 relative apart (4 epochs at lr 0.3 grow the pretrained models' 4.7e-7),
+  # which every method inherited; from one start ga is 9.9e-8 apart, retrain 2.2e-6 (measured)
   sgd = ["--set", "train.optimizer=sgd", "--set", "unlearn.optimizer=sgd", "--set",
          "train.lr=0.3", "--set", "unlearn.lr=0.01", "--set", "ga.lr=0.003"]
   rows = conftest.json_lines(os.path.join("tests", "fsdp_study_check.py"), str(tmp_path),

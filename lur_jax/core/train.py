@@ -95,7 +95,7 @@ def optimizer(settings, total_steps: int | None = None) -> optax.GradientTransfo
   """The optimiser a config section names.
 
   Args:
-    settings: a method's settings (a ConfigDict or dict-like) with ``lr``,
+    settings: a method's :class:`~lur_jax.Settings` (read as attributes) with ``lr``,
       ``momentum``, ``weight_decay`` and optionally ``optimizer``: ``"sgd"``
       (the default, :func:`sgd`) or ``"adam"`` (AdamW, weight decay decoupled),
       and ``schedule``: ``"constant"`` (the default) or ``"cosine"`` (a linear
