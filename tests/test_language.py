@@ -21,7 +21,7 @@ TINY = transformer.TransformerConfig(vocab=16, width=16, depth=1, heads=2, seq_l
 @pytest.mark.study
 def test_the_objectives_are_next_token_losses():
   model = language.build_model(TINY)
-  params = model.init(jax.random.key(0))
+  params = jax.jit(model.init)(jax.random.key(0))
   tokens = jnp.asarray(np.random.default_rng(0).integers(0, 16, (4, 8)), jnp.int32)
   batch = {"x": tokens, "y": jnp.zeros(4, jnp.int32), "key": jax.random.key(1)}
   objectives = language.objectives(TINY.vocab)

@@ -16,8 +16,7 @@ from conftest import ROOT
 pytestmark = pytest.mark.study  # end to end: the study tier
 
 # Saving every two steps makes the LUR run last long enough to be killed mid-run.
-SLOW = ["methods=retrain,salun,lur", "lur.epochs=3", "salun.epochs=1",
-        "checkpoint.every=2"]
+SLOW = ["methods=retrain,lur", "lur.epochs=3", "checkpoint.every=2"]
 
 
 EIGHT_DEVICES = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}

@@ -31,7 +31,7 @@ def _batch():
 def test_the_objectives_are_open_unlearnings_losses():
   model = language.build_model(TINY)
   model = model._replace(apply=jax.jit(model.apply))  # op-by-op dispatch is most of the time
-  params = model.init(jax.random.key(0))
+  params = jax.jit(model.init)(jax.random.key(0))
   moved = jax.tree.map(lambda p: p * 1.1, params)
   batch = _batch()
   cfg = config_lib.load(TOFU_SMOKE)
@@ -86,21 +86,21 @@ def test_the_reference_model_rides_in_the_state_only_where_the_step_reads_it():
   cfg = config_lib.apply_overrides(config_lib.load(TOFU_SMOKE), ["methods=graddiff,npo,simnpo"])
   exp = study.prepare(cfg).experiments[0][1]
   x, y = exp.splits.train.x, exp.splits.train.y
-  params = exp.model.init(jax.random.key(0))
   carried = {}
   for name, settings in [("npo", exp.settings["npo"]), ("simnpo", exp.settings["simnpo"]),
                          ("graddiff", exp.settings["graddiff"]),
                          ("graddiff", exp.settings["graddiff"].replace(retain_loss="kl"))]:
     p = runner.recipe(name, settings, exp.forget.retain, exp.forget.forget)
     tx = p.optimizer()
-    state = train.init_state(params, tx, jax.random.key(1))
+    state = jax.eval_shape(lambda tx=tx: train.init_state(exp.model.init(jax.random.key(0)), tx,
+                                                    jax.random.key(1)))  # shapes only
     _, state = runner.make_step(exp, p, tx, state, runner.batch_shapes(x, y, p))
     carried[f"{name}/{settings.retain_loss}"] = state.reference is not None
   assert carried == {"npo/nll": True, "simnpo/nll": False, "graddiff/nll": False,
                      "graddiff/kl": True}
 
 
-@pytest.mark.study
+@pytest.mark.slow  # two steps compiled (the reference's place in the state: the test above)
 def test_the_planner_counts_npos_reference_model_as_an_argument_of_the_step():
   exp = study.prepare(config_lib.apply_overrides(config_lib.load(TOFU_SMOKE), [
       "methods=npo,simnpo"])).experiments[0][1]
