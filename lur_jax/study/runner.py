@@ -90,11 +90,12 @@ def recipe(name: str, settings: methods.Settings, retain_idx, forget_idx) -> Rec
   return Recipe(name, method, settings, forget_bs, total, iterate)
 
 
-def make_step(exp, p: Recipe, tx, state: train.TrainState, batches: tuple):
+def make_step(exp, p: Recipe, tx, state: train.TrainState, batches: tuple, reference=None):
   """The method's step on ``exp``'s model and losses, and the state it starts from.
 
   Where the task's losses can take a reference model (NPO's; ``Objectives.needs_reference``)
-  and this method's step reads it, the state carries the run's starting parameters as
+  and this method's step reads it, the state carries ``reference`` (the parameters the run
+  starts from, before a method's ``prepare``; default ``state.params``) as
   ``state.reference``, an argument of the compiled program sharded as the parameters
   (never a constant folded into it); a step that does not read it (traced once,
   abstractly, on ``batches``: the retain and forget batches' shapes) carries nothing.
@@ -106,7 +107,7 @@ def make_step(exp, p: Recipe, tx, state: train.TrainState, batches: tuple):
   def step(state, retain_batch, forget_batch):
     with_reference = ctx._replace(reference=state.reference)
     return p.method.make_step(with_reference, p.settings, tx)(state, retain_batch, forget_batch)
-  state = state._replace(reference=state.params)
+  state = state._replace(reference=state.params if reference is None else reference)
   if _reads_reference(step, state, batches):
     return step, state
   return p.method.make_step(ctx, p.settings, tx), state._replace(reference=None)
@@ -181,7 +182,8 @@ def run_method(exp, p: Recipe, variables, train_set, retain_idx, forget_idx, *, 
       p.method, context(exp), p.settings, p.optimizer(), variables["params"],
       (x[forget_idx], y[forget_idx]), seed)
   step_fn, state = make_step(exp, p, tx, train.init_state(params, tx, jax.random.key(seed),
-                                                           model_state), batch_shapes(x, y, p))
+                                                           model_state), batch_shapes(x, y, p),
+                             reference=variables["params"])
   shardings = steppers.shardings_of(state, exp.model, exp.mesh)
   options = config_lib.checkpoint_options(cfg)
   checkpoints = None
