@@ -64,6 +64,7 @@ from lur_jax.models.diffusion import (
   linear_schedule,
   noise_objective,
 )
+from lur_jax.models.hf import load_pretrained, save_pretrained
 from lur_jax.study import Experiment, execute, prepare, run
 from lur_jax.study.datasets import load_dataset, load_fashion_mnist, load_tfds
 from lur_jax.study.plots import plot_diagnostics
@@ -87,12 +88,12 @@ __all__ = [
     "check_batches", "conflict_metrics", "cross_entropy", "ddim_sample", "ddpm_sample",
     "distributed_init", "enable_compilation_cache", "execute", "fit", "forget_gradients",
     "forget_objective", "frechet_distance", "gradient_step", "init_state", "l1_penalty",
-    "linear_schedule", "load_dataset", "load_digits", "load_fashion_mnist", "load_tfds",
+    "linear_schedule", "load_dataset", "load_pretrained", "load_digits", "load_fashion_mnist", "load_tfds",
     "lookahead_alignment", "lookahead_params", "lur_loss", "lur_step", "lur_value_and_grad",
     "lur_value_and_grad_with_terms", "make_forget_split", "make_mesh", "masked_updates",
     "mia_efficacy", "noise_objective", "objective_step", "optimizer", "params_checksum",
     "plot_diagnostics", "prepare", "random_crop_flip", "random_wrong_labels", "run",
-    "run_audit", "run_verdict",
+    "run_audit", "run_verdict", "save_pretrained",
     "select_layers", "sgd", "top_fraction_mask", "tree_cosine", "trim",
     "true_class_confidence", "update_running_stats", "wrap_linen", "wrap_nnx",
 ]

@@ -188,8 +188,8 @@ def _unstorable(tree, like):
   return jax.tree.map(one, tree, like)
 
 
-def write_atomic(path: str, text: str) -> None:
-  """Writes ``text`` to ``path`` through a temporary file and a rename.
+def write_atomic(path: str, text: str | bytes) -> None:
+  """Writes ``text`` (or bytes) to ``path`` through a temporary file and a rename.
 
   Raises:
     WriteError: when the file system refuses the write (``path`` is left as it was).
@@ -199,7 +199,7 @@ def write_atomic(path: str, text: str) -> None:
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
     try:
-      with os.fdopen(fd, "w") as f:
+      with os.fdopen(fd, "wb" if isinstance(text, bytes) else "w") as f:
         f.write(text)
       os.chmod(tmp, 0o644)  # mkstemp makes it private; results are for sharing
       os.replace(tmp, path)

@@ -1,0 +1,248 @@
+"""Pretrained decoder-only language models in Flax: the Llama family and GPT-2.
+
+One module, :class:`Decoder`, reads the shape of a Hugging Face checkpoint
+(:class:`DecoderConfig`, from its ``config.json``):
+
+- ``llama`` (Llama 2 and 3.x, ``rope_scaling`` ``linear`` and ``llama3``), ``mistral`` (full
+  causal attention: sequences up to its ``sliding_window``) and ``qwen2`` (biases on the
+  query, key and value projections): RMSNorm, rotary positions in the half-split form of
+  ``transformers``, grouped-query attention, a SwiGLU MLP, a tied or untied head;
+- ``gpt2``: learned positions, LayerNorm with biases, ``gelu_new``, a tied head.
+
+Every parameter carries logical axis names (``vocab``, ``embed``, ``heads``, ``kv``, ``mlp``,
+``layers``; :data:`lur_jax.training.sharding.RULES`), the blocks are stacked with
+``nn.scan`` (one compiled block whatever the depth) and optionally rematerialised, parameters
+are kept in the checkpoint's or the asked dtype and compute runs in ``dtype``. Nothing in it
+is a fused kernel, so LUR's ``hvp`` and ``exact`` modes differentiate it twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from lur_jax.training import sharding
+
+FAMILIES = ("llama", "gpt2")
+REMAT = ("none", "block")
+
+
+@dataclasses.dataclass(frozen=True)
+class DecoderConfig:
+  """A decoder's shape, as a checkpoint's ``config.json`` gives it.
+
+  Attributes:
+    family: ``"llama"`` (also Mistral and Qwen2) or ``"gpt2"``.
+    vocab, width, depth: vocabulary, hidden size, layers.
+    heads, kv_heads, head_dim: query heads, key/value heads (grouped-query attention when
+      fewer), and each head's size.
+    mlp: the MLP's hidden size.
+    norm_eps: the RMSNorm or LayerNorm epsilon.
+    max_positions: the longest sequence (GPT-2's position table).
+    rope_theta: the rotary base.
+    rope_scaling: ``()``, or ``(("rope_type", "linear" | "llama3"), (key, value), ...)``.
+    qkv_bias: biases on the query, key and value projections (Qwen2).
+    tied: the head is the embedding's transpose.
+    sliding_window: Mistral's attention window (0: none); longer inputs are refused.
+    dtype: the compute dtype, ``"float32"`` or ``"bfloat16"``.
+    remat: ``"none"`` or ``"block"``.
+    model_type: the checkpoint's ``model_type`` (written back on export).
+  """
+
+  family: str
+  vocab: int
+  width: int
+  depth: int
+  heads: int
+  kv_heads: int
+  head_dim: int
+  mlp: int
+  norm_eps: float
+  max_positions: int
+  rope_theta: float = 10_000.0
+  rope_scaling: tuple = ()
+  qkv_bias: bool = False
+  tied: bool = False
+  sliding_window: int = 0
+  dtype: str = "float32"
+  remat: str = "none"
+  model_type: str = ""
+
+  def check(self) -> None:
+    """Raises ValueError naming the first bad field."""
+    if self.family not in FAMILIES:
+      raise ValueError(f"family={self.family!r}; allowed: {', '.join(FAMILIES)}")
+    for name in ("vocab", "width", "depth", "heads", "kv_heads", "head_dim", "mlp",
+                 "max_positions"):
+      value = getattr(self, name)
+      if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name}={value!r}; allowed: an int >= 1")
+    if self.heads % self.kv_heads:
+      raise ValueError(f"heads={self.heads} with kv_heads={self.kv_heads}; allowed: "
+                       "query heads that divide into groups of the key/value heads")
+    if self.family == "llama" and self.head_dim % 2:
+      raise ValueError(f"head_dim={self.head_dim}; allowed: an even size (rotary halves)")
+    if self.dtype not in ("float32", "bfloat16"):
+      raise ValueError(f"dtype={self.dtype!r}; allowed: float32, bfloat16")
+    if self.remat not in REMAT:
+      raise ValueError(f"remat={self.remat!r}; allowed: {', '.join(REMAT)}")
+    kind = dict(self.rope_scaling).get("rope_type", "default")
+    if kind not in ("default", "linear", "llama3"):
+      raise ValueError(f"rope_scaling rope_type={kind!r}; allowed: default, linear, llama3")
+
+
+def inverse_frequencies(config: DecoderConfig) -> jax.Array:
+  """The rotary inverse frequencies ``[head_dim / 2]``, scaled as ``transformers`` does
+  (``linear``: divided by the factor; ``llama3``: long wavelengths divided by it, a smooth
+  blend between)."""
+  d = config.head_dim
+  inv = 1.0 / (config.rope_theta ** (jnp.arange(0, d, 2, dtype=jnp.float32) / d))
+  scaling = dict(config.rope_scaling)
+  kind = scaling.get("rope_type", "default")
+  if kind == "linear":
+    return inv / scaling["factor"]
+  if kind != "llama3":
+    return inv
+  factor, low, high = scaling["factor"], scaling["low_freq_factor"], scaling["high_freq_factor"]
+  old = scaling["original_max_position_embeddings"]
+  wavelen = 2 * math.pi / inv
+  scaled = jnp.where(wavelen > old / low, inv / factor, inv)
+  smooth = (old / wavelen - low) / (high - low)
+  blended = (1 - smooth) * scaled / factor + smooth * scaled
+  medium = (wavelen >= old / high) & (wavelen <= old / low)
+  return jnp.where(medium, blended, scaled)
+
+
+def _rotate(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
+  """``x [B, T, heads, head_dim]`` rotated (``transformers``' ``rotate_half`` form)."""
+  half = x.shape[-1] // 2
+  rotated = jnp.concatenate([-x[..., half:], x[..., :half]], -1)
+  return (x * cos + rotated * sin).astype(x.dtype)
+
+
+def _param(module: nn.Module, name: str, shape: tuple, axes: tuple, init=None):
+  init = init or nn.initializers.normal(0.02)
+  return module.param(name, nn.with_logical_partitioning(init, axes), shape, jnp.float32)
+
+
+def _norm(module: nn.Module, x: jax.Array, name: str, config: DecoderConfig) -> jax.Array:
+  """RMSNorm (Llama) or LayerNorm (GPT-2), in float32, cast back to ``x``'s dtype."""
+  scale = _param(module, f"{name}_scale", (config.width,), ("embed",), nn.initializers.ones)
+  h = x.astype(jnp.float32)
+  if config.family == "llama":
+    h = h * jax.lax.rsqrt(jnp.mean(h * h, -1, keepdims=True) + config.norm_eps)
+    return (scale * h.astype(x.dtype)).astype(x.dtype)
+  bias = _param(module, f"{name}_bias", (config.width,), ("embed",), nn.initializers.zeros)
+  mean = h.mean(-1, keepdims=True)
+  var = jnp.mean(jnp.square(h - mean), -1, keepdims=True)
+  return ((h - mean) * jax.lax.rsqrt(var + config.norm_eps) * scale + bias).astype(x.dtype)
+
+
+def _dense(module, x, name, shape, axes, spec, bias_shape=None, bias_axes=None):
+  kernel = _param(module, name, shape, axes).astype(x.dtype)
+  y = jnp.einsum(spec, x, kernel)
+  if bias_shape is not None:
+    y = y + _param(module, f"{name}_bias", bias_shape, bias_axes,
+                   nn.initializers.zeros).astype(x.dtype)
+  return y
+
+
+class Block(nn.Module):
+  """One pre-norm block: ``x + attention(norm(x))``, then ``x + MLP(norm(x))``."""
+
+  config: DecoderConfig
+
+  @nn.compact
+  def __call__(self, x, rope):
+    c = self.config
+    llama = c.family == "llama"
+    h = _norm(self, x, "attention_norm", c)
+    bias = c.qkv_bias or not llama
+    q = _dense(self, h, "query", (c.width, c.heads, c.head_dim), ("embed", "heads", "kv"),
+               "btw,whd->bthd", *(((c.heads, c.head_dim), ("heads", "kv")) if bias else ()))
+    kv = [_dense(self, h, name, (c.width, c.kv_heads, c.head_dim), ("embed", "heads", "kv"),
+                 "btw,whd->bthd", *(((c.kv_heads, c.head_dim), ("heads", "kv")) if bias else ()))
+          for name in ("key", "value")]
+    k, v = kv
+    if llama:
+      cos, sin = rope
+      q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
+    groups = c.heads // c.kv_heads
+    q = q.reshape(*q.shape[:2], c.kv_heads, groups, c.head_dim)
+    scores = jnp.einsum("bqhgd,bkhd->bhgqk", q, k).astype(jnp.float32) / math.sqrt(c.head_dim)
+    t = x.shape[1]
+    causal = jnp.tril(jnp.ones((t, t), bool))
+    weights = jax.nn.softmax(jnp.where(causal, scores, jnp.finfo(jnp.float32).min), -1)
+    attended = jnp.einsum("bhgqk,bkhd->bqhgd", weights.astype(x.dtype), v).reshape(
+        *x.shape[:2], c.heads, c.head_dim)
+    x = x + _dense(self, attended, "out", (c.heads, c.head_dim, c.width), ("heads", "kv", "embed"),
+                   "bthd,hdw->btw", *(() if llama else ((c.width,), ("embed",))))
+    h = _norm(self, x, "mlp_norm", c)
+    if llama:
+      gate = _dense(self, h, "gate", (c.width, c.mlp), ("embed", "mlp"), "btw,wm->btm")
+      up = _dense(self, h, "up", (c.width, c.mlp), ("embed", "mlp"), "btw,wm->btm")
+      h = _dense(self, jax.nn.silu(gate) * up, "down", (c.mlp, c.width), ("mlp", "embed"),
+                 "btm,mw->btw")
+    else:
+      h = _dense(self, h, "mlp_in", (c.width, c.mlp), ("embed", "mlp"), "btw,wm->btm",
+                 (c.mlp,), ("mlp",))
+      h = _dense(self, jax.nn.gelu(h, approximate=True), "mlp_out", (c.mlp, c.width),
+                 ("mlp", "embed"), "btm,mw->btw", (c.width,), ("embed",))
+    return _constrain(x + h), None
+
+
+def _constrain(x: jax.Array, last: str = "act_embed") -> jax.Array:
+  return sharding.constrain(x, ("act_batch", None, last))
+
+
+class Decoder(nn.Module):
+  """Tokens ``[B, T]`` int32 to next-token logits ``[B, T, vocab]`` (float32).
+
+  Attributes:
+    config: a :class:`DecoderConfig`.
+  """
+
+  config: DecoderConfig
+
+  @nn.compact
+  def __call__(self, tokens):
+    c = self.config
+    t = tokens.shape[1]
+    if t > c.max_positions or (c.sliding_window and t > c.sliding_window):
+      limit = min(c.max_positions, c.sliding_window or c.max_positions)
+      raise ValueError(f"tokens of length {t}; allowed: at most {limit} for this model")
+    dtype = jnp.dtype(c.dtype)
+    embed = _param(self, "embed", (c.vocab, c.width), ("vocab", "embed"))
+    x = jnp.take(embed, tokens, axis=0).astype(dtype)
+    rope = None
+    if c.family == "gpt2":
+      positions = _param(self, "positions", (c.max_positions, c.width), (None, "embed"))
+      x = x + positions[:t].astype(dtype)
+    else:
+      angle = jnp.arange(t, dtype=jnp.float32)[:, None] * inverse_frequencies(c)[None]
+      angle = jnp.concatenate([angle, angle], -1)[None, :, None, :]
+      rope = (jnp.cos(angle).astype(dtype), jnp.sin(angle).astype(dtype))
+    x = _constrain(x)
+    block = nn.remat(Block, prevent_cse=False) if c.remat == "block" else Block
+    x, _ = nn.scan(block, variable_axes={"params": 0}, split_rngs={"params": True},
+                   in_axes=nn.broadcast, length=c.depth,
+                   metadata_params={nn.PARTITION_NAME: "layers"})(c, name="blocks")(x, rope)
+    x = _norm(self, x, "final_norm", c).astype(jnp.float32)
+    if c.tied:
+      logits = x @ embed.astype(jnp.float32).T
+    else:
+      logits = x @ _param(self, "head", (c.width, c.vocab), ("embed", "vocab"))
+    return _constrain(logits, "act_vocab")
+
+
+def build(config: DecoderConfig) -> tuple[Decoder, Callable]:
+  """``(module, init)``: the decoder and ``key -> boxed params`` (logical names kept)."""
+  config.check()
+  module = Decoder(config)
+  tokens = jnp.zeros((1, 1), jnp.int32)
+  return module, lambda key: module.init(key, tokens)["params"]
