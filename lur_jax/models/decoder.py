@@ -193,11 +193,7 @@ class Block(nn.Module):
                  (c.mlp,), ("mlp",))
       h = _dense(self, jax.nn.gelu(h, approximate=True), "mlp_out", (c.mlp, c.width),
                  ("mlp", "embed"), "btm,mw->btw", (c.width,), ("embed",))
-    return _constrain(x + h), None
-
-
-def _constrain(x: jax.Array, last: str = "act_embed") -> jax.Array:
-  return sharding.constrain(x, ("act_batch", None, last))
+    return sharding.constrain_activations(x + h), None
 
 
 class Decoder(nn.Module):
@@ -227,7 +223,7 @@ class Decoder(nn.Module):
       angle = jnp.arange(t, dtype=jnp.float32)[:, None] * inverse_frequencies(c)[None]
       angle = jnp.concatenate([angle, angle], -1)[None, :, None, :]
       rope = (jnp.cos(angle).astype(dtype), jnp.sin(angle).astype(dtype))
-    x = _constrain(x)
+    x = sharding.constrain_activations(x)
     block = nn.remat(Block, prevent_cse=False) if c.remat == "block" else Block
     x, _ = nn.scan(block, variable_axes={"params": 0}, split_rngs={"params": True},
                    in_axes=nn.broadcast, length=c.depth,
@@ -237,7 +233,7 @@ class Decoder(nn.Module):
       logits = x @ embed.astype(jnp.float32).T
     else:
       logits = x @ _param(self, "head", (c.width, c.vocab), ("embed", "vocab"))
-    return _constrain(logits, "act_vocab")
+    return sharding.constrain_activations(logits, "act_vocab")
 
 
 def build(config: DecoderConfig) -> tuple[Decoder, Callable]:

@@ -117,13 +117,7 @@ class Block(nn.Module):
     h = nn.Dense(c.width, dtype=dtype, name="mlp_out", kernel_init=_init(("mlp", "embed")),
                  bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)))(
                      nn.gelu(h))
-    return _constrain(x + h), None
-
-
-def _constrain(x: jax.Array, last: str = "act_embed") -> jax.Array:
-  """Activations ``[B, T, ·]`` keep their batch axis sharded (the rules' ``act_batch``);
-  without it the partitioner may gather the whole batch onto every device."""
-  return sharding.constrain(x, ("act_batch", None, last))
+    return sharding.constrain_activations(x + h), None
 
 
 class Transformer(nn.Module):
@@ -140,7 +134,7 @@ class Transformer(nn.Module):
     c = self.config
     embed = nn.Embed(c.vocab, c.width, name="embed",
                      embedding_init=_init(("vocab", "embed")))
-    x = _constrain(embed(tokens).astype(jnp.dtype(c.dtype)))
+    x = sharding.constrain_activations(embed(tokens).astype(jnp.dtype(c.dtype)))
     block = nn.remat(Block, prevent_cse=False) if c.remat == "block" else Block
     x, _ = nn.scan(block, variable_axes={"params": 0}, split_rngs={"params": True},
                    unroll=c.scan_unroll,
@@ -148,7 +142,7 @@ class Transformer(nn.Module):
                        c, name="blocks")(x, None)
     x = _layer_norm(jnp.dtype(c.dtype), "ln_final")(x)
     logits = embed.attend(x.astype(jnp.float32))  # tied embeddings
-    return _constrain(logits, "act_vocab")
+    return sharding.constrain_activations(logits, "act_vocab")
 
 
 def lm_objective(apply_fn: Callable) -> Callable:

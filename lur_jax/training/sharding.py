@@ -178,6 +178,13 @@ def constrain(x: jax.Array, names: tuple[str | None, ...], rules=RULES) -> jax.A
   return jax.lax.with_sharding_constraint(x, P(*nn.logical_to_mesh_axes(names, rules)))
 
 
+def constrain_activations(x: jax.Array, last: str = "act_embed") -> jax.Array:
+  """A language model's activations ``[B, T, ·]`` keep their batch axis sharded (the rules'
+  ``act_batch``; ``last``: the name of the last axis, ``act_vocab`` for logits); without it the
+  partitioner may gather the whole batch onto every device."""
+  return constrain(x, ("act_batch", None, last))
+
+
 def is_data_parallel(mesh: Mesh) -> bool:
   """Whether only the ``data`` axis splits the mesh (parameters stay replicated)."""
   return all(size == 1 for name, size in mesh.shape.items() if name != "data")
