@@ -144,3 +144,21 @@ def test_an_exported_model_loads_in_transformers_to_the_same_logits(tmp_path, na
   with torch.no_grad():
     got = theirs(torch.as_tensor(tokens, dtype=torch.long)).logits.float().numpy()
   np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5, err_msg=name)
+
+
+@pytest.mark.parametrize("name", ["llama3", "gpt2"])
+def test_greedy_decoding_with_the_cache_equals_decoding_without(name):
+  from lur_jax.lm import evaluate  # pylint: disable=g-import-not-at-top
+  from lur_jax.models import decoder  # pylint: disable=g-import-not-at-top
+  path, tokens, _ = _fixture(name)
+  model, params = lur_jax.load_pretrained(path)
+  config = model.apply.pretrained[0]
+  prompts = np.zeros((2, 20), np.int32)
+  prompts[:, :12] = tokens
+  lengths = np.array([5, 9])
+  plain = evaluate.greedy(model.apply, params, prompts, lengths, 8, eos=-1)
+  eos = int(plain[0, 2])  # a token generated early: decoding stops after it, pads follow
+  want = evaluate.greedy(model.apply, params, prompts, lengths, 8, eos=eos, pad=0)
+  assert (want == 0).any()
+  got = jax.jit(lambda p: decoder.greedy(config, p, prompts, lengths, 8, eos=eos, pad=0))(params)
+  np.testing.assert_array_equal(got, want)

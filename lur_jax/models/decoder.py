@@ -156,10 +156,12 @@ class Block(nn.Module):
   """One pre-norm block: ``x + attention(norm(x))``, then ``x + MLP(norm(x))``."""
 
   config: DecoderConfig
+  cache_size: int = 0
 
   @nn.compact
-  def __call__(self, x, rope):
+  def __call__(self, x, context):
     c = self.config
+    rope, positions = context
     llama = c.family == "llama"
     h = _norm(self, x, "attention_norm", c)
     bias = c.qkv_bias or not llama
@@ -172,11 +174,14 @@ class Block(nn.Module):
     if llama:
       cos, sin = rope
       q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
+    keys = positions
+    if self.cache_size:  # generation: this call's keys and values join the cache
+      k, v = (self._cached(name, a, positions) for name, a in (("key", k), ("value", v)))
+      keys = jnp.broadcast_to(jnp.arange(self.cache_size), (x.shape[0], self.cache_size))
     groups = c.heads // c.kv_heads
     q = q.reshape(*q.shape[:2], c.kv_heads, groups, c.head_dim)
     scores = jnp.einsum("bqhgd,bkhd->bhgqk", q, k).astype(jnp.float32) / math.sqrt(c.head_dim)
-    t = x.shape[1]
-    causal = jnp.tril(jnp.ones((t, t), bool))
+    causal = (keys[:, None, :] <= positions[:, :, None])[:, None, None]  # [B, 1, 1, q, k]
     weights = jax.nn.softmax(jnp.where(causal, scores, jnp.finfo(jnp.float32).min), -1)
     attended = jnp.einsum("bhgqk,bkhd->bqhgd", weights.astype(x.dtype), v).reshape(
         *x.shape[:2], c.heads, c.head_dim)
@@ -195,6 +200,14 @@ class Block(nn.Module):
                  ("mlp", "embed"), "btm,mw->btw", (c.width,), ("embed",))
     return sharding.constrain_activations(x + h), None
 
+  def _cached(self, name: str, new: jax.Array, positions: jax.Array) -> jax.Array:
+    """The cache of ``name`` ``[B, cache_size, kv_heads, head_dim]`` with ``new`` written at
+    ``positions`` (a slot is rewritten before any query can see it)."""
+    cache = self.variable("cache", name, jnp.zeros, (new.shape[0], self.cache_size,
+                                                     *new.shape[2:]), new.dtype)
+    cache.value = jax.vmap(lambda c, n, p: c.at[p].set(n))(cache.value, new, positions)
+    return cache.value
+
 
 class Decoder(nn.Module):
   """Tokens ``[B, T]`` int32 to next-token logits ``[B, T, vocab]`` (float32).
@@ -206,28 +219,36 @@ class Decoder(nn.Module):
   config: DecoderConfig
 
   @nn.compact
-  def __call__(self, tokens):
+  def __call__(self, tokens, positions=None, cache_size: int = 0):
+    """Logits of ``tokens`` at ``positions`` (``[B, T]``; default ``0 .. T − 1``). With
+    ``cache_size`` > 0 (generation, the ``cache`` collection mutable) each layer keeps the
+    keys and values of every position seen, and the tokens attend to those at or before
+    their own position."""
     c = self.config
     t = tokens.shape[1]
-    if t > c.max_positions or (c.sliding_window and t > c.sliding_window):
+    longest = cache_size or t
+    if longest > c.max_positions or (c.sliding_window and longest > c.sliding_window):
       limit = min(c.max_positions, c.sliding_window or c.max_positions)
-      raise ValueError(f"tokens of length {t}; allowed: at most {limit} for this model")
+      raise ValueError(f"tokens of length {longest}; allowed: at most {limit} for this model")
+    if positions is None:
+      positions = jnp.broadcast_to(jnp.arange(t), tokens.shape)
     dtype = jnp.dtype(c.dtype)
     embed = _param(self, "embed", (c.vocab, c.width), ("vocab", "embed"))
     x = jnp.take(embed, tokens, axis=0).astype(dtype)
     rope = None
     if c.family == "gpt2":
-      positions = _param(self, "positions", (c.max_positions, c.width), (None, "embed"))
-      x = x + positions[:t].astype(dtype)
+      table = _param(self, "positions", (c.max_positions, c.width), (None, "embed"))
+      x = x + jnp.take(table, positions, axis=0).astype(dtype)
     else:
-      angle = jnp.arange(t, dtype=jnp.float32)[:, None] * inverse_frequencies(c)[None]
-      angle = jnp.concatenate([angle, angle], -1)[None, :, None, :]
+      angle = positions[..., None].astype(jnp.float32) * inverse_frequencies(c)
+      angle = jnp.concatenate([angle, angle], -1)[:, :, None, :]
       rope = (jnp.cos(angle).astype(dtype), jnp.sin(angle).astype(dtype))
     x = sharding.constrain_activations(x)
     block = nn.remat(Block, prevent_cse=False) if c.remat == "block" else Block
-    x, _ = nn.scan(block, variable_axes={"params": 0}, split_rngs={"params": True},
+    x, _ = nn.scan(block, variable_axes={"params": 0, "cache": 0}, split_rngs={"params": True},
                    in_axes=nn.broadcast, length=c.depth,
-                   metadata_params={nn.PARTITION_NAME: "layers"})(c, name="blocks")(x, rope)
+                   metadata_params={nn.PARTITION_NAME: "layers"})(
+                       c, cache_size, name="blocks")(x, (rope, positions))
     x = _norm(self, x, "final_norm", c).astype(jnp.float32)
     if c.tied:
       logits = x @ embed.astype(jnp.float32).T
@@ -242,3 +263,38 @@ def build(config: DecoderConfig) -> tuple[Decoder, Callable]:
   module = Decoder(config)
   tokens = jnp.zeros((1, 1), jnp.int32)
   return module, lambda key: module.init(key, tokens)["params"]
+
+
+def greedy(config: DecoderConfig, params, prompts, prompt_lengths, max_new: int, eos: int,
+           pad: int = 0) -> jax.Array:
+  """Greedy decoding with a key-value cache: the prompts run once, then one token per step.
+
+  Args:
+    config: the decoder's shape.
+    params: its parameters.
+    prompts: ``[B, T]`` int tokens, each prompt left-aligned (what follows is ignored).
+    prompt_lengths: ``[B]`` each prompt's length (at least 1).
+    max_new: the most tokens generated.
+    eos: the end token; generation stops after it.
+    pad: written after EOS.
+
+  Returns:
+    ``[B, max_new]`` the generated tokens (EOS included, ``pad`` after it), the tokens
+    :func:`lur_jax.lm.evaluate.greedy` gives without a cache.
+  """
+  module = Decoder(config)
+  prompts, lengths = jnp.asarray(prompts), jnp.asarray(prompt_lengths)
+  size = prompts.shape[1] + max_new
+  logits, cache = module.apply({"params": params}, prompts, cache_size=size, mutable=["cache"])
+  first = jnp.take_along_axis(logits, (lengths - 1)[:, None, None], 1)[:, 0].argmax(-1)
+
+  def step(carry, i):
+    cache, token, done = carry
+    out = jnp.where(done, pad, token)
+    done = done | (token == eos)
+    logits, cache = module.apply({"params": params, **cache}, token[:, None],
+                                 (lengths + i)[:, None], cache_size=size, mutable=["cache"])
+    return (cache, logits[:, 0].argmax(-1).astype(token.dtype), done), out
+  start = (cache, first.astype(prompts.dtype), jnp.zeros(prompts.shape[0], bool))
+  _, tokens = jax.lax.scan(step, start, jnp.arange(max_new))
+  return tokens.T
