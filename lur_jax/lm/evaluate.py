@@ -91,11 +91,15 @@ def greedy(apply_fn: Callable, params, prompts, prompt_lengths, max_new: int, eo
 
 
 def _token_stats(apply_fn, params, tokens):
-  logp = jax.nn.log_softmax(apply_fn(params, tokens)[:, :-1].astype(jnp.float32))
+  """Each next token's log p, and μ and σ² of log p under the distribution, in the logits'
+  precision (float32 at least); σ² as Σ p (log p − μ)², which stays exact where the
+  distribution is flat (E[log² p] − μ² cancels to noise there)."""
+  logits = apply_fn(params, tokens)[:, :-1]
+  logp = jax.nn.log_softmax(logits.astype(jnp.promote_types(logits.dtype, jnp.float32)))
   target = jnp.take_along_axis(logp, tokens[:, 1:, None], -1)[..., 0]
   p = jnp.exp(logp)
   mu = (p * logp).sum(-1)
-  return target, mu, (p * logp**2).sum(-1) - mu**2
+  return target, mu, (p * jnp.square(logp - mu[..., None])).sum(-1)
 
 
 def scored_positions(labels) -> list[np.ndarray]:
