@@ -25,6 +25,7 @@ from collections.abc import Callable
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from lur_jax.training import sharding
 
@@ -272,7 +273,8 @@ def greedy(config: DecoderConfig, params, prompts, prompt_lengths, max_new: int,
   Args:
     config: the decoder's shape.
     params: its parameters.
-    prompts: ``[B, T]`` int tokens, each prompt left-aligned (what follows is ignored).
+    prompts: ``[B, T]`` int tokens, each prompt left-aligned (what follows is ignored), ``T``
+      ≥ its length + ``max_new``: the cache holds ``T`` positions.
     prompt_lengths: ``[B]`` each prompt's length (at least 1).
     max_new: the most tokens generated.
     eos: the end token; generation stops after it.
@@ -284,7 +286,11 @@ def greedy(config: DecoderConfig, params, prompts, prompt_lengths, max_new: int,
   """
   module = Decoder(config)
   prompts, lengths = jnp.asarray(prompts), jnp.asarray(prompt_lengths)
-  size = prompts.shape[1] + max_new
+  size = prompts.shape[1]
+  if not isinstance(prompt_lengths, jax.core.Tracer) and (
+      int(np.max(prompt_lengths)) + max_new > size):
+    raise ValueError(f"prompts of up to {int(np.max(prompt_lengths))} tokens and max_new="
+                     f"{max_new} in a buffer of {size}; allowed: prompt + max_new <= the buffer")
   logits, cache = module.apply({"params": params}, prompts, cache_size=size, mutable=["cache"])
   first = jnp.take_along_axis(logits, (lengths - 1)[:, None, None], 1)[:, 0].argmax(-1)
 
