@@ -333,6 +333,26 @@ def config_to_hf(config: decoder.DecoderConfig, source: dict | None = None) -> d
   return out
 
 
+def to_hf_tensors(config: decoder.DecoderConfig, tree) -> dict[str, np.ndarray]:
+  """A tree like the decoder's parameters (the parameters, or their gradients) as the
+  checkpoint's float32 tensors by name: the inverse of :func:`load_pretrained`'s mapping."""
+  table = tensors(config)
+  parts: dict[str, list] = {}
+  for key, value in _paths(tree).items():
+    t = table[key]
+    value = np.asarray(jax.device_get(value), np.float32)
+    for layer, array in enumerate(value if key.startswith("blocks/") else [value]):
+      block = np.transpose(array, np.argsort(t.perm))
+      if t.heads:
+        block = block.reshape(*block.shape[:t.split], -1, *block.shape[t.split + 2:])
+      parts.setdefault(t.name.format(i=layer), []).append((t.offset, t.split, block))
+  out = {}
+  for name, pieces in parts.items():
+    pieces.sort(key=lambda p: p[0])
+    out[name] = np.concatenate([b for _, _, b in pieces], axis=pieces[0][1])
+  return out
+
+
 def save_pretrained(path: str, model, params, dtype: str = "float32") -> None:
   """Writes ``config.json`` and ``model.safetensors`` of a decoder (from
   :func:`load_pretrained` or :func:`as_model`) into the folder ``path``, atomically.
@@ -356,22 +376,8 @@ def save_pretrained(path: str, model, params, dtype: str = "float32") -> None:
   if dtype not in ("float32", "bfloat16", "float16"):
     raise ValueError(f"dtype={dtype!r}; allowed: float32, bfloat16, float16")
   config, source = model.apply.pretrained
-  parts: dict[str, list] = {}
-  for key, value in _paths(params).items():
-    t = tensors(config)[key]
-    value = np.asarray(jax.device_get(value), np.float32)
-    for layer, array in enumerate(value if key.startswith("blocks/") else [value]):
-      inverse = np.argsort(t.perm)
-      block = np.transpose(array, inverse)
-      if t.heads:
-        a = t.split
-        block = block.reshape(*block.shape[:a], -1, *block.shape[a + 2:])
-      parts.setdefault(t.name.format(i=layer), []).append((t.offset, t.split, block))
-  arrays = {}
-  for name, pieces in parts.items():
-    pieces.sort(key=lambda p: p[0])
-    block = np.concatenate([b for _, _, b in pieces], axis=pieces[0][1])
-    arrays[name] = np.ascontiguousarray(block.astype(DTYPES[dtype]))
+  arrays = {k: np.ascontiguousarray(v.astype(DTYPES[dtype]))
+            for k, v in to_hf_tensors(config, params).items()}
   os.makedirs(path, exist_ok=True)
   checkpoint.write_json(os.path.join(path, "config.json"), {
       **config_to_hf(config, source), "torch_dtype": dtype})
