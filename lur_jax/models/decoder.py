@@ -161,45 +161,49 @@ class Block(nn.Module):
 
   @nn.compact
   def __call__(self, x, context):
-    c = self.config
     rope, positions = context
+    x = x + self._attention(_norm(self, x, "attention_norm", self.config), rope, positions)
+    x = x + self._mlp(_norm(self, x, "mlp_norm", self.config))
+    return sharding.constrain_activations(x), None
+
+  def _attention(self, h, rope, positions):
+    """Causal grouped-query attention of ``h [B, T, width]`` at ``positions [B, T]``."""
+    c = self.config
     llama = c.family == "llama"
-    h = _norm(self, x, "attention_norm", c)
     bias = c.qkv_bias or not llama
     q = _dense(self, h, "query", (c.width, c.heads, c.head_dim), ("embed", "heads", "kv"),
                "btw,whd->bthd", *(((c.heads, c.head_dim), ("heads", "kv")) if bias else ()))
-    kv = [_dense(self, h, name, (c.width, c.kv_heads, c.head_dim), ("embed", "heads", "kv"),
-                 "btw,whd->bthd", *(((c.kv_heads, c.head_dim), ("heads", "kv")) if bias else ()))
-          for name in ("key", "value")]
-    k, v = kv
+    k, v = (_dense(self, h, name, (c.width, c.kv_heads, c.head_dim), ("embed", "heads", "kv"),
+                   "btw,whd->bthd", *(((c.kv_heads, c.head_dim), ("heads", "kv")) if bias else ()))
+            for name in ("key", "value"))
     if llama:
-      cos, sin = rope
-      q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
+      q, k = _rotate(q, *rope), _rotate(k, *rope)
     keys = positions
     if self.cache_size:  # generation: this call's keys and values join the cache
       k, v = (self._cached(name, a, positions) for name, a in (("key", k), ("value", v)))
-      keys = jnp.broadcast_to(jnp.arange(self.cache_size), (x.shape[0], self.cache_size))
+      keys = jnp.broadcast_to(jnp.arange(self.cache_size), (h.shape[0], self.cache_size))
     groups = c.heads // c.kv_heads
     q = q.reshape(*q.shape[:2], c.kv_heads, groups, c.head_dim)
     scores = jnp.einsum("bqhgd,bkhd->bhgqk", q, k).astype(jnp.float32) / math.sqrt(c.head_dim)
     causal = (keys[:, None, :] <= positions[:, :, None])[:, None, None]  # [B, 1, 1, q, k]
     weights = jax.nn.softmax(jnp.where(causal, scores, jnp.finfo(jnp.float32).min), -1)
-    attended = jnp.einsum("bhgqk,bkhd->bqhgd", weights.astype(x.dtype), v).reshape(
-        *x.shape[:2], c.heads, c.head_dim)
-    x = x + _dense(self, attended, "out", (c.heads, c.head_dim, c.width), ("heads", "kv", "embed"),
-                   "bthd,hdw->btw", *(() if llama else ((c.width,), ("embed",))))
-    h = _norm(self, x, "mlp_norm", c)
-    if llama:
+    attended = jnp.einsum("bhgqk,bkhd->bqhgd", weights.astype(h.dtype), v).reshape(
+        *h.shape[:2], c.heads, c.head_dim)
+    return _dense(self, attended, "out", (c.heads, c.head_dim, c.width), ("heads", "kv", "embed"),
+                  "bthd,hdw->btw", *(() if llama else ((c.width,), ("embed",))))
+
+  def _mlp(self, h):
+    """SwiGLU (Llama) or a ``gelu_new`` MLP with biases (GPT-2)."""
+    c = self.config
+    if c.family == "llama":
       gate = _dense(self, h, "gate", (c.width, c.mlp), ("embed", "mlp"), "btw,wm->btm")
       up = _dense(self, h, "up", (c.width, c.mlp), ("embed", "mlp"), "btw,wm->btm")
-      h = _dense(self, jax.nn.silu(gate) * up, "down", (c.mlp, c.width), ("mlp", "embed"),
-                 "btm,mw->btw")
-    else:
-      h = _dense(self, h, "mlp_in", (c.width, c.mlp), ("embed", "mlp"), "btw,wm->btm",
-                 (c.mlp,), ("mlp",))
-      h = _dense(self, jax.nn.gelu(h, approximate=True), "mlp_out", (c.mlp, c.width),
-                 ("mlp", "embed"), "btm,mw->btw", (c.width,), ("embed",))
-    return sharding.constrain_activations(x + h), None
+      return _dense(self, jax.nn.silu(gate) * up, "down", (c.mlp, c.width), ("mlp", "embed"),
+                    "btm,mw->btw")
+    h = _dense(self, h, "mlp_in", (c.width, c.mlp), ("embed", "mlp"), "btw,wm->btm",
+               (c.mlp,), ("mlp",))
+    return _dense(self, jax.nn.gelu(h, approximate=True), "mlp_out", (c.mlp, c.width),
+                  ("mlp", "embed"), "btm,mw->btw", (c.width,), ("embed",))
 
   def _cached(self, name: str, new: jax.Array, positions: jax.Array) -> jax.Array:
     """The cache of ``name`` ``[B, cache_size, kv_heads, head_dim]`` with ``new`` written at
