@@ -186,3 +186,20 @@ def test_gradients_of_the_answer_nll_equal_torchs(name):
   assert set(theirs) <= set(ours), set(theirs) - set(ours)
   for n, g in theirs.items():
     np.testing.assert_allclose(ours[n], g, rtol=1e-4, atol=1e-5 * np.abs(g).max(), err_msg=n)
+
+
+def test_a_checkpoint_in_shards_reads_as_one(tmp_path):
+  from safetensors.numpy import load_file, save_file  # pylint: disable=g-import-not-at-top
+  path, tokens, want = _fixture("llama2")
+  arrays = load_file(os.path.join(path, "model.safetensors"))
+  names = sorted(arrays)
+  weight_map = {}
+  for k, part in enumerate((names[::2], names[1::2])):
+    file = f"model-{k + 1:05d}-of-00002.safetensors"
+    save_file({n: arrays[n] for n in part}, str(tmp_path / file))
+    weight_map.update({n: file for n in part})
+  (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+  shutil.copy(os.path.join(path, "config.json"), tmp_path)
+  model, params = lur_jax.load_pretrained(str(tmp_path))
+  got = np.asarray(model.apply(params, jnp.asarray(tokens)))
+  assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
