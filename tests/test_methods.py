@@ -82,6 +82,16 @@ def test_masked_updates_freeze_everything_outside_the_mask(mlp):
   updates, _ = tx.update(grads, tx.init(params), params)
   for u, m in zip(jax.tree.leaves(updates), jax.tree.leaves(mask)):
     assert bool((u[~m] == 0).all()) and bool((u[m] != 0).all())
+  # The mask is the transform's state: a step reads it from there (an argument of a compiled
+  # step, sharded as the parameters), so a transform without one updates a state that has it.
+  state = tx.init(params)
+  assert jax.tree.leaves(state[-1].mask) == jax.tree.leaves(mask)
+  stateless = optax.chain(train.sgd(0.1, weight_decay=0.1), saliency.masked_updates())
+  again, _ = stateless.update(grads, state, params)
+  for a, b in zip(jax.tree.leaves(again), jax.tree.leaves(updates)):
+    np.testing.assert_array_equal(a, b)
+  with pytest.raises(ValueError, match=r"masked_updates\(\): no mask to start from"):
+    stateless.init(params)
 
 
 def test_l1_penalty_decays_linearly_to_zero(mlp):
@@ -149,3 +159,16 @@ def test_salun_touches_only_masked_weights_and_shs_trims(tmp_path):
 ])
 def test_bad_method_settings_exit_2(args, match, refused):
   refused(["run", SMOKE, *args], match)
+
+
+@pytest.mark.study  # three steps compiled
+def test_the_planner_counts_saluns_mask_a_byte_per_parameter():
+  from conftest import SMOKE  # pylint: disable=g-import-not-at-top
+
+  from lur_jax import study  # pylint: disable=g-import-not-at-top
+  from lur_jax.study import config as config_lib, plan  # pylint: disable=g-import-not-at-top
+  exp = study.prepare(config_lib.apply_overrides(config_lib.load(SMOKE),
+                                                 ["methods=rl,salun"])).only()
+  rl, salun = (plan.step_bytes(exp, n, exp.settings[n])["argument"] for n in ("rl", "salun"))
+  params = jax.eval_shape(exp.model.init, jax.random.key(0))
+  assert salun - rl == sum(a.size for a in jax.tree.leaves(params))  # RL's step, plus the mask

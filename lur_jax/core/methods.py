@@ -160,6 +160,8 @@ class Method(NamedTuple):
       for ``lur_snip``, ``lur_npo``, ``lur_simnpo``).
     tasks: the built-in tasks (``config.task``) it runs on; ``None``: every task,
       a task of yours included.
+    masked: ``prepare`` returns an update mask (a bool per parameter, SalUn's), which
+      rides in the optimiser state (:func:`~lur_jax.masked_updates`); the planner counts it.
   """
 
   make_step: MakeStep
@@ -171,6 +173,7 @@ class Method(NamedTuple):
   defaults: dict | None = None
   inherits: str | None = None
   tasks: tuple[str, ...] | None = None
+  masked: bool = False
 
 
 def _diagnosed(ctx: Context, objective, tx, forget="ga"):
@@ -330,7 +333,7 @@ METHODS: dict[str, Method] = {
                          inherits="lur", tasks=_TOFU),
     "l1_sparse": Method(_finetune, wrap_tx=_l1_tx, check=_check_l1, tasks=_CLASSIFIERS),
     "salun": Method(_random_labels, prepare=_salun_mask, check=_check_salun,
-                    tasks=(*_CLASSIFIERS, "diffusion")),
+                    tasks=(*_CLASSIFIERS, "diffusion"), masked=True),
     "shs": Method(_shs_repair, prepare=_trim, check=_check_trim, tasks=_CLASSIFIERS),
     "lur_snip": Method(_lur, prepare=_trim, check=_check_lur_snip, inherits="lur",
                        tasks=_CLASSIFIERS),

@@ -8,6 +8,7 @@ Normalisation layers are never selected.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -123,20 +124,37 @@ def top_fraction_mask(scores, selected, fraction: float):
   return jax.tree.map(lambda s, m: (s >= threshold) & m, scores, selected)
 
 
-def masked_updates(mask) -> optax.GradientTransformation:
-  """An optax transform zeroing every update outside ``mask`` (SalUn's masked step).
+class MaskState(NamedTuple):
+  """:func:`masked_updates`' state: the mask itself, so that a compiled step takes it as an
+  argument (sharded as the parameters, checkpointed with the optimiser) instead of holding a
+  copy of it as a constant."""
+
+  mask: Any
+
+
+def masked_updates(mask=None) -> optax.GradientTransformation:
+  """An optax transform zeroing every update outside the mask (SalUn's masked step).
 
   Args:
-    mask: a pytree of bool arrays like the parameters.
+    mask: a pytree of bool arrays like the parameters, the state ``init`` starts from; the
+      update reads the mask from its state (``None``: a transform for a state that already
+      holds one).
 
   Returns:
     An ``optax.GradientTransformation``; chain it last, after weight decay, so
     masked weights do not move at all.
   """
+  def init(params):
+    del params
+    if mask is None:
+      raise ValueError("masked_updates(): no mask to start from; allowed: a pytree of bool "
+                       "arrays like the parameters")
+    return MaskState(mask)
+
   def update(updates, state, params=None):
     del params
-    return jax.tree.map(lambda u, m: jnp.where(m, u, 0), updates, mask), state
-  return optax.GradientTransformation(lambda _: optax.EmptyState(), update)
+    return jax.tree.map(lambda u, m: jnp.where(m, u, 0), updates, state.mask), state
+  return optax.GradientTransformation(init, update)
 
 
 def broadcast_mask(selected, params):

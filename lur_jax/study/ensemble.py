@@ -227,9 +227,8 @@ def unlearn(exp, name: str, variables, members: Members, *, settings=None, hpara
                   for i, k in enumerate(keys)])
   states = states._replace(rng=jax.random.wrap_key_data(states.rng))
   step = _member_step(p, ctx, mask is not None, hparams, wrap)
-  if mask is not None or hparams:  # each member's own values ride in its optimiser state
-    extra = {"mask": mask} if mask is not None else {}
-    states = states._replace(opt_state=(states.opt_state, {**extra, "hparams": hparams}))
+  if hparams:  # each member's own values ride in its optimiser state (its mask already does)
+    states = states._replace(opt_state=(states.opt_state, {"hparams": hparams}))
   return fit(step, states, exp.splits.train.x, exp.splits.train.y, members, mesh=exp.mesh,
              epochs=settings.epochs, batch_size=settings.batch_size,
              forget_batch_size=p.forget_batch_size, iterate=p.iterate, desc=desc or name,
@@ -239,17 +238,17 @@ def unlearn(exp, name: str, variables, members: Members, *, settings=None, hpara
 
 
 def _member_step(p: runner.Recipe, ctx, masked: bool, hparams: dict, wrap):
-  """One member's step; its update mask and hyperparameters (if any) are read
-  from the second half of its optimiser state."""
+  """One member's step; its update mask (if any) is the last part of its optimiser state,
+  its hyperparameters (if any) the second half of the state."""
   def build(extra):
     s = p.settings.replace(**extra.get("hparams", {}))
     tx = p.optimizer(s)
-    if "mask" in extra:
-      tx = optax.chain(tx, saliency.masked_updates(extra["mask"]))
+    if masked:
+      tx = optax.chain(tx, saliency.masked_updates())
     step = p.method.make_step(ctx, s, tx)
     return step if wrap is None else wrap(step, ctx, s)
 
-  if not masked and not hparams:
+  if not hparams:
     return build({})
 
   def step(state, retain_batch, forget_batch):

@@ -17,10 +17,11 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from lur_jax import study
-from lur_jax.core import lur, methods, train
+from lur_jax.core import lur, methods, saliency, train
 from lur_jax.study import config as config_lib, runner
 from lur_jax.training import sharding, steppers
 
@@ -78,8 +79,16 @@ def step_bytes(exp, name: str, settings: methods.Settings) -> dict:
   p = runner.recipe(name, settings, exp.forget.retain, exp.forget.forget)
   key = jax.random.key(0)
   tx = p.optimizer()
-  state = jax.eval_shape(lambda: train.init_state(
-      exp.model.init(key), tx, key, exp.model.init_state(key)))
+  def init():
+    params = exp.model.init(key)
+    start = tx
+    if p.method.masked:  # SalUn's mask (a bool per parameter) rides in the optimiser state
+      start = optax.chain(tx, saliency.masked_updates(jax.tree.map(
+          lambda a: jnp.ones(a.shape, bool), params)))
+    return train.init_state(params, start, key, exp.model.init_state(key))
+  state = jax.eval_shape(init)
+  if p.method.masked:
+    tx = optax.chain(tx, saliency.masked_updates())
   x, y = exp.splits.train.x, exp.splits.train.y
   # NPO's reference is in the state where the step reads it: it counts, a second model
   step_fn, state = runner.make_step(exp, p, tx, state, runner.batch_shapes(x, y, p))
