@@ -55,7 +55,7 @@ def main():
   with_cache, t_cache = _timed(lambda: cached(params))
   without, t_plain = _timed(lambda: evaluate.greedy(model.apply, params, prompts, lengths,
                                                     args.new, eos=-1))
-  record = {"config": vars(args), "parameters": hf.parameter_count(config),
+  record = {"config": vars(args), "parameters": sum(a.size for a in jax.tree.leaves(params)),
             "equal_tokens": bool((with_cache == without).all()), "cached_s": t_cache,
             "uncached_s": t_plain, "speedup": t_plain / t_cache,
             "device": results.device_description(), "versions": results.versions(),

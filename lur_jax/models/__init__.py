@@ -178,6 +178,14 @@ class Model(NamedTuple):
   partitioned: Callable[[jax.Array], dict] | None = None
 
 
+def stateless(apply: Callable, partitioned: Callable) -> Model:
+  """A :class:`Model` without model state (a language model): ``apply(params, x)`` and
+  ``partitioned(rng)``, its parameters boxed with logical axis names (``init`` unboxes them)."""
+  return Model(init=lambda rng: nn.unbox(partitioned(rng)), apply=apply,
+               init_state=lambda rng: {}, eval_apply=lambda params, state, x: apply(params, x),
+               batch_moments=lambda params, x: {}, partitioned=partitioned)
+
+
 def build_model(name: str, num_classes: int, input_shape: Sequence[int], **kwargs) -> Model:
   """Builds a registered model.
 

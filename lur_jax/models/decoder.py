@@ -19,6 +19,7 @@ is a fused kernel, so LUR's ``hvp`` and ``exact`` modes differentiate it twice.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable
 
@@ -288,13 +289,19 @@ def greedy(config: DecoderConfig, params, prompts, prompt_lengths, max_new: int,
     ``[B, max_new]`` the generated tokens (EOS included, ``pad`` after it), the tokens
     :func:`lur_jax.lm.evaluate.greedy` gives without a cache.
   """
-  module = Decoder(config)
-  prompts, lengths = jnp.asarray(prompts), jnp.asarray(prompt_lengths)
-  size = prompts.shape[1]
   if not isinstance(prompt_lengths, jax.core.Tracer) and (
-      int(np.max(prompt_lengths)) + max_new > size):
+      int(np.max(prompt_lengths)) + max_new > np.shape(prompts)[1]):
     raise ValueError(f"prompts of up to {int(np.max(prompt_lengths))} tokens and max_new="
-                     f"{max_new} in a buffer of {size}; allowed: prompt + max_new <= the buffer")
+                     f"{max_new} in a buffer of {np.shape(prompts)[1]}; allowed: prompt + "
+                     "max_new <= the buffer")
+  return _greedy(config, params, jnp.asarray(prompts), jnp.asarray(prompt_lengths),
+                 int(max_new), int(eos), int(pad))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 4, 5, 6))  # once per shape, not per call
+def _greedy(config, params, prompts, lengths, max_new, eos, pad):
+  module = Decoder(config)
+  size = prompts.shape[1]
   logits, cache = module.apply({"params": params}, prompts, cache_size=size, mutable=["cache"])
   first = jnp.take_along_axis(logits, (lengths - 1)[:, None, None], 1)[:, 0].argmax(-1)
 

@@ -15,7 +15,6 @@ transformers 5's ``rope_parameters``).
 from __future__ import annotations
 
 import json
-import math
 import os
 from typing import NamedTuple
 
@@ -23,13 +22,14 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import traverse_util
 
+from lur_jax import models
 from lur_jax.models import decoder
 from lur_jax.training import checkpoint, sharding
 
 #: ``model_type`` -> the decoder family that reads it.
 MODEL_TYPES = {"llama": "llama", "mistral": "llama", "qwen2": "llama", "gpt2": "gpt2"}
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
 
 def _rope(cfg: dict) -> tuple[float, tuple]:
@@ -146,22 +146,6 @@ def tensors(config: decoder.DecoderConfig, names: set[str] | None = None) -> dic
   return {**out, **{f"blocks/{k}": v for k, v in blocks.items()}}
 
 
-def _paths(tree) -> dict:
-  return {"/".join(str(getattr(k, "key", k)) for k in path): leaf
-          for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
-
-
-def _unflatten(flat: dict) -> dict:
-  out = {}
-  for path, value in flat.items():
-    node = out
-    *parents, last = path.split("/")
-    for key in parents:
-      node = node.setdefault(key, {})
-    node[last] = value
-  return out
-
-
 class _Files:
   """The checkpoint's tensors by name, read lazily from one or several safetensors files."""
 
@@ -276,7 +260,8 @@ def load_pretrained(path: str, mesh=None, dtype: str = "float32", param_dtype: s
   abstract = jax.eval_shape(model.partitioned, jax.random.key(0))
   mesh = mesh or sharding.make_mesh(devices=1)
   shardings = sharding.param_shardings(abstract, mesh)
-  flat, flat_shardings = _paths(nn.unbox(abstract)), _paths(shardings)
+  flat = traverse_util.flatten_dict(nn.unbox(abstract), sep="/")
+  flat_shardings = traverse_util.flatten_dict(shardings, sep="/")
   out = {}
   for key, leaf in flat.items():
     t = table[key]
@@ -284,27 +269,23 @@ def load_pretrained(path: str, mesh=None, dtype: str = "float32", param_dtype: s
 
     def read(index, t=t, leaf=leaf, stacked=stacked):
       if not stacked:
-        return _read(files, t, 0, leaf.shape, index).astype(DTYPES[param_dtype])
+        return _read(files, t, 0, leaf.shape, index).astype(jnp.dtype(param_dtype))
       layers = range(*index[0].indices(leaf.shape[0]))
       return np.stack([_read(files, t, i, leaf.shape[1:], index[1:]) for i in layers]).astype(
-          DTYPES[param_dtype])
+          jnp.dtype(param_dtype))
     out[key] = jax.make_array_from_callback(leaf.shape, flat_shardings[key], read)
-  return model, _unflatten(out)
+  return model, traverse_util.unflatten_dict(out, sep="/")
 
 
 def as_model(config: decoder.DecoderConfig, source: dict | None = None):
   """The decoder of ``config`` as a :class:`~lur_jax.Model`; ``source`` (the checkpoint's
   ``config.json``) rides along for :func:`save_pretrained`."""
-  from lur_jax import models  # pylint: disable=g-import-not-at-top
-
   module, partitioned = decoder.build(config)
 
   def apply(params, tokens):
     return module.apply({"params": params}, tokens)
   apply.pretrained = (config, source)  # what save_pretrained writes back
-  return models.Model(init=lambda rng: nn.unbox(partitioned(rng)), apply=apply,
-                      init_state=lambda rng: {}, eval_apply=lambda p, s, x: apply(p, x),
-                      batch_moments=lambda params, x: {}, partitioned=partitioned)
+  return models.stateless(apply, partitioned)
 
 
 def config_to_hf(config: decoder.DecoderConfig, source: dict | None = None) -> dict:
@@ -338,7 +319,7 @@ def to_hf_tensors(config: decoder.DecoderConfig, tree) -> dict[str, np.ndarray]:
   checkpoint's float32 tensors by name: the inverse of :func:`load_pretrained`'s mapping."""
   table = tensors(config)
   parts: dict[str, list] = {}
-  for key, value in _paths(tree).items():
+  for key, value in traverse_util.flatten_dict(tree, sep="/").items():
     t = table[key]
     value = np.asarray(jax.device_get(value), np.float32)
     for layer, array in enumerate(value if key.startswith("blocks/") else [value]):
@@ -376,17 +357,10 @@ def save_pretrained(path: str, model, params, dtype: str = "float32") -> None:
   if dtype not in ("float32", "bfloat16", "float16"):
     raise ValueError(f"dtype={dtype!r}; allowed: float32, bfloat16, float16")
   config, source = model.apply.pretrained
-  arrays = {k: np.ascontiguousarray(v.astype(DTYPES[dtype]))
+  arrays = {k: np.ascontiguousarray(v.astype(jnp.dtype(dtype)))
             for k, v in to_hf_tensors(config, params).items()}
   os.makedirs(path, exist_ok=True)
   checkpoint.write_json(os.path.join(path, "config.json"), {
       **config_to_hf(config, source), "torch_dtype": dtype})
   checkpoint.write_atomic(os.path.join(path, "model.safetensors"),
                           save(arrays, metadata={"format": "pt"}))
-
-
-def parameter_count(config: decoder.DecoderConfig) -> int:
-  """The number of parameters of ``config`` (from abstract shapes)."""
-  _, partitioned = decoder.build(config)
-  return sum(math.prod(a.shape) for a in jax.tree.leaves(
-      jax.eval_shape(partitioned, jax.random.key(0))))

@@ -10,7 +10,6 @@ sequence's label is what class-wise forgetting removes).
 
 from __future__ import annotations
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -66,11 +65,7 @@ def build_model(config: transformer.TransformerConfig) -> models.Model:
   """The transformer as a :class:`~lur_jax.Model` (no model state; logical names kept)."""
   module = transformer.Transformer(config)
   partitioned = lambda rng: module.init(rng, jnp.zeros((1, config.seq_len), jnp.int32))["params"]
-  apply = lambda params, x: module.apply({"params": params}, x)
-  return models.Model(init=lambda rng: nn.unbox(partitioned(rng)), apply=apply,
-                      init_state=lambda rng: {}, eval_apply=lambda params, state, x: apply(
-                          params, x), batch_moments=lambda params, x: {},
-                      partitioned=partitioned)
+  return models.stateless(lambda params, x: module.apply({"params": params}, x), partitioned)
 
 
 def build(config, splits) -> base.Built:
