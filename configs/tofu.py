@@ -30,7 +30,10 @@ def get_config() -> ml_collections.ConfigDict:
       "paraphrases": True,
       "pretrain_epochs": 150,  # on the 36 general-knowledge pairs
       "npo_beta": 0.1, "simnpo_beta": 4.5, "simnpo_delta": 0.0,
-      "eval_retain": 200})  # retain pairs scored for model utility
+      "eval_retain": 200,  # retain pairs scored for model utility
+      "max_new_tokens": 200,  # the most tokens generated per answer (ROUGE)
+      # a pretrained checkpoint on TOFU's own files (configs/tofu_hf.py) sets these
+      "data_dir": "", "retain_checkpoint": "", "retain_logs": "", "export": True})
   c.model = ml_collections.ConfigDict({
       "name": "transformer", "vocab": 1024, "width": 192, "depth": 3, "heads": 4,
       "seq_len": 32, "mlp_ratio": 4, "dtype": "float32", "remat": "none"})

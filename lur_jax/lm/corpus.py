@@ -56,19 +56,35 @@ def _stack(pairs):
   return np.stack(tokens), np.stack(labels)
 
 
-def encode_all(tok, qa, seq_len: int, vocab: int) -> Encoded:
-  """Every answer of ``qa`` encoded (:func:`lur_jax.lm.tokenizer.encode`)."""
-  enc = lambda q, a: tokenizer_lib.encode(tok, q.question, a, seq_len, vocab)
-  answer = _stack([enc(q, q.answer) for q in qa])  # first: a pair too long says so here
+def encode_set(qa, encode, prompt_ids, seq_len: int) -> Encoded:
+  """Every answer of ``qa`` encoded.
+
+  Args:
+    qa: the pairs.
+    encode: ``(question, answer) -> (tokens [seq_len], labels [seq_len])``.
+    prompt_ids: ``question -> token ids`` of the prompt alone (what generation continues).
+    seq_len: the arrays' length.
+
+  Returns:
+    The :class:`Encoded` set.
+  """
+  answer = _stack([encode(q.question, q.answer) for q in qa])  # a pair too long says so here
   prompts = np.zeros((len(qa), seq_len), np.int32)
   lengths = np.zeros(len(qa), np.int32)
   for i, q in enumerate(qa):
-    ids = tok.encode(q.question).ids
+    ids = prompt_ids(q.question)
     prompts[i, :len(ids)], lengths[i] = ids, len(ids)
   count = min(len(q.perturbed_answer) for q in qa)
-  return Encoded(qa, answer, _stack([enc(q, q.paraphrased_answer) for q in qa]),
-                 [_stack([enc(q, q.perturbed_answer[k]) for q in qa]) for k in range(count)],
-                 prompts, lengths)
+  return Encoded(qa, answer, _stack([encode(q.question, q.paraphrased_answer) for q in qa]),
+                 [_stack([encode(q.question, q.perturbed_answer[k]) for q in qa])
+                  for k in range(count)], prompts, lengths)
+
+
+def encode_all(tok, qa, seq_len: int, vocab: int) -> Encoded:
+  """Every answer of ``qa`` encoded with the study's own tokenizer
+  (:func:`lur_jax.lm.tokenizer.encode`)."""
+  return encode_set(qa, lambda q, a: tokenizer_lib.encode(tok, q, a, seq_len, vocab),
+                    lambda q: tok.encode(q).ids, seq_len)
 
 
 @functools.lru_cache(maxsize=4)

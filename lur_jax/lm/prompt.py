@@ -115,6 +115,17 @@ def load_tokenizer(path: str) -> Pretrained:
   return Pretrained(tokenizer, eos, eos if pad is None else pad)
 
 
+def text(template: Template, question: str) -> str:
+  """The prompt of ``question``: the system prompt, the user's turn, the assistant's start."""
+  return (template.system + template.user_start + question + template.user_end
+          + template.asst_start)
+
+
+def prompt_ids(tok: Pretrained, template: Template, question: str) -> list[int]:
+  """The token ids of the prompt alone (what generation continues)."""
+  return tok.tokenizer.encode(text(template, question), add_special_tokens=True).ids
+
+
 def encode(tok: Pretrained, template: Template, question: str, answer: str, seq_len: int,
            max_length: int | None = None) -> tuple[np.ndarray, np.ndarray]:
   """One pair as ``(tokens [seq_len] int32, labels [seq_len] bool)``, open-unlearning's way.
@@ -134,8 +145,7 @@ def encode(tok: Pretrained, template: Template, question: str, answer: str, seq_
     ValueError: when the pair does not fit ``seq_len`` tokens.
   """
   max_length = seq_len - 1 if max_length is None else max_length
-  prompt = template.system + template.user_start + question + template.user_end + (
-      template.asst_start)
+  prompt = text(template, question)
   ids = tok.tokenizer.encode(prompt + answer, add_special_tokens=True).ids[:max_length]
   prompt_ids = tok.tokenizer.encode(prompt, add_special_tokens=True).ids[:max_length]
   if not ids or ids[-1] != tok.eos:

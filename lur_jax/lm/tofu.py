@@ -250,12 +250,15 @@ def split(qa: list[QA], name: str, authors: int) -> tuple[list[QA], list[QA], li
   return forget, retain, holdout
 
 
-def load_json(path: str) -> list[QA]:
+def load_json(path: str, fields: tuple[str, ...] = FIELDS) -> list[QA]:
   """TOFU's own files: JSON lines (or one JSON list) of ``question``, ``answer``,
   ``paraphrased_answer`` and ``perturbed_answer`` (a list of strings).
 
   Args:
     path: the file.
+    fields: the fields every row must have (``("question", "answer")`` for TOFU's training
+      splits, ``forget10.json``, ``retain90.json``, ``holdout10.json``); a paraphrase not
+      required defaults to the answer, perturbed answers to none.
 
   Returns:
     The :class:`QA` pairs (``author`` = the row's index // 20, TOFU's layout).
@@ -272,15 +275,16 @@ def load_json(path: str) -> list[QA]:
     raise ValueError(f"{path}: not JSON or JSON lines ({e.msg}, line {e.lineno})") from None
   out = []
   for i, row in enumerate(rows):
-    for field in FIELDS:
+    for field in fields:
       if not isinstance(row, dict) or field not in row:
         raise ValueError(f"{path}: row {i} has no {field!r}; allowed: rows with "
-                         f"{', '.join(FIELDS)}")
-    perturbed = row["perturbed_answer"]
-    if not all(isinstance(row[f], str) for f in FIELDS[:3]) or not (
-        isinstance(perturbed, list) and perturbed and all(isinstance(p, str) for p in perturbed)):
+                         f"{', '.join(fields)}")
+    perturbed = row.get("perturbed_answer", [])
+    texts = (row["question"], row["answer"], row.get("paraphrased_answer", row["answer"]))
+    if not all(isinstance(t, str) for t in texts) or not (
+        isinstance(perturbed, list) and (perturbed or "perturbed_answer" not in fields)
+        and all(isinstance(p, str) for p in perturbed)):
       raise ValueError(f"{path}: row {i}: question, answer and paraphrased_answer must be "
                        "strings and perturbed_answer a non-empty list of strings")
-    out.append(QA(row["question"], row["answer"], row["paraphrased_answer"], tuple(perturbed),
-                  i // 20))
+    out.append(QA(*texts, tuple(perturbed), i // 20))
   return out

@@ -246,15 +246,10 @@ def load_pretrained(path: str, mesh=None, dtype: str = "float32", param_dtype: s
     ValueError: one line naming what is wrong (no ``config.json``, a ``model_type`` not
     supported, a missing or misshapen tensor, a dtype that cannot be read).
   """
-  config_path = os.path.join(path, "config.json")
-  if not os.path.isfile(config_path):
-    raise ValueError(f"{path!r} has no config.json; allowed: a Hugging Face checkpoint folder")
   if param_dtype not in ("float32", "bfloat16"):
     raise ValueError(f"param_dtype={param_dtype!r}; allowed: float32, bfloat16")
-  with open(config_path) as f:
-    source = json.load(f)
-  config = config_from_hf(source, dtype, remat)
-  model = as_model(config, source)
+  model = read_model(path, dtype, remat)
+  config = model.apply.pretrained[0]
   files = _Files(path)
   table = tensors(config, files.names())
   abstract = jax.eval_shape(model.partitioned, jax.random.key(0))
@@ -275,6 +270,21 @@ def load_pretrained(path: str, mesh=None, dtype: str = "float32", param_dtype: s
           jnp.dtype(param_dtype))
     out[key] = jax.make_array_from_callback(leaf.shape, flat_shardings[key], read)
   return model, traverse_util.unflatten_dict(out, sep="/")
+
+
+def read_model(path: str, dtype: str = "float32", remat: str = "none"):
+  """The decoder of a checkpoint folder's ``config.json`` alone, no weights read: what the
+  planner compiles, and what :func:`load_pretrained` fills.
+
+  Raises:
+    ValueError: for a folder without ``config.json``, or a configuration not supported.
+  """
+  config_path = os.path.join(path, "config.json")
+  if not os.path.isfile(config_path):
+    raise ValueError(f"{path!r} has no config.json; allowed: a Hugging Face checkpoint folder")
+  with open(config_path) as f:
+    source = json.load(f)
+  return as_model(config_from_hf(source, dtype, remat), source)
 
 
 def as_model(config: decoder.DecoderConfig, source: dict | None = None):

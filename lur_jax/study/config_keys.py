@@ -87,8 +87,23 @@ KEYS: tuple[Key, ...] = (
         False),
     Key("data.train_limit", "an int >= 0", "keep this many training examples (0: all)", 0),
     Key("data.test_limit", "an int >= 0", "keep this many test examples (0: all)", 0),
-    Key("model.name", f"{_names(models.MODELS)} (`unet` for a DDPM), or "
-        "`package.module:factory`", "the model"),
+    Key("model.name", f"{_names(models.MODELS)} (`unet` for a DDPM), `pretrained` (TOFU on "
+        "a Hugging Face checkpoint), or `package.module:factory`", "the model"),
+    Key("model.checkpoint", "a Hugging Face checkpoint folder (`config.json`, safetensors)",
+        "`pretrained`: the original model (TOFU's full model); `config.json` alone plans",
+        "", "tofu"),
+    Key("model.tokenizer", "a folder with `tokenizer.json`, or empty",
+        "`pretrained`: the tokenizer (empty: `model.checkpoint`'s)", "", "tofu"),
+    Key("model.template", "a preset of `lur_jax.lm.prompt.PRESETS`, or a mapping of "
+        "`user_start`, `user_end`, `asst_start`, `asst_end`, `system`",
+        "`pretrained`: the prompt format (open-unlearning's `template_args`)", "", "tofu"),
+    *(Key(f"model.template.{field}", "a string", f"`pretrained`, a template of your own: "
+          f"{what}", "", "tofu")
+      for field, what in (("user_start", "before the question"), ("user_end", "after it"),
+                          ("asst_start", "before the answer"), ("asst_end", "after it"),
+                          ("system", "the system prompt, first"))),
+    Key("model.param_dtype", "`float32`, `bfloat16`", "`pretrained`: the parameters' dtype",
+        "float32", "tofu"),
     Key("model.hidden", "ints > 0", "`mlp`: hidden widths; `cnn`: the dense layer's width",
         "from the model: `mlp` (128, 128), `cnn` 128", "classification"),
     Key("model.channels", "ints > 0 (the U-Net: multiples of 8)",
@@ -137,6 +152,16 @@ KEYS: tuple[Key, ...] = (
     Key("tofu.simnpo_delta", "a number", "SimNPO's δ", None, "tofu"),
     Key("tofu.eval_retain", _POSITIVE_INT, "retain pairs scored for model utility", None,
         "tofu"),
+    Key("tofu.max_new_tokens", _POSITIVE_INT, "the most tokens generated per answer (ROUGE)",
+        200, "tofu"),
+    Key("tofu.data_dir", "a folder of TOFU's JSON files, or empty",
+        "`pretrained`: TOFU's own files (empty: the generated authors)", "", "tofu"),
+    Key("tofu.retain_checkpoint", "a Hugging Face checkpoint folder, or empty",
+        "`pretrained`: the retain model, scored as the `retrain` row", "", "tofu"),
+    Key("tofu.retain_logs", "a `TOFU_EVAL.json`, or empty", "`pretrained`: the retain "
+        "model's evaluation logs (open-unlearning's `retain_logs_path`)", "", "tofu"),
+    Key("tofu.export", "true or false", "`pretrained`: write each unlearned model as a "
+        "Hugging Face checkpoint under `out/<split>/hf/<method>/`", True, "tofu"),
     Key("eval.split", "`test`, `val`", "where TA and MIA are measured (`val` for tuning)"),
     Key("eval.forget_samples", _POSITIVE_INT, "images generated for the forgotten classes",
         None, "diffusion"),

@@ -236,9 +236,12 @@ def _execute(exp: Experiment, out_dir: str, progress: bool, log, scope: str) -> 
     results["methods"][name] = row
     if "grad_cosine" in history:
       diagnostics[name] = history
-  results_lib.add_comparisons(results, exp.task.compare)
+  reference = exp.task.reference(exp) if exp.task.reference is not None else None
+  results_lib.add_comparisons(results, exp.task.compare, reference)
   if parallel.is_writer():  # process 0 writes the results
     _write(exp, os.path.join(out_dir, scope), results, diagnostics)
+    if exp.task.write is not None:
+      exp.task.write(exp, results, os.path.join(out_dir, scope))
   return results
 
 

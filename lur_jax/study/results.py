@@ -53,14 +53,15 @@ def header(exp) -> dict:
                    "forgotten_classes": list(fs.forgotten_classes)}}
 
 
-def add_comparisons(results: dict, compare) -> None:
+def add_comparisons(results: dict, compare, reference: dict | None = None) -> None:
   """Adds to every row (the original's too) ``compare(row, retrain's row)`` and
-  ``seconds_vs_retrain``; ``compare`` gets ``None`` without a retrain row."""
-  reference = results["methods"].get("retrain")
+  ``seconds_vs_retrain``; ``compare`` gets ``reference`` without a retrain row (``None``
+  without either), and the ratio is ``None`` where the retrain took no time (given)."""
+  reference = results["methods"].get("retrain", reference)
   for row in [*results["methods"].values(), results["original"]]:
     row.update(compare(row, reference))
     row["seconds_vs_retrain"] = (row["seconds"] / reference["seconds"]
-                                 if reference is not None else None)
+                                 if reference is not None and reference.get("seconds") else None)
 
 
 def _cell(value, digits=2, scientific=False) -> str:

@@ -231,11 +231,18 @@ def from_scratch(exp, cache: cache_lib.ModelCache, desc: str, retain_idx, log, p
   model, recipe, the task's own sections, the retained set). A run that
   diverged is not kept: its checkpoints stay, and a rerun resumes it.
 
+  A model the task is given (:attr:`lur_jax.tasks.base.Task.given`: a pretrained
+  checkpoint) is returned as it is, with no seconds and no steps.
+
   Returns:
     ``(variables, facts, reused)``; ``facts``: seconds, compile_seconds, steps and
     diverged_at (``None`` unless it diverged).
   """
   cfg = exp.config
+  given = exp.task.given(exp, desc) if exp.task.given is not None else None
+  if given is not None:
+    log(f"{desc}: the given model (not trained)")
+    return given, {"seconds": 0.0, "compile_seconds": 0.0, "steps": 0, "diverged_at": None}, True
   key = {**_common_key(cfg), **exp.task.cache_key(cfg),
          "retain": hashlib.sha256(np.asarray(retain_idx).tobytes()).hexdigest()}
 

@@ -62,6 +62,24 @@ class Initial(Protocol):
   def __call__(self, exp: Any, cache: Any, log: Callable, progress: bool) -> dict: ...
 
 
+class Given(Protocol):
+  """``(exp, name) -> variables or None``: a model the task is given, not trained."""
+
+  def __call__(self, exp: Any, name: str) -> dict | None: ...
+
+
+class Reference(Protocol):
+  """``exp -> row or None``: the retrain row when no retrain is run (from logs)."""
+
+  def __call__(self, exp: Any) -> dict | None: ...
+
+
+class Write(Protocol):
+  """``(exp, results, out_dir) -> None``: the task's own files beside results.json."""
+
+  def __call__(self, exp: Any, results: dict, out_dir: str) -> None: ...
+
+
 class Variants(Protocol):
   """``config -> [(scope, config)]``."""
 
@@ -93,6 +111,13 @@ class Task(NamedTuple):
     variants: optional ``config -> [(scope, config)]``: one study runs each
       (its results under ``out/<scope>/``), sharing the models of
       ``initial`` and the original.
+    given: optional ``(exp, name) -> variables | None``: the ``"original"`` or
+      ``"retrain"`` model as given (a pretrained checkpoint), in place of training it;
+      ``None`` trains it.
+    reference: optional ``exp -> row | None``: what ``compare`` reads as the retrain row
+      when the study runs no retrain (a retain model's evaluation logs).
+    write: optional ``(exp, results, out_dir) -> None``: the task's own files, written with
+      results.json (after the comparisons).
   """
 
   check: Check
@@ -104,3 +129,6 @@ class Task(NamedTuple):
   load: Load | None = None
   initial: Initial | None = None
   variants: Variants | None = None
+  given: Given | None = None
+  reference: Reference | None = None
+  write: Write | None = None

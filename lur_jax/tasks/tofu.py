@@ -10,9 +10,15 @@ membership attacks on forget vs holdout authors.
 
 ``forget.split`` may name several splits (``"forget01,forget05,forget10"``): the study runs
 each under ``out/<split>/``, sharing the pretrained and the full model.
+
+With ``model.name="pretrained"`` the study unlearns a Hugging Face checkpoint on TOFU's own
+files instead (:mod:`lur_jax.tasks.tofu_pretrained`). Either way each model's evaluation is
+written in open-unlearning's log format too (``out/<split>/eval/<model>/TOFU_EVAL.json``).
 """
 
 from __future__ import annotations
+
+import os
 
 import jax
 import jax.numpy as jnp
@@ -21,15 +27,16 @@ import numpy as np
 from jax import lax
 
 from lur_jax.core import checks, methods, streams, train
-from lur_jax.lm import corpus as corpus_lib, losses, metrics, scorecard, tofu
+from lur_jax.lm import corpus as corpus_lib, eval_logs, losses, metrics, scorecard, tofu, tofu_files
 from lur_jax.study import results, runner
-from lur_jax.tasks import base, language
-from lur_jax.training import cache as cache_lib
+from lur_jax.tasks import base, language, tofu_pretrained
+from lur_jax.training import cache as cache_lib, checkpoint, parallel
 
 OBJECTIVES = ("ga", "npo", "simnpo")
 DATA_KEYS = ("authors", "questions", "perturbed", "data_seed", "paraphrases")
 KEYS = (*DATA_KEYS, "pretrain_epochs", "npo_beta", "simnpo_beta", "simnpo_delta",
-        "eval_retain")
+        "eval_retain", "max_new_tokens", "data_dir", "retain_checkpoint", "retain_logs",
+        "export")
 COLUMNS = (results.Column("Forget quality", "forget_quality", 2, scientific=True),
            results.Column("Model utility", "model_utility"),
            results.Column("privleak", "privleak", 1),
@@ -41,12 +48,18 @@ COLUMNS = (results.Column("Forget quality", "forget_quality", 2, scientific=True
 
 
 def check(config, method_names, devices) -> None:
-  """The TOFU study's own keys (see ``configs/tofu.py``)."""
-  language.check(config, method_names, devices)
+  """The TOFU study's own keys (see ``configs/tofu.py`` and ``configs/tofu_hf.py``)."""
+  t = config.tofu
+  if tofu_pretrained.active(config):
+    tofu_pretrained.check(config, method_names)
+    for split in splits(config):
+      tofu_files.check(t.data_dir, split)
+  else:
+    language.check(config, method_names, devices)
   checks.one_of("forget.kind", config.forget.kind, ("authors",))
   for split in splits(config):
     checks.one_of("forget.split", split, (*tofu.SPLITS, tofu.VALIDATION))
-  t = config.tofu
+  checks.positive(t.get("max_new_tokens", 200), "tofu.max_new_tokens", int)
   for key in ("authors", "questions", "perturbed", "pretrain_epochs", "eval_retain"):
     checks.positive(t[key], f"tofu.{key}", int)
   if t.questions > tofu.MAX_QUESTIONS:
@@ -173,19 +186,27 @@ def objectives(config) -> methods.Objectives:
 
 
 def build(config, splits_) -> base.Built:
-  """The transformer (``model.*``) and the answer-only objectives."""
-  model = language.build_model(language.model_config(config))
+  """The transformer (``model.*``), or the checkpoint's decoder, and the answer-only
+  objectives."""
   del splits_
-  return base.Built(model, objectives(config))
+  if tofu_pretrained.active(config):
+    return base.Built(tofu_pretrained.build(config), objectives(config))
+  return base.Built(language.build_model(language.model_config(config)), objectives(config))
 
 
 def load(config):
-  """The generated authors as the study's data (:func:`lur_jax.lm.corpus.splits_of`)."""
+  """The generated authors as the study's data (:func:`lur_jax.lm.corpus.splits_of`), or
+  TOFU's files (:func:`lur_jax.lm.tofu_files.read`)."""
+  if tofu_pretrained.active(config):
+    files = tofu_files.read(config)
+    return files.splits, files.forget
   return corpus_lib.splits_of(corpus_lib.corpus(config))
 
 
 def cache_key(config) -> dict:
-  """What determines the data and the pretrained start."""
+  """What determines the data and the pretrained start (or the checkpoint and files)."""
+  if tofu_pretrained.active(config):
+    return tofu_pretrained.cache_key(config)
   t = config.tofu
   return {"tofu": {k: t[k] for k in (*DATA_KEYS, "pretrain_epochs")}}
 
@@ -216,12 +237,35 @@ def initial(exp, cache, log, progress) -> dict:
 
 def measurer(exp, cache, log, progress):
   """Each model's TOFU metrics (:func:`lur_jax.lm.scorecard.scorer`); forget quality and
-  privleak come in :func:`compare`. The run's data are saved under ``out/data/``."""
-  c = corpus_lib.corpus(exp.config)
-  corpus_lib.save_data(c, cache.out_dir)
-  pretrained = initial(exp, cache, log, progress)["params"]
-  return scorecard.scorer(exp.model.apply, c, pretrained, exp.config.tofu.data_seed,
-                          exp.config.tofu.eval_retain, len(exp.splits.train.x))
+  privleak come in :func:`compare`. The generated run's data are saved under ``out/data/``;
+  a pretrained run exports each unlearned model (``out/<split>/hf/<method>/``)."""
+  cfg = exp.config
+  max_new = cfg.tofu.get("max_new_tokens", 200)
+  size = {"retain": len(exp.forget.retain), "trained_sequences": len(exp.splits.train.x),
+          "vocab": exp.splits.num_classes}
+  if not tofu_pretrained.active(cfg):
+    c = corpus_lib.corpus(cfg)
+    corpus_lib.save_data(c, cache.out_dir)
+    pretrained = initial(exp, cache, log, progress)["params"]
+    sets = scorecard.corpus_sets(c, cfg.tofu.data_seed, cfg.tofu.eval_retain)
+    return (scorecard.scorer(exp.model.apply, sets, pretrained, max_new=max_new),
+            scorecard.header(sets, **{**size, "retain": len(c.retain_index)}))
+  sets = tofu_files.read(cfg).sets
+  score = scorecard.scorer(exp.model.apply, sets, None, tofu_pretrained.generator(exp.model),
+                           max_new)
+
+  def measure(variables, name):
+    row = score(variables, name)
+    if cfg.tofu.get("export", True) and name not in ("original", "retrain") and (
+        parallel.is_writer()):
+      folder = os.path.join(cache.out_dir, cache.scope, "hf", name)
+      tofu_pretrained.export(exp, variables, folder)
+      log(f"{name}: exported to {folder}")
+    return row
+  t = cfg.tofu
+  return measure, scorecard.header(sets, **size, checkpoint=cfg.model.checkpoint,
+                                   data_dir=t.data_dir, reference=t.get("retain_checkpoint")
+                                   or t.get("retain_logs") or None)
 
 
 def compare(row: dict, reference: dict | None) -> dict:
@@ -236,5 +280,32 @@ def compare(row: dict, reference: dict | None) -> dict:
           "privleak": metrics.privleak(row["mia_min_k"], reference["mia_min_k"] if ok else 0.5)}
 
 
+def given(exp, name: str) -> dict | None:
+  """A pretrained run's original and retain model (:func:`lur_jax.tasks.tofu_pretrained.given`);
+  ``None`` (train them) for the generated study."""
+  return tofu_pretrained.given(exp, name) if tofu_pretrained.active(exp.config) else None
+
+
+def reference(exp) -> dict | None:
+  """The retain model's evaluation logs (``tofu.retain_logs``) as the retrain row, if set."""
+  path = exp.config.tofu.get("retain_logs")
+  return eval_logs.reference(path) if path else None
+
+
+def write(exp, results_: dict, out_dir: str) -> None:
+  """Every model's evaluation as open-unlearning writes it: ``eval/<model>/TOFU_EVAL.json``
+  and ``TOFU_SUMMARY.json``."""
+  del exp
+  rows = {"original": results_["original"], **results_["methods"]}
+  for name, row in rows.items():
+    if "diverged_at_step" in row:
+      continue
+    logs = eval_logs.to_logs(row)
+    folder = os.path.join(out_dir, "eval", name)
+    checkpoint.write_json(os.path.join(folder, "TOFU_EVAL.json"), logs)
+    checkpoint.write_json(os.path.join(folder, "TOFU_SUMMARY.json"), eval_logs.summary(logs))
+
+
 TASK = base.Task(check=check, build=build, measurer=measurer, compare=compare, columns=COLUMNS,
-                 cache_key=cache_key, load=load, initial=initial, variants=variants)
+                 cache_key=cache_key, load=load, initial=initial, variants=variants,
+                 given=given, reference=reference, write=write)
