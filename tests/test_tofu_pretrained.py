@@ -11,7 +11,7 @@ from conftest import config_path
 from lur_jax import study
 from lur_jax.lm import eval_logs, tofu, tofu_files
 from lur_jax.models import hf
-from lur_jax.study import config as config_lib
+from lur_jax.study import config as config_lib, plan
 from lur_jax.training import checkpoint
 
 TOFU_HF_SMOKE = config_path("tofu_hf_smoke")
@@ -117,3 +117,20 @@ def test_bad_pretrained_settings_are_named(overrides, message):
   cfg = config_lib.apply_overrides(config_lib.load(TOFU_HF_SMOKE), overrides)
   with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
     study.prepare(cfg)
+
+
+def test_a_checkpoint_folder_with_config_json_alone_plans(tmp_path):
+  folder = tmp_path / "config_only"
+  folder.mkdir()
+  fixture = os.path.join(os.path.dirname(config_path("x")), os.pardir, "tests", "fixtures",
+                         "tofu_hf", "full")
+  (folder / "config.json").write_text(open(os.path.join(fixture, "config.json")).read())
+  cfg = config_lib.apply_overrides(config_lib.load(TOFU_HF_SMOKE), [
+      f"model.checkpoint={folder}", f"model.tokenizer={fixture}", "methods=npo,lur_npo"])
+  exp = study.prepare(cfg).experiments[0][1]  # no weights read
+  for name in ("npo", "lur_npo"):
+    counted = plan.step_bytes(exp, name, exp.settings[name])
+    # NPO's reference is a second model in the arguments: more than GradDiff's state
+    assert counted["total"] > counted["argument"] > 0, name
+  with pytest.raises(ValueError, match="holds no model.safetensors"):
+    hf.load_pretrained(str(folder))

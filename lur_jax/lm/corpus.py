@@ -73,6 +73,9 @@ def encode_set(qa, encode, prompt_ids, seq_len: int) -> Encoded:
   lengths = np.zeros(len(qa), np.int32)
   for i, q in enumerate(qa):
     ids = prompt_ids(q.question)
+    if len(ids) >= seq_len:
+      raise ValueError(f"a prompt of {len(ids)} tokens ({q.question[:40]!r}); allowed: fewer "
+                       f"than model.seq_len={seq_len}")
     prompts[i, :len(ids)], lengths[i] = ids, len(ids)
   count = min(len(q.perturbed_answer) for q in qa)
   return Encoded(qa, answer, _stack([encode(q.question, q.paraphrased_answer) for q in qa]),

@@ -188,9 +188,13 @@ def objectives(config) -> methods.Objectives:
 def build(config, splits_) -> base.Built:
   """The transformer (``model.*``), or the checkpoint's decoder, and the answer-only
   objectives."""
-  del splits_
   if tofu_pretrained.active(config):
-    return base.Built(tofu_pretrained.build(config), objectives(config))
+    model = tofu_pretrained.build(config)
+    vocab = model.apply.pretrained[0].vocab
+    if splits_.num_classes > vocab:
+      raise ValueError(f"model.tokenizer has {splits_.num_classes} tokens, model.checkpoint's "
+                       f"vocabulary {vocab}; allowed: a tokenizer within the model's vocabulary")
+    return base.Built(model, objectives(config))
   return base.Built(language.build_model(language.model_config(config)), objectives(config))
 
 
