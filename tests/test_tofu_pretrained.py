@@ -5,6 +5,7 @@ input in one line."""
 import json
 import os
 
+import numpy as np
 import pytest
 from conftest import config_path
 
@@ -134,3 +135,24 @@ def test_a_checkpoint_folder_with_config_json_alone_plans(tmp_path):
     assert counted["total"] > counted["argument"] > 0, name
   with pytest.raises(ValueError, match="holds no model.safetensors"):
     hf.load_pretrained(str(folder))
+
+
+@pytest.mark.slow  # needs torch and transformers: pip install -e ".[hf]"
+def test_an_unlearned_export_loads_in_transformers_with_its_tokenizer(tmp_path):
+  torch = pytest.importorskip("torch")
+  transformers = pytest.importorskip("transformers")
+  cfg = config_lib.apply_overrides(config_lib.load(TOFU_HF_SMOKE), ["methods=npo"])
+  res = study.run(cfg, str(tmp_path), progress=False, log=lambda m: None)["forget10"]
+  folder = os.path.join(str(tmp_path), "forget10", "hf", "npo")
+  model, params = hf.load_pretrained(folder)
+  files = tofu_files.read(cfg)
+  tokens = files.splits.train.x[:4]
+  want = np.asarray(model.apply(params, tokens))
+  theirs = transformers.AutoModelForCausalLM.from_pretrained(folder).eval()
+  with torch.no_grad():
+    got = theirs(torch.as_tensor(tokens, dtype=torch.long)).logits.float().numpy()
+  np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5)
+  tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+  question = files.sets.forget.qa[0].question
+  assert tokenizer(question)["input_ids"] == files.tokenizer.tokenizer.encode(question).ids
+  assert res["methods"]["npo"]["forget_prob"] < res["original"]["forget_prob"]
