@@ -1,5 +1,6 @@
-"""A pretrained model's tokenizer and prompt format: open-unlearning's tag path, the answer
-alone labelled, EOS appended, the answer decoded back."""
+"""A pretrained model's tokenizer and prompt format: open-unlearning's tag path and chat path
+(the tokenizer's Jinja chat template; against transformers' apply_chat_template in the slow
+suite), the answer alone labelled, EOS appended, the answer decoded back."""
 
 import json
 
@@ -8,11 +9,12 @@ import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
 
 from lur_jax.lm import prompt
+from tofu_hf_fixtures import LLAMA3_CHAT
 
 SPECIAL = ["<|begin_of_text|>", "<|eot_id|>", "<|start_header_id|>", "<|end_header_id|>"]
 
 
-def _checkpoint(tmp_path, config=True):
+def _checkpoint(tmp_path, config=True, chat_template=None):
   """A tiny byte-level BPE with Llama 3's special tokens and a BOS post-processor."""
   tok = Tokenizer(models.BPE())
   tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -26,13 +28,17 @@ def _checkpoint(tmp_path, config=True):
       single="<|begin_of_text|> $A", special_tokens=[("<|begin_of_text|>", bos)])
   tok.save(str(tmp_path / "tokenizer.json"))
   if config:
-    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"eos_token": "<|eot_id|>"}))
+    settings = {"eos_token": "<|eot_id|>", "bos_token": "<|begin_of_text|>",
+                "tokenizer_class": "PreTrainedTokenizerFast"}
+    if chat_template:
+      settings["chat_template"] = chat_template
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(settings))
   return prompt.load_tokenizer(str(tmp_path))
 
 
 def test_a_pair_is_open_unlearnings_tag_path(tmp_path):
   tok = _checkpoint(tmp_path)
-  template = prompt.PRESETS["Llama-3.2-1B-Instruct"]
+  template = prompt.PRESETS["Llama-3.2-1B-Instruct"]._replace(chat=False)  # the tags
   tokens, labels = prompt.encode(tok, template, "Who wrote the book?", "Basil Hollow wrote it.", 96)
   text = (template.system + template.user_start + "Who wrote the book?" + template.user_end
           + template.asst_start)
@@ -63,7 +69,52 @@ def test_every_preset_holds_open_unlearnings_tags():
                                  "Qwen2.5-3B-Instruct", "Qwen2.5-7B-Instruct", "gemma-7b-it",
                                  "zephyr-7b-beta"}
   assert prompt.PRESETS["Qwen2.5-7B-Instruct"].asst_start == "<|im_start|>assistant\n"
-  assert prompt.PRESETS["Llama-2-7b-chat-hf"] == ("[INST] ", " [/INST]", "", " ", "")
+  assert prompt.PRESETS["Llama-2-7b-chat-hf"][:5] == ("[INST] ", " [/INST]", "", " ", "")
+  chat = {k for k, t in prompt.PRESETS.items() if t.chat}  # apply_chat_template: True
+  assert chat == {"Llama-3.1-8B-Instruct", "Llama-3.2-1B-Instruct", "Llama-3.2-3B-Instruct",
+                  "Phi-3.5-mini-instruct", "Qwen2.5-1.5B-Instruct", "Qwen2.5-3B-Instruct",
+                  "Qwen2.5-7B-Instruct", "gemma-7b-it", "zephyr-7b-beta"}
+  assert prompt.PRESETS["Llama-3.2-1B-Instruct"].date_string == "10 Apr 2025"
+
+
+QA = ("Who wrote the book?", "Basil Hollow wrote it.")
+RENDERED = ("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge "
+            "Date: December 2023\nToday Date: 10 Apr 2025\n\nYou are a helpful assistant."
+            "<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nWho wrote the book?"
+            "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n")
+
+
+def test_the_chat_path_renders_the_tokenizers_template(tmp_path):
+  tok = _checkpoint(tmp_path, chat_template=LLAMA3_CHAT)
+  template = prompt.PRESETS["Llama-3.2-1B-Instruct"]
+  tokens, labels = prompt.encode(tok, template, *QA, 128)
+  whole = tok.tokenizer.encode(RENDERED + QA[1] + "<|eot_id|>", add_special_tokens=False).ids
+  start = len(tok.tokenizer.encode(RENDERED, add_special_tokens=False).ids)
+  assert tokens[:len(whole)].tolist() == whole  # ends in <|eot_id|>, the EOS: none appended
+  assert labels.tolist() == [start <= i < len(whole) for i in range(128)]
+  assert prompt.prompt_ids(tok, template, QA[0]) == whole[:start]
+  assert prompt.decode(tok, tokens, labels) == QA[1]
+  with pytest.raises(ValueError, match="the tokenizer has no chat_template"):
+    prompt.encode(tok._replace(chat_template=None), template, *QA, 128)
+
+
+@pytest.mark.slow  # needs transformers: pip install -e ".[hf]"
+def test_the_chat_path_equals_transformers_apply_chat_template(tmp_path):
+  transformers = pytest.importorskip("transformers")
+  tok = _checkpoint(tmp_path, chat_template=LLAMA3_CHAT)
+  theirs = transformers.AutoTokenizer.from_pretrained(str(tmp_path))
+  template = prompt.PRESETS["Llama-3.2-1B-Instruct"]
+  chat = [{"role": "system", "content": template.system_prompt},
+          {"role": "user", "content": QA[0]}, {"role": "assistant", "content": QA[1]}]
+  want = theirs.apply_chat_template(chat, tokenize=True, date_string=template.date_string)
+  want = want["input_ids"] if isinstance(want, dict) or hasattr(want, "keys") else want
+  want_prompt = theirs.apply_chat_template(chat[:-1], tokenize=True, add_generation_prompt=True,
+                                           date_string=template.date_string)
+  want_prompt = want_prompt["input_ids"] if hasattr(want_prompt, "keys") else want_prompt
+  tokens, labels = prompt.encode(tok, template, *QA, 128)
+  assert tokens[:len(want)].tolist() == list(want)
+  assert prompt.prompt_ids(tok, template, QA[0]) == list(want_prompt)
+  assert int(labels.sum()) == len(want) - len(want_prompt)
 
 
 def test_a_checkpoint_without_its_tokenizer_or_eos_is_one_line(tmp_path):

@@ -10,7 +10,8 @@ checkpoints, all with lur_jax itself (no torch), for ``configs/tofu_hf_smoke.py`
 layout. ``full/`` is a 2-layer Llama (grouped-query attention) fine-tuned on every author
 (TOFU's "full" model), ``retain/`` the same from the same start on forget10's retain authors
 only (the retain model); both folders carry the BPE tokenizer (``tokenizer.json``,
-``tokenizer_config.json``). Deterministic: fixed seeds, the same files every time.
+``tokenizer_config.json`` with Llama 3.2's chat template, tools left out, so the
+Llama-3.2-1B-Instruct preset's chat path runs on it too). Deterministic: fixed seeds, the same files every time.
 """
 
 import json
@@ -32,6 +33,32 @@ AUTHORS, QUESTIONS, SEQ_LEN, VOCAB = 20, 4, 64, 768
 # byte-level BPE joins the space to the answer's first word, and a prompt tokenized alone
 # ends in a lone space token the model never saw there)
 TEMPLATE = prompt.Template("Question: ", "\n", "Answer:\n", "\n")
+# Llama 3.2's chat template without its tool calls (the date header, the system turn, the turns)
+LLAMA3_CHAT = (
+    "{{- bos_token }}\n"
+    "{%- if not date_string is defined %}\n"
+    "    {%- set date_string = strftime_now(\"%d %b %Y\") %}\n"
+    "{%- endif %}\n"
+    "{%- if messages[0]['role'] == 'system' %}\n"
+    "    {%- set system_message = messages[0]['content']|trim %}\n"
+    "    {%- set messages = messages[1:] %}\n"
+    "{%- else %}\n"
+    "    {%- set system_message = \"\" %}\n"
+    "{%- endif %}\n"
+    "{{- \"<|start_header_id|>system<|end_header_id|>\\n\\n\" }}\n"
+    "{{- \"Cutting Knowledge Date: December 2023\\n\" }}\n"
+    "{{- \"Today Date: \" + date_string + \"\\n\\n\" }}\n"
+    "{{- system_message }}\n"
+    "{{- \"<|eot_id|>\" }}\n"
+    "{%- for message in messages %}\n"
+    "    {{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'"
+    " + message['content'] | trim + '<|eot_id|>' }}\n"
+    "{%- endfor %}\n"
+    "{%- if add_generation_prompt %}\n"
+    "    {{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}\n"
+    "{%- endif %}\n")
+
+
 CONFIG = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_size": 32,
           "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
           "num_key_value_heads": 2, "max_position_embeddings": SEQ_LEN, "rms_norm_eps": 1e-5,
@@ -106,7 +133,8 @@ def main() -> None:
     checkpoint.write_atomic(os.path.join(folder, "tokenizer.json"), tok.to_str())
     checkpoint.write_json(os.path.join(folder, "tokenizer_config.json"), {
         "eos_token": tokenizer_lib.EOS, "pad_token": tokenizer_lib.PAD,
-        "tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": SEQ_LEN})
+        "tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": SEQ_LEN,
+        "chat_template": LLAMA3_CHAT})
 
 
 if __name__ == "__main__":

@@ -4,13 +4,15 @@
 with its EOS and padding tokens (``tokenizer_config.json``, else ``config.json``).
 :class:`Template` is open-unlearning's ``template_args`` (``configs/model/*.yaml``):
 :data:`PRESETS` holds its values for the models it ships. :func:`encode` builds one
-question-answer pair as open-unlearning's ``preprocess_chat_instance`` does on its
-tag path (``apply_chat_template: False``): the system prompt with its special tokens, the user
-tags around the question, the assistant's start tag, then the answer; the whole string and the
-prompt alone are tokenized with the tokenizer's special tokens, EOS is appended unless
-already last, and the answer's tokens (everything after the prompt) alone carry loss.
-Tokenizers' own Jinja chat templates (``apply_chat_template: True``) are not run: the presets'
-tags write the same turns, without the date header Llama 3's template adds.
+question-answer pair as open-unlearning's ``preprocess_chat_instance`` does. On its tag path
+(``apply_chat_template: False``): the system prompt with its special tokens, the user tags
+around the question, the assistant's start tag, then the answer, tokenized with the
+tokenizer's special tokens and truncated to ``max_length``. On its chat path
+(``Template.chat``, ``apply_chat_template: True``): the tokenizer's own Jinja chat template
+(:mod:`lur_jax.lm.chat`) renders the system prompt, the question and the answer (with
+``date_string`` where the preset sets one), tokenized without adding special tokens, not
+truncated. Either way EOS is appended unless already last, and the tokens after the prompt's
+(rendered alone, the assistant's turn opened) alone carry loss.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from typing import NamedTuple
 import numpy as np
 from tokenizers import Tokenizer
 
+from lur_jax.lm import chat
+
 
 class Template(NamedTuple):
   """open-unlearning's ``template_args``: the text around a question and its answer.
@@ -30,6 +34,10 @@ class Template(NamedTuple):
     user_start, user_end: before and after the question (``user_start_tag``, ...).
     asst_start, asst_end: before and after the answer.
     system: the system prompt with its special tokens, first (``""``: none).
+    chat: render with the tokenizer's chat template (``apply_chat_template``) instead of
+      the tags.
+    system_prompt: the chat path's system message (``""``: none).
+    date_string: the chat path's ``date_string`` (Llama 3's header; ``""``: not passed).
   """
 
   user_start: str
@@ -37,40 +45,60 @@ class Template(NamedTuple):
   asst_start: str
   asst_end: str
   system: str = ""
+  chat: bool = False
+  system_prompt: str = ""
+  date_string: str = ""
 
 
+_HELPFUL = "You are a helpful assistant."
 _LLAMA3 = Template("<|start_header_id|>user<|end_header_id|>\n\n", "<|eot_id|>",
                    "<|start_header_id|>assistant<|end_header_id|>\n\n", "<|eot_id|>",
                    "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n"
-                   "You are a helpful assistant.<|eot_id|>")
+                   "You are a helpful assistant.<|eot_id|>", True, _HELPFUL, "10 Apr 2025")
 _QWEN = Template("<|im_start|>user\n", "<|im_end|>\n", "<|im_start|>assistant\n", "<|im_end|>\n",
-                 "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n")
+                 "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n", True, _HELPFUL)
+_QA = Template("Question: ", "\n", "Answer: ", "\n\n")
 
 #: open-unlearning's ``template_args`` by its model config's name (``configs/model/``).
 PRESETS = {
-    "Llama-2-7b-hf": Template("Question: ", "\n", "Answer: ", "\n\n"),
+    "Llama-2-7b-hf": _QA,
+    "Llama-2-13b-hf": _QA,
+    "phi-1_5": _QA,
     "Llama-2-7b-chat-hf": Template("[INST] ", " [/INST]", "", " "),
     "Llama-3.1-8B-Instruct": _LLAMA3,
     "Llama-3.2-1B-Instruct": _LLAMA3,
     "Llama-3.2-3B-Instruct": _LLAMA3,
     "Phi-3.5-mini-instruct": Template("<|user|>\n", "<|end|>\n", "<|assistant|>\n", "<|end|>\n",
-                                      "<|system|>\nYou are a helpful assistant.<|end|>\n"),
+                                      "<|system|>\nYou are a helpful assistant.<|end|>\n", True,
+                                      _HELPFUL),
     "Qwen2.5-1.5B-Instruct": _QWEN,
     "Qwen2.5-3B-Instruct": _QWEN,
     "Qwen2.5-7B-Instruct": _QWEN,
     "gemma-7b-it": Template("<bos><start_of_turn>user\n", "<end_of_turn>\n",
-                            "<start_of_turn>model\n", "<end_of_turn>\n"),
+                            "<start_of_turn>model\n", "<end_of_turn>\n", "", True),
     "zephyr-7b-beta": Template("<|user|>\n", "</s>", "<|assistant|>\n", "</s>",
-                               "<|system|>\nYou are a helpful assistant.</s>\n"),
+                               "<|system|>\nYou are a helpful assistant.</s>\n", True, _HELPFUL,
+                               "10 Apr 2025"),
 }
 
 
 class Pretrained(NamedTuple):
-  """A checkpoint's tokenizer: the ``tokenizers.Tokenizer`` and its EOS and pad ids."""
+  """A checkpoint's tokenizer: the ``tokenizers.Tokenizer``, its EOS and pad ids, its chat
+  template (``None``: it has none) and its special tokens by name (``bos_token``, ...: the
+  chat template's variables)."""
 
   tokenizer: Tokenizer
   eos: int
   pad: int
+  chat_template: str | None = None
+  special: dict | None = None
+
+_SPECIAL = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token",
+            "mask_token")
+
+
+def _content(value):
+  return value.get("content") if isinstance(value, dict) else value
 
 
 def _token_id(tokenizer: Tokenizer, value) -> int | None:
@@ -102,7 +130,8 @@ def load_tokenizer(path: str) -> Pretrained:
                      "Hugging Face fast tokenizer")
   tokenizer = Tokenizer.from_file(file)
   settings = {}
-  for name in ("config.json", "generation_config.json", "tokenizer_config.json"):
+  for name in ("config.json", "generation_config.json", "special_tokens_map.json",
+               "tokenizer_config.json"):
     if os.path.isfile(os.path.join(path, name)):
       with open(os.path.join(path, name)) as f:
         found = json.load(f)
@@ -112,7 +141,26 @@ def load_tokenizer(path: str) -> Pretrained:
     raise ValueError(f"{path!r}: no EOS token in tokenizer_config.json or config.json; "
                      "allowed: a checkpoint that names its eos_token")
   pad = _token_id(tokenizer, settings.get("pad_token", settings.get("pad_token_id")))
-  return Pretrained(tokenizer, eos, eos if pad is None else pad)
+  special = {k: _content(settings[k]) for k in _SPECIAL
+             if isinstance(_content(settings.get(k)), str)}
+  return Pretrained(tokenizer, eos, eos if pad is None else pad, chat.read(path), special)
+
+
+def _rendered(tok: Pretrained, template: Template, question: str,
+              answer: str | None) -> list[int]:
+  """The chat path: the conversation (``answer=None``: up to the assistant's opened turn)
+  rendered by the tokenizer's chat template and tokenized without added special tokens."""
+  if tok.chat_template is None:
+    raise ValueError("a template with chat=True, and the tokenizer has no chat_template; "
+                     "allowed: a tokenizer with one, or a template with chat=False (tags)")
+  messages = ([{"role": "system", "content": template.system_prompt}]
+              if template.system_prompt else []) + [{"role": "user", "content": question}]
+  if answer is not None:
+    messages.append({"role": "assistant", "content": answer})
+  extra = {"date_string": template.date_string} if template.date_string else {}
+  text_ = chat.render(tok.chat_template, messages, answer is None, **(tok.special or {}),
+                      **extra)
+  return tok.tokenizer.encode(text_, add_special_tokens=False).ids
 
 
 def text(template: Template, question: str) -> str:
@@ -123,6 +171,8 @@ def text(template: Template, question: str) -> str:
 
 def prompt_ids(tok: Pretrained, template: Template, question: str) -> list[int]:
   """The token ids of the prompt alone (what generation continues)."""
+  if template.chat:
+    return _rendered(tok, template, question, None)
   return tok.tokenizer.encode(text(template, question), add_special_tokens=True).ids
 
 
@@ -135,8 +185,8 @@ def encode(tok: Pretrained, template: Template, question: str, answer: str, seq_
     template: the prompt format (:data:`PRESETS`).
     question, answer: the texts.
     seq_len: the arrays' length (padded with ``tok.pad``).
-    max_length: open-unlearning's truncation length (default ``seq_len - 1``: EOS may
-      follow a truncated sequence).
+    max_length: open-unlearning's truncation length on the tag path (default
+      ``seq_len - 1``: EOS may follow a truncated sequence); the chat path is not truncated.
 
   Returns:
     The tokens and the loss mask (the answer's tokens and EOS).
@@ -145,9 +195,12 @@ def encode(tok: Pretrained, template: Template, question: str, answer: str, seq_
     ValueError: when the pair does not fit ``seq_len`` tokens.
   """
   max_length = seq_len - 1 if max_length is None else max_length
-  prompt = text(template, question)
-  ids = tok.tokenizer.encode(prompt + answer, add_special_tokens=True).ids[:max_length]
-  prompt_ids = tok.tokenizer.encode(prompt, add_special_tokens=True).ids[:max_length]
+  if template.chat:
+    ids, prompt = _rendered(tok, template, question, answer), prompt_ids(tok, template, question)
+  else:
+    ids = tok.tokenizer.encode(text(template, question) + answer,
+                               add_special_tokens=True).ids[:max_length]
+    prompt = prompt_ids(tok, template, question)[:max_length]
   if not ids or ids[-1] != tok.eos:
     ids = ids + [tok.eos]
   if len(ids) > seq_len:
@@ -156,7 +209,7 @@ def encode(tok: Pretrained, template: Template, question: str, answer: str, seq_
   tokens = np.full(seq_len, tok.pad, np.int32)
   tokens[:len(ids)] = ids
   labels = np.zeros(seq_len, bool)
-  labels[len(prompt_ids):len(ids)] = True
+  labels[len(prompt):len(ids)] = True
   return tokens, labels
 
 

@@ -101,7 +101,10 @@ KEYS: tuple[Key, ...] = (
           f"{what}", "", "tofu")
       for field, what in (("user_start", "before the question"), ("user_end", "after it"),
                           ("asst_start", "before the answer"), ("asst_end", "after it"),
-                          ("system", "the system prompt, first"))),
+                          ("system", "the system prompt, first"),
+                          ("chat", "`true`: render with the tokenizer's chat template"),
+                          ("system_prompt", "the chat path's system message"),
+                          ("date_string", "the chat path's `date_string`"))),
     Key("model.param_dtype", "`float32`, `bfloat16`", "`pretrained`: the parameters' dtype",
         "float32", "tofu"),
     Key("model.hidden", "ints > 0", "`mlp`: hidden widths; `cnn`: the dense layer's width",
