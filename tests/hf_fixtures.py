@@ -32,6 +32,7 @@ CONFIGS = {
     "mistral": transformers.MistralConfig(**TINY, num_key_value_heads=2, sliding_window=64),
     "qwen2": transformers.Qwen2Config(**TINY, num_key_value_heads=2, tie_word_embeddings=True),
     "gpt2": transformers.GPT2Config(vocab_size=96, n_embd=32, n_layer=2, n_head=4, n_positions=64),
+    "gemma": transformers.GemmaConfig(**TINY, num_key_value_heads=2, head_dim=8),
 }
 
 

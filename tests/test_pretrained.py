@@ -19,7 +19,7 @@ from lur_jax.core import losses
 from lur_jax.models import hf
 
 FIXTURES = os.path.join(ROOT, "tests", "fixtures", "hf")
-NAMES = ("llama3", "llama2", "mistral", "qwen2", "gpt2")
+NAMES = ("llama3", "llama2", "mistral", "qwen2", "gpt2", "gemma")
 
 
 def _fixture(name):

@@ -6,10 +6,10 @@ import json
 
 import numpy as np
 import pytest
+from tofu_hf_fixtures import LLAMA3_CHAT
 from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
 
 from lur_jax.lm import prompt
-from tofu_hf_fixtures import LLAMA3_CHAT
 
 SPECIAL = ["<|begin_of_text|>", "<|eot_id|>", "<|start_header_id|>", "<|end_header_id|>"]
 

@@ -7,6 +7,8 @@ One module, :class:`Decoder`, reads the shape of a Hugging Face checkpoint
   causal attention: sequences up to its ``sliding_window``) and ``qwen2`` (biases on the
   query, key and value projections): RMSNorm, rotary positions in the half-split form of
   ``transformers``, grouped-query attention, a SwiGLU MLP, a tied or untied head;
+- ``gemma`` (Gemma 1): the Llama block with RMSNorm scaling by ``1 + weight`` in float32, the
+  embedding scaled by √width, a GeGLU MLP (``gelu_pytorch_tanh``), a tied head;
 - ``gpt2``: learned positions, LayerNorm with biases, ``gelu_new``, a tied head.
 
 Every parameter carries logical axis names (``vocab``, ``embed``, ``heads``, ``kv``, ``mlp``,
@@ -32,6 +34,7 @@ from lur_jax.training import sharding
 
 FAMILIES = ("llama", "gpt2")
 REMAT = ("none", "block")
+ACTIVATIONS = ("silu", "gelu_tanh")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +54,9 @@ class DecoderConfig:
     qkv_bias: biases on the query, key and value projections (Qwen2).
     tied: the head is the embedding's transpose.
     sliding_window: Mistral's attention window (0: none); longer inputs are refused.
+    norm_offset: RMSNorm scales by ``1 + weight``, in float32 (Gemma).
+    embed_scale: the embedding is multiplied by √width (Gemma).
+    activation: the gated MLP's ``"silu"`` (SwiGLU) or ``"gelu_tanh"`` (GeGLU, Gemma).
     dtype: the compute dtype, ``"float32"`` or ``"bfloat16"``.
     remat: ``"none"`` or ``"block"``.
     model_type: the checkpoint's ``model_type`` (written back on export).
@@ -71,6 +77,9 @@ class DecoderConfig:
   qkv_bias: bool = False
   tied: bool = False
   sliding_window: int = 0
+  norm_offset: bool = False
+  embed_scale: bool = False
+  activation: str = "silu"
   dtype: str = "float32"
   remat: str = "none"
   model_type: str = ""
@@ -91,6 +100,8 @@ class DecoderConfig:
       raise ValueError(f"head_dim={self.head_dim}; allowed: an even size (rotary halves)")
     if self.dtype not in ("float32", "bfloat16"):
       raise ValueError(f"dtype={self.dtype!r}; allowed: float32, bfloat16")
+    if self.activation not in ACTIVATIONS:
+      raise ValueError(f"activation={self.activation!r}; allowed: {', '.join(ACTIVATIONS)}")
     if self.remat not in REMAT:
       raise ValueError(f"remat={self.remat!r}; allowed: {', '.join(REMAT)}")
     kind = dict(self.rope_scaling).get("rope_type", "default")
@@ -134,10 +145,13 @@ def _param(module: nn.Module, name: str, shape: tuple, axes: tuple, init=None):
 
 def _norm(module: nn.Module, x: jax.Array, name: str, config: DecoderConfig) -> jax.Array:
   """RMSNorm (Llama) or LayerNorm (GPT-2), in float32, cast back to ``x``'s dtype."""
-  scale = _param(module, f"{name}_scale", (config.width,), ("embed",), nn.initializers.ones)
+  scale = _param(module, f"{name}_scale", (config.width,), ("embed",),
+                 nn.initializers.zeros if config.norm_offset else nn.initializers.ones)
   h = x.astype(jnp.float32)
   if config.family == "llama":
     h = h * jax.lax.rsqrt(jnp.mean(h * h, -1, keepdims=True) + config.norm_eps)
+    if config.norm_offset:  # Gemma: (x * (1 + w)) in float32, then cast
+      return (h * (1.0 + scale.astype(jnp.float32))).astype(x.dtype)
     return (scale * h.astype(x.dtype)).astype(x.dtype)
   bias = _param(module, f"{name}_bias", (config.width,), ("embed",), nn.initializers.zeros)
   mean = h.mean(-1, keepdims=True)
@@ -194,12 +208,14 @@ class Block(nn.Module):
                   "bthd,hdw->btw", *(() if llama else ((c.width,), ("embed",))))
 
   def _mlp(self, h):
-    """SwiGLU (Llama) or a ``gelu_new`` MLP with biases (GPT-2)."""
+    """SwiGLU (Llama), GeGLU (Gemma) or a ``gelu_new`` MLP with biases (GPT-2)."""
     c = self.config
     if c.family == "llama":
       gate = _dense(self, h, "gate", (c.width, c.mlp), ("embed", "mlp"), "btw,wm->btm")
       up = _dense(self, h, "up", (c.width, c.mlp), ("embed", "mlp"), "btw,wm->btm")
-      return _dense(self, jax.nn.silu(gate) * up, "down", (c.mlp, c.width), ("mlp", "embed"),
+      act = jax.nn.silu if c.activation == "silu" else functools.partial(jax.nn.gelu,
+                                                                         approximate=True)
+      return _dense(self, act(gate) * up, "down", (c.mlp, c.width), ("mlp", "embed"),
                     "btm,mw->btw")
     h = _dense(self, h, "mlp_in", (c.width, c.mlp), ("embed", "mlp"), "btw,wm->btm",
                (c.mlp,), ("mlp",))
@@ -240,7 +256,10 @@ class Decoder(nn.Module):
       positions = jnp.broadcast_to(jnp.arange(t), tokens.shape)
     dtype = jnp.dtype(c.dtype)
     embed = _param(self, "embed", (c.vocab, c.width), ("vocab", "embed"))
-    x = jnp.take(embed, tokens, axis=0).astype(dtype)
+    x = jnp.take(embed, tokens, axis=0)
+    if c.embed_scale:  # Gemma: √width in the embedding's dtype
+      x = x * jnp.asarray(c.width ** 0.5, x.dtype)
+    x = x.astype(dtype)
     rope = None
     if c.family == "gpt2":
       table = _param(self, "positions", (c.max_positions, c.width), (None, "embed"))

@@ -29,7 +29,10 @@ from lur_jax.models import decoder
 from lur_jax.training import checkpoint, sharding
 
 #: ``model_type`` -> the decoder family that reads it.
-MODEL_TYPES = {"llama": "llama", "mistral": "llama", "qwen2": "llama", "gpt2": "gpt2"}
+MODEL_TYPES = {"llama": "llama", "mistral": "llama", "qwen2": "llama", "gemma": "llama",
+               "gpt2": "gpt2"}
+_ARCHITECTURES = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM",
+                  "qwen2": "Qwen2ForCausalLM", "gemma": "GemmaForCausalLM"}
 
 
 def _rope(cfg: dict) -> tuple[float, tuple]:
@@ -66,8 +69,11 @@ def config_from_hf(cfg: dict, dtype: str = "float32", remat: str = "none") -> de
   else:
     if cfg.get("mlp_bias"):
       raise ValueError("config.json mlp_bias=true; allowed: false (Llama, Mistral, Qwen2)")
-    if cfg.get("hidden_act", "silu") != "silu":
-      raise ValueError(f"config.json hidden_act={cfg['hidden_act']!r}; allowed: silu")
+    gemma = kind == "gemma"
+    act = cfg.get("hidden_act") or ("gelu_pytorch_tanh" if gemma else "silu")
+    allowed = ("gelu_pytorch_tanh", "gelu") if gemma else ("silu",)  # Gemma's "gelu": tanh
+    if act not in allowed:
+      raise ValueError(f"config.json hidden_act={act!r}; allowed: {', '.join(allowed)}")
     width, heads = cfg["hidden_size"], cfg["num_attention_heads"]
     theta, scaling = _rope(cfg)
     window = cfg.get("sliding_window") if kind == "mistral" else None
@@ -77,7 +83,8 @@ def config_from_hf(cfg: dict, dtype: str = "float32", remat: str = "none") -> de
         cfg["intermediate_size"], cfg.get("rms_norm_eps", 1e-6),
         cfg.get("max_position_embeddings", 2048), theta, scaling,
         qkv_bias=kind == "qwen2" or bool(cfg.get("attention_bias")),
-        tied=bool(cfg.get("tie_word_embeddings", False)), sliding_window=window or 0,
+        tied=bool(cfg.get("tie_word_embeddings", gemma)), sliding_window=window or 0,
+        norm_offset=gemma, embed_scale=gemma, activation="gelu_tanh" if gemma else "silu",
         dtype=dtype, remat=remat, model_type=kind)
   config.check()
   return config
@@ -309,13 +316,13 @@ def config_to_hf(config: decoder.DecoderConfig, source: dict | None = None) -> d
                activation_function="gelu_new", tie_word_embeddings=True)
     return out
   kind = c.model_type or "llama"
-  arch = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM",
-          "qwen2": "Qwen2ForCausalLM"}[kind]
-  out.update(model_type=kind, architectures=[arch], vocab_size=c.vocab, hidden_size=c.width,
+  out.update(model_type=kind, architectures=[_ARCHITECTURES[kind]], vocab_size=c.vocab,
+             hidden_size=c.width,
              num_hidden_layers=c.depth, num_attention_heads=c.heads,
              num_key_value_heads=c.kv_heads, head_dim=c.head_dim, intermediate_size=c.mlp,
              rms_norm_eps=c.norm_eps, max_position_embeddings=c.max_positions,
-             tie_word_embeddings=c.tied, hidden_act="silu")
+             tie_word_embeddings=c.tied,
+             hidden_act="gelu_pytorch_tanh" if c.activation == "gelu_tanh" else "silu")
   if "rope_parameters" not in out:
     out["rope_theta"] = c.rope_theta
     out["rope_scaling"] = dict(c.rope_scaling) or None
