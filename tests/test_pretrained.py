@@ -101,7 +101,7 @@ def _broken(tmp_path, name, edit_config=None, drop=None, reshape=None):
 
 @pytest.mark.parametrize("how, match", [
     ({"edit_config": lambda c: c.update(model_type="bloom")},
-     r"model_type='bloom'; allowed: llama, mistral, qwen2, gpt2$"),
+     r"model_type='bloom'; allowed: llama, mistral, qwen2, gemma, gpt2$"),
     ({"drop": "model.layers.1.mlp.up_proj.weight"},
      r"tensor 'model.layers.1.mlp.up_proj.weight' is missing"),
     ({"reshape": "model.layers.0.self_attn.k_proj.weight"},
