@@ -32,6 +32,7 @@ def get_config() -> ml_collections.ConfigDict:
       "npo_beta": 0.1, "simnpo_beta": 4.5, "simnpo_delta": 0.0,
       "eval_retain": 200,  # retain pairs scored for model utility
       "max_new_tokens": 200,  # the most tokens generated per answer (ROUGE)
+      "eval_batch_size": 256,  # examples per compiled evaluation call
       # a pretrained checkpoint on TOFU's own files (configs/tofu_hf.py) sets these
       "data_dir": "", "retain_checkpoint": "", "retain_logs": "", "export": True})
   c.model = ml_collections.ConfigDict({

@@ -32,4 +32,5 @@ def get_config() -> ml_collections.ConfigDict:
   c.unlearn.update({"epochs": 10, "lr": 1e-5, "batch_size": 32, "forget_batch_size": 32,
                     "optimizer": "adam", "weight_decay": 0.01, "schedule": "constant"})
   c.lur.mode = "hvp"
+  c.tofu.eval_batch_size = 32  # open-unlearning's eval batch: 32 × 512 × 128256 logits
   return c

@@ -157,6 +157,8 @@ KEYS: tuple[Key, ...] = (
         "tofu"),
     Key("tofu.max_new_tokens", _POSITIVE_INT, "the most tokens generated per answer (ROUGE)",
         200, "tofu"),
+    Key("tofu.eval_batch_size", _POSITIVE_INT, "examples per compiled evaluation call (each "
+        "holds batch × seq_len × vocab logits; open-unlearning's is 32)", 256, "tofu"),
     Key("tofu.data_dir", "a folder of TOFU's JSON files, or empty",
         "`pretrained`: TOFU's own files (empty: the generated authors)", "", "tofu"),
     Key("tofu.retain_checkpoint", "a Hugging Face checkpoint folder, or empty",

@@ -35,7 +35,7 @@ from lur_jax.training import cache as cache_lib, checkpoint, parallel
 OBJECTIVES = ("ga", "npo", "simnpo")
 DATA_KEYS = ("authors", "questions", "perturbed", "data_seed", "paraphrases")
 KEYS = (*DATA_KEYS, "pretrain_epochs", "npo_beta", "simnpo_beta", "simnpo_delta",
-        "eval_retain", "max_new_tokens", "data_dir", "retain_checkpoint", "retain_logs",
+        "eval_retain", "max_new_tokens", "eval_batch_size", "data_dir", "retain_checkpoint", "retain_logs",
         "export")
 COLUMNS = (results.Column("Forget quality", "forget_quality", 2, scientific=True),
            results.Column("Model utility", "model_utility"),
@@ -60,6 +60,7 @@ def check(config, method_names, devices) -> None:
   for split in splits(config):
     checks.one_of("forget.split", split, (*tofu.SPLITS, tofu.VALIDATION))
   checks.positive(t.get("max_new_tokens", 200), "tofu.max_new_tokens", int)
+  checks.positive(t.get("eval_batch_size", 256), "tofu.eval_batch_size", int)
   for key in ("authors", "questions", "perturbed", "pretrain_epochs", "eval_retain"):
     checks.positive(t[key], f"tofu.{key}", int)
   if t.questions > tofu.MAX_QUESTIONS:
@@ -244,7 +245,7 @@ def measurer(exp, cache, log, progress):
   privleak come in :func:`compare`. The generated run's data are saved under ``out/data/``;
   a pretrained run exports each unlearned model (``out/<split>/hf/<method>/``)."""
   cfg = exp.config
-  max_new = cfg.tofu.get("max_new_tokens", 200)
+  max_new, batch = cfg.tofu.get("max_new_tokens", 200), cfg.tofu.get("eval_batch_size", 256)
   size = {"retain": len(exp.forget.retain), "trained_sequences": len(exp.splits.train.x),
           "vocab": exp.splits.num_classes}
   if not tofu_pretrained.active(cfg):
@@ -252,11 +253,11 @@ def measurer(exp, cache, log, progress):
     corpus_lib.save_data(c, cache.out_dir)
     pretrained = initial(exp, cache, log, progress)["params"]
     sets = scorecard.corpus_sets(c, cfg.tofu.data_seed, cfg.tofu.eval_retain)
-    return (scorecard.scorer(exp.model.apply, sets, pretrained, max_new=max_new),
+    return (scorecard.scorer(exp.model.apply, sets, pretrained, max_new=max_new, batch=batch),
             scorecard.header(sets, **{**size, "retain": len(c.retain_index)}))
   sets = tofu_files.read(cfg).sets
   score = scorecard.scorer(exp.model.apply, sets, None, tofu_pretrained.generator(exp.model),
-                           max_new)
+                           max_new, batch)
 
   def measure(variables, name):
     row = score(variables, name)
