@@ -1,14 +1,18 @@
-"""Command line: ``lur-jax run|audit CONFIG_FILE --out DIR [--set KEY=VALUE ...]`` and
-``lur-jax plan CONFIG_FILE --devices N --memory 16GiB [--set KEY=VALUE ...]``."""
+"""Command line: ``lur-jax run|audit CONFIG_FILE --out DIR [--set KEY=VALUE ...]``,
+``lur-jax plan CONFIG_FILE --devices N --memory 16GiB [--set KEY=VALUE ...]`` and
+``lur-jax keys [SECTION]``. Nothing heavy is imported before the arguments parse, so
+``--help``, ``--version`` and usage errors are instant."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import os
+import signal
 import sys
+import textwrap
 
-from lur_jax.study import config as config_lib
+from lur_jax import __version__
 
 
 class _Parser(argparse.ArgumentParser):
@@ -17,7 +21,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-  parser = _Parser(prog="lur-jax", description="Machine unlearning with LUR in JAX.")
+  parser = _Parser(prog="lur-jax", description="Machine unlearning with LUR in JAX.",
+                   epilog="Config keys and their allowed values: lur-jax keys [SECTION]. "
+                   "Ctrl-C stops a run; the same command resumes it.")
+  parser.add_argument("--version", action="version", version=f"lur-jax {__version__}")
   commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
   for name, text in (("run", "run an unlearning study from a config file"),
                      ("audit", "audit unlearning with model ensembles: per-example attack "
@@ -35,7 +42,29 @@ def _parser() -> argparse.ArgumentParser:
   command.add_argument("--memory", required=True, help="memory per device, e.g. 16GiB")
   command.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config value by dotted path (repeatable)")
+  command = commands.add_parser("keys", help="the config keys: default, allowed values, "
+                                "meaning")
+  command.add_argument("section", nargs="?", default="",
+                       help="only this section's keys (e.g. lur, unlearn, model, tofu)")
   return parser
+
+
+def _keys(section: str) -> int:
+  """``lur-jax keys [SECTION]``: every config key (or one section's) with its default,
+  what is allowed and what it does."""
+  from lur_jax.study import config_keys  # pylint: disable=g-import-not-at-top
+  keys = [k for k in config_keys.KEYS if not section or k.name.split(".")[0] == section]
+  if not keys:
+    sections = sorted({k.name.split(".")[0] for k in config_keys.KEYS})
+    _error(f"keys {section!r}: no such section; allowed: {', '.join(sections)}")
+    return 2
+  for k in keys:
+    default = "set by the config" if k.default is None else repr(k.default)
+    task = "" if k.task == "all" else f" [{k.task}]"
+    print(f"{k.name}{task}  (default: {default})")
+    for line in textwrap.wrap(f"allowed: {k.allowed}; {k.meaning}", 88):
+      print(f"    {line}")
+  return 0
 
 
 def _plan(args) -> int:
@@ -50,7 +79,7 @@ def _plan(args) -> int:
       + [f"--xla_force_host_platform_device_count={args.devices}"])
   import jax  # pylint: disable=g-import-not-at-top
   jax.config.update("jax_platforms", "cpu")
-  from lur_jax.study import plan  # pylint: disable=g-import-not-at-top
+  from lur_jax.study import config as config_lib, plan  # pylint: disable=g-import-not-at-top
   try:
     memory = plan.parse_memory(args.memory)
     config = config_lib.apply_overrides(config_lib.load(args.config),
@@ -71,15 +100,32 @@ def main(argv: list[str] | None = None) -> int:
   """Entry point of ``lur-jax`` and ``python -m lur_jax``; returns the exit code.
 
   Exit codes: 0 done; 2 bad input (nothing written); 1 a write failed (no
-  space, quota, read-only, permission): the output folder stays resumable.
+  space, quota, read-only, permission): the output folder stays resumable; 130
+  interrupted (Ctrl-C): rerunning the same command resumes.
   """
   args = _parser().parse_args(argv)
-  if args.command == "plan":
-    return _plan(args)
+  try:
+    if args.command == "keys":
+      return _keys(args.section)
+    if args.command == "plan":
+      return _plan(args)
+    return _run(args)
+  except KeyboardInterrupt as e:
+    where = f" at {e.desc} step {e.step} of {e.total}" if hasattr(e, "desc") else ""
+    print(f"\nlur-jax: interrupted{where}; rerun the same command to resume", file=sys.stderr)
+    return 130
+  except BrokenPipeError:  # `lur-jax keys | head`: the reader stopped listening
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
+
+
+def _run(args) -> int:
+  """``lur-jax run`` and ``lur-jax audit``."""
   # Import after parsing so that --help and usage errors are instant.
   from lur_jax import study  # pylint: disable=g-import-not-at-top
   from lur_jax.audit import study as audit  # pylint: disable=g-import-not-at-top
-  from lur_jax.training import checkpoint, compile_cache  # pylint: disable=g-import-not-at-top
+  from lur_jax.study import config as config_lib  # pylint: disable=g-import-not-at-top
+  from lur_jax.training import checkpoint, compile_cache, loop  # pylint: disable=g-import-not-at-top
   kind = audit if args.command == "audit" else study
   try:
     config = config_lib.apply_overrides(config_lib.load(args.config), args.set)
@@ -89,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     _error(str(e))
     return 2
   compile_cache.enable(warn=lambda msg: print(msg, file=sys.stderr))
+  signal.signal(signal.SIGINT, loop.on_interrupt)  # Ctrl-C stops at a step boundary
   restore = _quiet_failed_writes()
   try:
     results = kind.execute(prepared, args.out, progress=not args.no_progress)

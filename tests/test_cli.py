@@ -136,3 +136,66 @@ def test_a_diverging_method_is_marked_and_the_others_still_run(tmp_path, capsys)
   assert "UA" not in results["methods"]["ga"]
   assert "UA" in results["methods"]["ft"]
   assert "diverged" in capsys.readouterr().out
+
+
+def test_configs_that_are_not_configs_are_one_line(tmp_path, capsys):
+  cases = {"README.md": "is not a Python file", "nothere": "a shipped config: cifar100",
+           "dict.py": "get_config() returned a dict; allowed: an ml_collections.ConfigDict",
+           "broken.py": "failed to import: SyntaxError"}
+  (tmp_path / "README.md").write_text("# no\n")
+  (tmp_path / "dict.py").write_text("def get_config():\n  return {'seed': 0}\n")
+  (tmp_path / "broken.py").write_text("def get_config(:\n")
+  for name, match in cases.items():
+    path = str(tmp_path / name) if name != "nothere" else name
+    assert cli.main(["run", path, "--out", str(tmp_path / "o")]) == 2, name
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and match in err[0], (name, err)
+  assert config_lib.resolve("digits_smoke") == os.path.join(ROOT, "configs", "digits_smoke.py")
+
+
+def test_version_keys_and_help_need_no_jax(capsys):
+  assert cli.main(["keys", "checkpoint"]) == 0
+  out = capsys.readouterr().out
+  assert "checkpoint.every  (default: 500)" in out and "checkpoint.keep" in out
+  assert cli.main(["keys", "nope"]) == 2
+  assert "no such section; allowed:" in capsys.readouterr().err
+  with pytest.raises(SystemExit) as exc:
+    cli.main(["--version"])
+  assert exc.value.code == 0 and capsys.readouterr().out.strip() == f"lur-jax {lur_jax.__version__}"
+  probe = ("import sys, lur_jax.cli\n"
+           "try:\n  lur_jax.cli.main(['--help'])\nexcept SystemExit:\n  pass\n"
+           "print(sorted(m for m in ('jax', 'flax', 'optax') if m in sys.modules))")
+  proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                        check=True)
+  assert proc.stdout.strip().splitlines()[-1] == "[]"  # nothing heavy imported
+
+
+@pytest.mark.study
+def test_ctrl_c_is_one_line_and_exit_130_and_the_rerun_resumes(tmp_path):
+  import signal  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+  out = str(tmp_path / "o")
+  cmd = [sys.executable, "-m", "lur_jax", "run", SMOKE, "--out", out, "--set",
+         "checkpoint.every=5", "--set", "train.epochs=200"]
+  proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+  deadline = time.time() + 120
+  while time.time() < deadline and not any(
+      "commit_success.txt" in names for _, _, names in os.walk(out)):
+    time.sleep(0.2)  # until the original has written a checkpoint
+  proc.send_signal(signal.SIGINT)
+  _, err = proc.communicate(timeout=120)
+  assert proc.returncode == 130, err
+  lines = [line for line in err.strip().splitlines() if line.strip()]
+  assert "Traceback" not in err
+  assert lines[-1].startswith("lur-jax: interrupted at original step ") and lines[-1].endswith(
+      "; rerun the same command to resume"), lines[-1]
+  again = subprocess.Popen([*cmd, "--no-progress"], stderr=subprocess.PIPE,
+                           stdout=subprocess.DEVNULL, text=True)
+  try:
+    first = again.stderr.readline()
+    while first and "resuming" not in first:
+      first = again.stderr.readline()
+    assert first.startswith("original: resuming at step "), first
+  finally:
+    again.kill()
+    again.communicate()

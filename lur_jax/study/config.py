@@ -14,11 +14,47 @@ from lur_jax.study import datasets, plugins
 from lur_jax.training import parallel, sharding
 
 
+def shipped() -> str | None:
+  """The folder of the shipped configs: the repository's ``configs/`` beside the package (a
+  source checkout or an editable install), else the wheel's ``share/lur_jax/configs``."""
+  here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  for folder in (os.path.join(here, "configs"),
+                 os.path.join(sys.prefix, "share", "lur_jax", "configs")):
+    if os.path.isfile(os.path.join(folder, "digits.py")):
+      return folder
+  return None
+
+
+def resolve(path: str) -> str:
+  """A config file's path: ``path`` itself, or the shipped config of that name
+  (``digits`` or ``digits.py`` -> ``<shipped>/digits.py``).
+
+  Raises:
+    ValueError: for neither, naming the shipped configs.
+  """
+  if os.path.isfile(path):
+    return path
+  folder = shipped()
+  name = path if path.endswith(".py") else f"{path}.py"
+  if folder and os.sep not in path and os.path.isfile(os.path.join(folder, name)):
+    return os.path.join(folder, name)
+  names = sorted(f[:-3] for f in os.listdir(folder) if f.endswith(".py")) if folder else []
+  raise ValueError(f"config file {path!r} does not exist; allowed: a .py file with "
+                   f"get_config(), or a shipped config: {', '.join(names) or 'none found'}")
+
+
 def load(path: str) -> ml_collections.ConfigDict:
-  """Imports ``path`` and returns its ``get_config()``, with the settings for
-  its forget kind laid over it (:func:`for_kind`)."""
-  if not os.path.isfile(path):
-    raise ValueError(f"config file {path!r} does not exist")
+  """Imports ``path`` (or the shipped config of that name, :func:`resolve`) and returns its
+  ``get_config()``, with the settings for its forget kind laid over it (:func:`for_kind`).
+
+  Raises:
+    ValueError: for a missing file, a file that is not Python, one that fails to import,
+      has no ``get_config()`` or whose ``get_config()`` does not return a ConfigDict.
+  """
+  path = resolve(path)
+  if not path.endswith(".py"):
+    raise ValueError(f"config file {path!r} is not a Python file; allowed: a .py file with "
+                     "get_config()")
   name = "lur_jax_config_" + os.path.splitext(os.path.basename(path))[0]
   spec = importlib.util.spec_from_file_location(name, path)
   module = importlib.util.module_from_spec(spec)
@@ -26,11 +62,18 @@ def load(path: str) -> ml_collections.ConfigDict:
   sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
   try:
     spec.loader.exec_module(module)
+  except Exception as e:  # pylint: disable=broad-except (the user's file: say what broke)
+    raise ValueError(f"config file {path!r} failed to import: {type(e).__name__}: {e}"
+                     ) from None
   finally:
     sys.path.pop(0)
   if not hasattr(module, "get_config"):
     raise ValueError(f"config file {path!r} has no get_config()")
-  return for_kind(module.get_config())
+  config = module.get_config()
+  if not isinstance(config, ml_collections.ConfigDict):
+    raise ValueError(f"config file {path!r}: get_config() returned a "
+                     f"{type(config).__name__}; allowed: an ml_collections.ConfigDict")
+  return for_kind(config)
 
 
 def tuned_kinds(config: ml_collections.ConfigDict) -> list[str]:

@@ -83,8 +83,37 @@ class _Progress(NamedTuple):
   seconds: float  # run time so far, compilation and checkpoint writes excluded
 
 
+class _Stop:
+  """Ctrl-C's state under :func:`on_interrupt`."""
+
+  stepping = False  # inside a step loop: a Ctrl-C stops it at the next step
+  requested = False
+
+
+def on_interrupt(signum, frame) -> None:
+  """A SIGINT handler (the command line installs it): inside a step loop the run stops
+  before its next step, so no checkpoint write is cut in half; elsewhere, or at a second
+  Ctrl-C, it interrupts at once."""
+  del signum, frame
+  if _Stop.stepping and not _Stop.requested:
+    _Stop.requested = True
+    return
+  raise KeyboardInterrupt
+
+
 def _run_steps(stepper, compiled, states, data_arrays, orders, batches, progress: _Progress, *,
                steps, total, checkpoints, every, bar):
+  """:func:`_steps`, stoppable at a step boundary by :func:`on_interrupt`."""
+  _Stop.stepping, _Stop.requested = True, False
+  try:
+    return _steps(stepper, compiled, states, data_arrays, orders, batches, progress,
+                  steps=steps, total=total, checkpoints=checkpoints, every=every, bar=bar)
+  finally:
+    _Stop.stepping = False
+
+
+def _steps(stepper, compiled, states, data_arrays, orders, batches, progress: _Progress, *,
+           steps, total, checkpoints, every, bar):
   """Steps ``progress.position`` … ``total``; metrics reach the host at each save
   and epoch end. A member's first non-finite metric is where it diverged; the
   run stops when every member has, before saving again.
@@ -100,6 +129,8 @@ def _run_steps(stepper, compiled, states, data_arrays, orders, batches, progress
                            for t in range(steps_run)])
   start = time.perf_counter()
   for t in range(progress.position, total):
+    if _Stop.requested:
+      raise KeyboardInterrupt
     i = t % steps
     if i == 0 and t > progress.position:
       batches = stepper.place_batches([o.next_epoch() for o in orders])
@@ -130,6 +161,15 @@ def _run_steps(stepper, compiled, states, data_arrays, orders, batches, progress
     bar.set_postfix({k: f"{np.nanmean(v[-steps:]):.3f}" for k, v in history.items()})
   jax.block_until_ready(states)
   return states, history, seconds + time.perf_counter() - start, diverged
+
+
+class Interrupted(KeyboardInterrupt):
+  """Ctrl-C during a run: where it stopped (``desc``, ``step`` of ``total``). The run's
+  checkpoints up to there are kept, so the same call resumes it."""
+
+  def __init__(self, desc: str, step: int, total: int):
+    super().__init__(f"interrupted at {desc} step {step} of {total}")
+    self.desc, self.step, self.total = desc, step, total
 
 
 class Run(NamedTuple):
@@ -213,9 +253,15 @@ def run(stepper: steppers.Stepper, state, x, y, orders: list[DataOrder], *, step
   compile_seconds = time.perf_counter() - start
   with tqdm(total=total, initial=position, desc=desc, disable=not progress, file=sys.stderr,
             leave=False, unit="step") as bar:
-    states, history, seconds, diverged = _run_steps(
-        stepper, compiled, states, data_arrays, orders, first_batches, _Progress(position, history, seconds),
-        steps=steps, total=total, checkpoints=checkpoints, every=every, bar=bar)
+    try:
+      states, history, seconds, diverged = _run_steps(
+          stepper, compiled, states, data_arrays, orders, first_batches,
+          _Progress(position, history, seconds), steps=steps, total=total,
+          checkpoints=checkpoints, every=every, bar=bar)
+    except KeyboardInterrupt:
+      if checkpoints is not None:  # let a write in flight end: the rerun resumes from it
+        checkpoints.close()
+      raise Interrupted(desc, int(bar.n), total) from None
   final = stepper.host(states)
   finite = stepper.finite(final)
   diverged = np.where((diverged < 0) & ~finite, total, diverged)  # the last update overflowed
