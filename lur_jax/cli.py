@@ -11,8 +11,7 @@ import os
 import signal
 import sys
 import textwrap
-
-from lur_jax import __version__
+from importlib import metadata
 
 
 class _Parser(argparse.ArgumentParser):
@@ -24,7 +23,8 @@ def _parser() -> argparse.ArgumentParser:
   parser = _Parser(prog="lur-jax", description="Machine unlearning with LUR in JAX.",
                    epilog="Config keys and their allowed values: lur-jax keys [SECTION]. "
                    "Ctrl-C stops a run; the same command resumes it.")
-  parser.add_argument("--version", action="version", version=f"lur-jax {__version__}")
+  parser.add_argument("--version", action="version",
+                      version=f"lur-jax {metadata.version('lur_jax')}")
   commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
   for name, text in (("run", "run an unlearning study from a config file"),
                      ("audit", "audit unlearning with model ensembles: per-example attack "
