@@ -14,6 +14,7 @@ def shrink(c):
   c.unlearn.update({"epochs": 1, "batch_size": 32, "forget_batch_size": 16})
   for name in ("ft", "ga", "rl", "graddiff", "l1_sparse", "salun", "shs", "lur"):
     c[name].epochs = 1
+  c.smoke = True  # the table and results.json say its numbers mean nothing
   return c
 
 

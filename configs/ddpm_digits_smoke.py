@@ -15,4 +15,5 @@ def get_config():
     c[name].epochs = None
   c.ga.epochs = 1
   c.eval.update({"forget_samples": 20, "kept_samples": 4})
+  c.smoke = True  # the table and results.json say its numbers mean nothing
   return c

@@ -15,4 +15,5 @@ def get_config():
       if name in kind and "epochs" in kind[name]:
         del kind[name]["epochs"]
   c.unlearn.epochs = 1
+  c.smoke = True  # the table and results.json say its numbers mean nothing
   return c

@@ -14,4 +14,5 @@ def get_config():
   c.unlearn.epochs = 1
   for name in ("ft", "ga", "rl", "graddiff", "l1_sparse", "salun", "shs", "lur"):
     c[name].epochs = None
+  c.smoke = True  # the table and results.json say its numbers mean nothing
   return c

@@ -29,4 +29,5 @@ def get_config() -> ml_collections.ConfigDict:
     c[name].lr = None  # every method the unlearn recipe's rate
   c.shs.layers = c.lur_snip.layers = "all"  # the transformer has no `fc` head of its own
   c.settings_for = ml_collections.ConfigDict()
+  c.smoke = True  # the table and results.json say its numbers mean nothing
   return c

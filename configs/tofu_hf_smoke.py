@@ -30,4 +30,5 @@ def get_config() -> ml_collections.ConfigDict:
                  "retain_checkpoint": os.path.join(FIXTURES, "retain")})
   c.unlearn.update({"epochs": 10, "lr": 3e-3, "batch_size": 8, "forget_batch_size": 8})
   c.lur.mode = "hvp"
+  c.smoke = True  # the table and results.json say its numbers mean nothing
   return c

@@ -17,4 +17,5 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.update({"vocab": 512, "width": 32, "depth": 1, "heads": 2, "seq_len": 40})
   c.train.update({"epochs": 4, "batch_size": 16})
   c.unlearn.update({"epochs": 2, "batch_size": 8, "forget_batch_size": 8})
+  c.smoke = True  # the table and results.json say its numbers mean nothing
   return c

@@ -57,6 +57,8 @@ _LAYERS = "`all`, or comma-separated layer names (`layer3` selects `layer3_0`, `
 _FRACTION = "a number in (0, 1)"
 
 KEYS: tuple[Key, ...] = (
+    Key("smoke", "true or false", "a smoke run: its table and results.json say first that "
+        "its numbers are not meaningful", False),
     Key("task", "`classification`, `diffusion`, `language`, `tofu`",
         "the task plug-in (`lur_jax.TASKS`)", "classification"),
     Key("seed", "an int >= 0", "determines the data split, forget set, inits and data orders"),

@@ -40,10 +40,17 @@ def device_description(mesh: jax.sharding.Mesh | None = None) -> str:
   return f"{devices[0].platform}:{devices[0].device_kind} x{len(devices)}"
 
 
+#: What a smoke config's (``smoke=True``) table and results.json say first.
+SMOKE = ("numbers are not meaningful: a tiny model and a few steps check that the flow runs, "
+         "not what a method does")
+
+
 def header(exp) -> dict:
-  """What every results.json starts with: config, versions, devices, data sizes."""
+  """What every results.json starts with: config, versions, devices, data sizes (and, for a
+  smoke config, :data:`SMOKE`)."""
   fs = exp.forget
-  return {"config": exp.config.to_dict(), "versions": versions(),
+  return {**({"smoke": SMOKE} if exp.config.get("smoke") else {}),
+          "config": exp.config.to_dict(), "versions": versions(),
           "device": device_description(exp.mesh),
           "devices": {"count": exp.mesh.size, "kind": exp.mesh.devices.flat[0].device_kind,
                       "processes": jax.process_count()},
@@ -70,7 +77,8 @@ def _cell(value, digits=2, scientific=False) -> str:
 
 def markdown_table(results: dict, columns: tuple[Column, ...]) -> str:
   """One row per model (the original first): ``columns``, seconds and × retrain."""
-  lines = ["| method | " + " | ".join(c.header for c in columns) + " | seconds | × retrain |",
+  lines = [*([f"*smoke: {results['smoke']}*", ""] if results.get("smoke") else []),
+           "| method | " + " | ".join(c.header for c in columns) + " | seconds | × retrain |",
            "|---" * (len(columns) + 3) + "|"]
   for name, row in {"original": results["original"], **results["methods"]}.items():
     timing = f" {_cell(row['seconds'])} | {_cell(row['seconds_vs_retrain'], 3)} |"
