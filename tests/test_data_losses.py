@@ -138,3 +138,23 @@ def test_avg_gap():
   ref = {"UA": 5.0, "RA": 99.0, "TA": 95.0, "MIA": 10.0}
   row = {"UA": 7.0, "RA": 98.0, "TA": 95.0, "MIA": 6.0}
   assert lur_jax.avg_gap(row, ref) == pytest.approx((2 + 1 + 0 + 4) / 4)
+
+
+def test_the_functional_api_names_a_bad_batch_or_state():
+  import optax  # pylint: disable=g-import-not-at-top
+  apply = lambda p, x: x @ p
+  params, x, y = jnp.ones((4, 3)), jnp.ones((2, 4)), jnp.zeros(2, jnp.int32)
+  ce = lur_jax.ce_objective(apply)
+  with pytest.raises(ValueError, match=r"the batch has no 'y' \(it holds \['label', 'x'\]\)"):
+    ce(params, {"x": x, "label": y})
+  with pytest.raises(TypeError, match=r"labels of dtype float32 and shape \(2, 3\).*argmax"):
+    ce(params, {"x": x, "y": jnp.eye(3)[:2]})
+  with pytest.raises(ValueError, match="rl's random labels.*no 'key'"):
+    lur_jax.forget_objective("rl", apply, 3)(params, {"x": x, "y": y})
+  step = lur_jax.lur_step(optax.sgd(0.1), retain_loss_fn=ce, forget_loss_fn=ce, inner_lr=0.1)
+  with pytest.raises(TypeError, match="state of type dict; allowed: a TrainState"):
+    step({"w": params}, {"x": x, "y": y}, {"x": x, "y": y})
+  with pytest.raises(ValueError, match=r"retain batch with keys \['label', 'x'\]"):
+    step(lur_jax.init_state(params, optax.sgd(0.1), jax.random.key(0)), {"x": x, "label": y},
+         {"x": x, "y": y})
+  assert "as in" not in lur_jax.lur_step.__doc__ and "inner_lr: α" in lur_jax.lur_step.__doc__

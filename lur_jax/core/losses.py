@@ -26,8 +26,33 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
 
   Returns:
     ``[B]``: −log softmax(logits)[y] per example.
+
+  Raises:
+    TypeError: for labels that are not integers of shape ``[B]`` (one-hot labels, say).
   """
+  if not jnp.issubdtype(labels.dtype, jnp.integer) or labels.shape != logits.shape[:-1]:
+    raise TypeError(f"labels of dtype {labels.dtype} and shape {tuple(labels.shape)} for "
+                    f"logits of shape {tuple(logits.shape)}; allowed: integer classes of shape "
+                    f"{tuple(logits.shape[:-1])} (one-hot labels: labels.argmax(-1))")
   return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+
+
+def field(batch, name: str, why: str):
+  """``batch[name]``, or a ValueError naming what the batch holds and what it needs.
+
+  Args:
+    batch: a dict of arrays.
+    name: the key a loss reads.
+    why: what reads it (the message's subject).
+
+  Returns:
+    The array.
+  """
+  if not isinstance(batch, dict) or name not in batch:
+    held = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
+    raise ValueError(f"{why}: the batch has no {name!r} (it holds {held}); allowed: a dict "
+                     f"with {name!r}")
+  return batch[name]
 
 
 def next_token_nll(logits: jax.Array, tokens: jax.Array) -> jax.Array:
@@ -84,7 +109,8 @@ def ce_objective(apply_fn: ApplyFn) -> Callable:
     ``"y"``.
   """
   def loss(params, batch):
-    return cross_entropy(apply_fn(params, batch["x"]), batch["y"]).mean()
+    x, y = field(batch, "x", "cross-entropy"), field(batch, "y", "cross-entropy")
+    return cross_entropy(apply_fn(params, x), y).mean()
   return loss
 
 
@@ -106,7 +132,8 @@ def forget_objective(name: str, apply_fn: ApplyFn, num_classes: int) -> Callable
     return lambda params, batch: -ce(params, batch)
   if name == "rl":
     def relabel(params, batch):
-      labels = random_wrong_labels(batch["key"], batch["y"], num_classes)
+      key = field(batch, "key", "rl's random labels (the study's steps add one per step)")
+      labels = random_wrong_labels(key, field(batch, "y", "rl"), num_classes)
       return ce(params, {"x": batch["x"], "y": labels})
     return relabel
   raise ValueError(f"forget objective {name!r}; allowed: {', '.join(FORGET_OBJECTIVES)}")

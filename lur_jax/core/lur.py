@@ -120,6 +120,40 @@ def lookahead_params(params: Params, loss_fn: LossFn, batch: Batch, *,
   return params
 
 
+_DATA_ARGS = """\
+    params: θ, the model's parameters (a pytree).
+    retain_batch, forget_batch: what ``retain_loss_fn`` and ``forget_loss_fn`` read (dicts
+      of arrays, e.g. ``{"x": inputs, "y": labels}``).
+"""
+_LOSS_ARGS = """\
+    retain_loss_fn, forget_loss_fn: pure ``(params, batch) -> scalar`` losses; the
+      unlearning sign lives in ``forget_loss_fn`` (gradient ascent is ``-cross_entropy``).
+    inner_lr: α, the step size of the virtual steps (> 0).
+    inner_steps: K, the number of virtual steps (≥ 1).
+    lookahead: ``"retain"`` (the virtual steps descend the retain loss, the forget loss is
+      evaluated after them) or ``"forget"`` (the reverse).
+    retain_weight, forget_weight: w_r and w_u, the two losses' weights in J.
+    remat: bound the memory of differentiating through K > 1 virtual steps (they are
+      recomputed in the backward pass; no effect at K = 1 or in ``first_order``).
+"""
+_MODE_ARG = """\
+    mode: ``"exact"`` (``jax.grad`` through the lookahead), ``"hvp"`` (the same gradient
+      from forward-over-reverse Hessian-vector products; any K) or ``"first_order"`` (the
+      lookahead displacement held constant, dropping the Hessian term).
+"""
+
+
+def documented(fn):
+  """Writes the shared argument descriptions into ``fn``'s docstring where it says
+  ``DATA_ARGS``, ``LOSS_ARGS`` and ``MODE_ARG`` (one text, so every function states every
+  argument)."""
+  for name, text in (("DATA_ARGS", _DATA_ARGS), ("LOSS_ARGS", _LOSS_ARGS),
+                     ("MODE_ARG", _MODE_ARG)):
+    fn.__doc__ = fn.__doc__.replace(f"    {name}\n", text)
+  return fn
+
+
+@documented
 def lur_loss(params: Params, retain_batch: Batch, forget_batch: Batch, *,
              retain_loss_fn: LossFn, forget_loss_fn: LossFn, inner_lr: float,
              inner_steps: int = 1, lookahead: str = "retain",
@@ -128,18 +162,8 @@ def lur_loss(params: Params, retain_batch: Batch, forget_batch: Batch, *,
   """J(θ): the weighted lookahead loss at θ plus the target loss at θ_K.
 
   Args:
-    params: θ.
-    retain_batch, forget_batch: batches for ``retain_loss_fn`` and
-      ``forget_loss_fn``.
-    retain_loss_fn, forget_loss_fn: pure ``(params, batch) -> scalar`` losses;
-      the unlearning sign lives in ``forget_loss_fn`` (gradient ascent is
-      ``-cross_entropy``).
-    inner_lr: α, the step size of the virtual steps.
-    inner_steps: K, the number of virtual steps.
-    lookahead: ``"retain"`` (virtual steps descend the retain loss, the forget
-      loss is evaluated after them) or ``"forget"`` (the reverse).
-    retain_weight, forget_weight: w_r and w_u.
-    remat: bound the memory of K > 1 virtual steps (see :func:`lookahead_params`).
+    DATA_ARGS
+    LOSS_ARGS
 
   Returns:
     The scalar J(θ).
@@ -216,16 +240,17 @@ def _lur_first_order(params, r: _Roles, inner_lr, inner_steps):
   return grad, LurTerms(look_value, target_value)
 
 
+@documented
 def lur_value_and_grad_with_terms(
     params, retain_batch, forget_batch, *, retain_loss_fn, forget_loss_fn,
     inner_lr, inner_steps=1, lookahead="retain", retain_weight=1.0,
     forget_weight=1.0, mode="exact", remat=False):
-  """Like :func:`lur_value_and_grad`, also returning the two terms of J.
+  """J(θ), its gradient, and the two terms of J.
 
   Args:
-    params, retain_batch, forget_batch: as in :func:`lur_value_and_grad`.
-    retain_loss_fn, forget_loss_fn, inner_lr, inner_steps: as in :func:`lur_value_and_grad`.
-    lookahead, retain_weight, forget_weight, mode, remat: as in :func:`lur_value_and_grad`.
+    DATA_ARGS
+    LOSS_ARGS
+    MODE_ARG
 
   Returns:
     ``(J(θ), ∇J(θ), terms)``: a scalar, a pytree like ``params`` and the
@@ -249,6 +274,7 @@ def lur_value_and_grad_with_terms(
   return value, grad, terms
 
 
+@documented
 def lur_value_and_grad(params: Params, retain_batch: Batch, forget_batch: Batch, *,
                        retain_loss_fn: LossFn, forget_loss_fn: LossFn,
                        inner_lr: float, inner_steps: int = 1,
@@ -258,13 +284,9 @@ def lur_value_and_grad(params: Params, retain_batch: Batch, forget_batch: Batch,
   """J(θ) and its gradient.
 
   Args:
-    params, retain_batch, forget_batch: as in :func:`lur_loss`.
-    retain_loss_fn, forget_loss_fn, inner_lr, inner_steps: as in :func:`lur_loss`.
-    lookahead, retain_weight, forget_weight, remat: as in :func:`lur_loss`.
-    mode: ``"exact"`` (``jax.grad`` through the lookahead), ``"hvp"`` (the same
-      gradient from forward-over-reverse Hessian-vector products; any K), or
-      ``"first_order"`` (the lookahead displacement held constant, dropping
-      the Hessian term).
+    DATA_ARGS
+    LOSS_ARGS
+    MODE_ARG
 
   Returns:
     ``(J(θ), ∇J(θ))``; the value is J(θ) in every mode.

@@ -146,7 +146,8 @@ def check_batches(retain_batch: dict, forget_batch: dict) -> None:
   """
   for role, batch in (("retain", retain_batch), ("forget", forget_batch)):
     if not isinstance(batch, dict) or not {"x", "y"} <= set(batch):
-      raise ValueError(f"{role} batch {type(batch).__name__}; allowed: a dict with 'x' and 'y'")
+      held = f"keys {sorted(batch)}" if isinstance(batch, dict) else type(batch).__name__
+      raise ValueError(f"{role} batch with {held}; allowed: a dict with 'x' and 'y'")
     if batch["x"].shape[:1] != batch["y"].shape[:1] or batch["y"].ndim == 0:
       raise ValueError(f"{role} batch: x {tuple(batch['x'].shape)} and y "
                        f"{tuple(batch['y'].shape)}; allowed: y of shape [len(x), ...]")
@@ -157,7 +158,14 @@ def check_batches(retain_batch: dict, forget_batch: dict) -> None:
 
 def with_keys(state: TrainState, retain_batch: dict, forget_batch: dict) -> tuple[dict, dict]:
   """Adds the per-step keys that random objectives read (``rl``'s labels, the
-  diffusion noise), one for each batch."""
+  diffusion noise), one for each batch.
+
+  Raises:
+    TypeError: for a ``state`` that is not a :class:`TrainState` (the parameters, say).
+  """
+  if not isinstance(state, TrainState):
+    raise TypeError(f"a step's state of type {type(state).__name__}; allowed: a TrainState "
+                    "(lur_jax.init_state(params, tx, key))")
   key = jax.random.fold_in(state.rng, state.step)
   retain_key = jax.random.fold_in(key, streams.RETAIN)
   return {**retain_batch, "key": retain_key}, {**forget_batch, "key": key}
@@ -287,6 +295,7 @@ def l1_penalty(schedule: Callable) -> optax.GradientTransformation:
   return optax.GradientTransformation(init, update)
 
 
+@lur.documented
 def lur_step(tx: optax.GradientTransformation, *, retain_loss_fn, forget_loss_fn,
              inner_lr: float, inner_steps: int = 1, lookahead: str = "retain",
              retain_weight: float = 1.0, forget_weight: float = 1.0,
@@ -296,11 +305,12 @@ def lur_step(tx: optax.GradientTransformation, *, retain_loss_fn, forget_loss_fn
 
   Args:
     tx: the optax optimiser for the outer update.
-    retain_loss_fn, forget_loss_fn, inner_lr, inner_steps: as in :func:`lur_value_and_grad`.
-    lookahead, retain_weight, forget_weight, mode, remat: as in :func:`lur_value_and_grad`.
+    LOSS_ARGS
+    MODE_ARG
     diagnostics: also compute :func:`conflict_metrics` at θ (two more
       gradients); otherwise metrics hold the LUR terms only.
-    state_update: as in :func:`gradient_step`.
+    state_update: refreshes the model state (BatchNorm running statistics)
+      from the retain batch; ``None`` keeps it.
 
   Returns:
     A pure step ``(state, retain_batch, forget_batch) -> (state, metrics)``
