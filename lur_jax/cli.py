@@ -40,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
   command.add_argument("config", help="Python config file with get_config()")
   command.add_argument("--devices", type=int, required=True, help="devices of the slice")
   command.add_argument("--memory", required=True, help="memory per device, e.g. 16GiB")
+  command.add_argument("--mesh", default="", metavar="AXIS=N,...",
+                       help="the mesh to plan, e.g. fsdp=8 or data=2,fsdp=4 (axes data, fsdp, "
+                       "tensor; an axis not named keeps the config's; -1 fills the devices)")
   command.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config value by dotted path (repeatable)")
   command = commands.add_parser("keys", help="the config keys: default, allowed values, "
@@ -76,20 +79,40 @@ def _plan(args) -> int:
   os.environ["XLA_FLAGS"] = " ".join(
       [f for f in os.environ.get("XLA_FLAGS", "").split()
        if not f.startswith("--xla_force_host_platform_device_count")]
-      + [f"--xla_force_host_platform_device_count={args.devices}"])
+      + [f"--xla_force_host_platform_device_count={args.devices}",
+         # nothing planned runs: skip LLVM's costly optimisations (the buffer assignment
+         # the plan reads is made before them)
+         "--xla_backend_optimization_level=0", "--xla_llvm_disable_expensive_passes=true"])
   import jax  # pylint: disable=g-import-not-at-top
   jax.config.update("jax_platforms", "cpu")
   from lur_jax.study import config as config_lib, plan  # pylint: disable=g-import-not-at-top
   try:
     memory = plan.parse_memory(args.memory)
     config = config_lib.apply_overrides(config_lib.load(args.config),
-                                        [*args.set, f"devices={args.devices}"])
+                                        [*args.set, *_mesh(args.mesh), f"devices={args.devices}"])
     rows = plan.plan(config, memory, log=lambda msg: print(msg, file=sys.stderr))
   except ValueError as e:
     _error(str(e))
     return 2
   print(plan.markdown(rows, memory, config_lib.mesh_sizes(config)), end="")
   return 0
+
+
+def _mesh(text: str) -> list[str]:
+  """``--mesh fsdp=8`` -> the overrides ``mesh.fsdp=8`` and ``mesh.data=1`` (an axis not
+  named is 1 where the config would fill the devices with it, else the config's)."""
+  if not text:
+    return []
+  axes = {}
+  for part in text.split(","):
+    name, _, value = part.partition("=")
+    if name.strip() not in ("data", "fsdp", "tensor") or not value.strip().lstrip("-").isdigit():
+      raise ValueError(f"--mesh {text!r}; allowed: AXIS=N pairs, comma-separated, of data, "
+                       "fsdp and tensor (e.g. fsdp=8 or data=2,fsdp=4)")
+    axes[name.strip()] = int(value)
+  if -1 not in axes.values():  # the named axes are the mesh: the others are 1
+    axes = {"data": 1, "fsdp": 1, "tensor": 1, **axes}
+  return [f"mesh.{k}={v}" for k, v in axes.items()]
 
 
 def _error(message: str) -> None:

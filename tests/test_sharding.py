@@ -185,3 +185,22 @@ def test_memory_sizes_parse(text, expected):
 def test_a_bad_memory_size_is_one_clear_error(text):
   with pytest.raises(ValueError, match=f"--memory {text!r}; allowed: a size > 0 like 16GiB"):
     plan.parse_memory(text)
+
+
+def test_the_planner_plans_each_distinct_program_once():
+  configured = {"mode": "exact", "inner_steps": 1, "remat": False}
+  labels = [label for label, _ in plan._variants(["graddiff", "lur"], configured)]
+  assert labels[:2] == ["graddiff", "lur"]
+  assert "lur mode=exact K=1 remat=off" not in labels  # that is `lur` itself
+  assert not any("K=1 remat=on" in x or ("first_order" in x and "remat=on" in x) for x in labels)
+  assert len(labels) == len(set(labels)) == 2 + 4 + 5 + 3
+  assert [label for label, _ in plan._variants(["graddiff"])] == ["graddiff"]
+
+
+def test_plan_mesh_option():
+  from lur_jax import cli  # pylint: disable=g-import-not-at-top
+  assert cli._mesh("fsdp=8") == ["mesh.data=1", "mesh.fsdp=8", "mesh.tensor=1"]
+  assert cli._mesh("data=-1,tensor=2") == ["mesh.data=-1", "mesh.tensor=2"]
+  assert cli._mesh("") == []
+  with pytest.raises(ValueError, match="--mesh 'fsdp=x'; allowed: AXIS=N pairs"):
+    cli._mesh("fsdp=x")

@@ -88,11 +88,13 @@ class Variants(NamedTuple):
     return self.experiments[0][1]
 
 
-def prepare(config: ml_collections.ConfigDict) -> Variants:
+def prepare(config: ml_collections.ConfigDict, first_only: bool = False) -> Variants:
   """Validates ``config`` and loads what the run needs; no training happens.
 
   Args:
     config: the experiment config (:func:`lur_jax.study.config.load` reads a file).
+    first_only: prepare the first variant alone (the planner: every variant has the same
+      model and batches).
 
   Returns:
     The study's :class:`Variants`, every one checked before any work (one for most
@@ -104,7 +106,8 @@ def prepare(config: ml_collections.ConfigDict) -> Variants:
   variants = tasks.of(config).variants
   if variants is None:
     return Variants([("", _prepare_one(config))])
-  return Variants([(scope, _prepare_one(c)) for scope, c in variants(config)])
+  chosen = variants(config)[:1] if first_only else variants(config)
+  return Variants([(scope, _prepare_one(c)) for scope, c in chosen])
 
 
 def _prepare_one(config: ml_collections.ConfigDict) -> Experiment:

@@ -11,7 +11,10 @@ or GPU's compiler fuses and schedules differently, so read them as an estimate.
 
 from __future__ import annotations
 
+import os
 import re
+import sys
+from concurrent import futures
 from typing import NamedTuple
 
 import jax
@@ -19,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.sharding import NamedSharding, PartitionSpec as P
+from tqdm.auto import tqdm
 
 from lur_jax import study
 from lur_jax.core import lur, methods, saliency, train
@@ -56,16 +60,29 @@ class Row(NamedTuple):
   fits: bool
 
 
-def _variants(names: list[str]) -> list[tuple[str, list[str]]]:
-  """``(label, overrides)``: each method as configured, then LUR in every mode, K, remat."""
+def _variants(names: list[str], lur_settings=None) -> list[tuple[str, list[str]]]:
+  """``(label, overrides)``: each method as configured, then LUR in every mode and K, with
+  remat on and off where it can matter (K > 1 outside ``first_order``: elsewhere it is the
+  same program by construction), less the variant that is ``lur`` as configured."""
   out = [(name, []) for name in names]
-  if "lur" in names:
-    for mode in lur.MODES:
-      for k in (1, 2, 4):
-        for remat in (False, True):
-          out.append((f"lur mode={mode} K={k} remat={'on' if remat else 'off'}",
-                      [f"lur.mode={mode}", f"lur.inner_steps={k}", f"lur.remat={remat}"]))
+  if "lur" not in names:
+    return out
+  configured = (lur_settings["mode"], lur_settings["inner_steps"], bool(lur_settings["remat"])
+                ) if lur_settings is not None else None
+  for mode in lur.MODES:
+    for k in (1, 2, 4):
+      for remat in ((False, True) if k > 1 and mode != "first_order" else (False,)):
+        if (mode, k, remat) == configured:
+          continue
+        out.append((f"lur mode={mode} K={k} remat={'on' if remat else 'off'}",
+                    [f"lur.mode={mode}", f"lur.inner_steps={k}", f"lur.remat={remat}"]))
   return out
+
+
+#: The table's footnote on the rows it leaves out.
+SAME_BY_CONSTRUCTION = ("Not repeated, being the same program: remat at K = 1 and in "
+                        "first_order (nothing is differentiated through the virtual steps "
+                        "there), and the LUR variant that is `lur` as configured.")
 
 
 def _abstract(tree, shardings):
@@ -105,27 +122,46 @@ def step_bytes(exp, name: str, settings: methods.Settings) -> dict:
                                                batches))
 
 
-def plan(config, memory: int, log=print) -> list[Row]:
-  """Plans every method of ``config`` (and LUR's variants) on its mesh.
+def plan(config, memory: int, log=print, progress: bool = True) -> list[Row]:
+  """Plans every method of ``config`` (and LUR's variants) on its mesh, compiling the
+  distinct programs side by side (a thread per core; XLA compiles without the GIL).
 
   Args:
     config: the experiment config, its ``devices`` and ``mesh.*`` set.
     memory: bytes per device.
-    log: ``str -> None`` for each row as it is planned.
+    log: ``str -> None`` for what is assumed (the mesh, the batches) and each row as it
+      is planned.
+    progress: a progress bar over the programs.
 
   Returns:
-    One :class:`Row` per method and LUR variant.
+    One :class:`Row` per method and LUR variant, in order.
   """
-  exp = study.prepare(config).experiments[0][1]  # every variant: the same model and batches
-  rows = []
-  for label, sets in _variants(exp.method_names):
+  exp = study.prepare(config, first_only=True).experiments[0][1]  # the same in every variant
+  jobs = []
+  lur_settings = exp.settings["lur"] if "lur" in exp.method_names else None
+  for label, sets in _variants(exp.method_names, lur_settings):
     variant = config_lib.apply_overrides(config, [f"methods={label.split()[0]}", *sets])
     config_lib.validate(variant)
     name = label.split()[0]
-    counted = step_bytes(exp, name, config_lib.method_settings(variant, name))
-    rows.append(Row(label, counted, counted["total"] <= memory))
-    log(f"{label}: {size(counted['total'])} per device")
-  return rows
+    jobs.append((label, name, config_lib.method_settings(variant, name)))
+  u = exp.settings["graddiff" if "graddiff" in exp.settings else exp.method_names[0]]
+  log(f"planning {len(jobs)} program{'s' * (len(jobs) != 1)} on a mesh of {dict(exp.mesh.shape)}: examples of shape "
+      f"{tuple(exp.splits.train.x.shape[1:])}, a retain batch of {u.batch_size} and a forget "
+      f"batch of {u.get('forget_batch_size', u.batch_size)} (global, per step)")
+  workers = min(len(jobs), os.cpu_count() or 1)
+  with futures.ThreadPoolExecutor(workers) as pool, tqdm(
+      total=len(jobs), desc="plan", unit="program", disable=not progress, file=sys.stderr,
+      leave=False) as bar:
+    pending = {pool.submit(step_bytes, exp, name, settings): label
+               for label, name, settings in jobs}
+    counted = {}
+    for done in futures.as_completed(pending):
+      counted[pending[done]] = done.result()
+      bar.update()
+      bar.write(f"{pending[done]}: {size(counted[pending[done]]['total'])} per device",
+                file=sys.stderr) if progress else log(
+                    f"{pending[done]}: {size(counted[pending[done]]['total'])} per device")
+  return [Row(label, counted[label], counted[label]["total"] <= memory) for label, _, _ in jobs]
 
 
 def size(n: float) -> str:
@@ -148,4 +184,6 @@ def markdown(rows: list[Row], memory: int, mesh: dict) -> str:
     ratio = f"{b['total'] / base:.2f}" if base else ""
     lines.append(f"| {r.name} | {size(b['total'])} | {ratio} | {size(b['argument'])} | "
                  f"{size(b['temp'])} | {'yes' if r.fits else 'no'} |")
+  if any(r.name.startswith("lur mode=") for r in rows):
+    lines += ["", SAME_BY_CONSTRUCTION]
   return "\n".join(lines) + "\n"
