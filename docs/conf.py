@@ -7,7 +7,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 
-import config_table
 
 project = "lur_jax"
 author = "the lur_jax authors"
@@ -47,6 +46,3 @@ html_title = "lur_jax"
 html_theme_options = {"show_toc_level": 2}
 html_static_path = []
 
-
-def setup(app):
-  config_table.write(os.path.join(HERE, "_generated"))

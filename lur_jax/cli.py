@@ -61,8 +61,9 @@ def _keys(section: str) -> int:
     sections = sorted({k.name.split(".")[0] for k in config_keys.KEYS})
     _error(f"keys {section!r}: no such section; allowed: {', '.join(sections)}")
     return 2
+  base = config_keys.defaults()
   for k in keys:
-    default = "set by the config" if k.default is None else repr(k.default)
+    default = config_keys.default_of(k, base).replace("`", "")
     task = "" if k.task == "all" else f" [{k.task}]"
     print(f"{k.name}{task}  (default: {default})")
     for line in textwrap.wrap(f"allowed: {k.allowed}; {k.meaning}", 88):

@@ -77,8 +77,11 @@ def test_smoke_study_end_to_end_and_rerun_reuses_the_original(tmp_path, capsys):
   out = tmp_path / "run"
   assert cli.main(["run", SMOKE, "--out", str(out), "--no-progress"]) == 0
   stdout = capsys.readouterr().out
-  assert stdout.startswith("| method | UA | RA | TA | MIA | Avg Gap | seconds |")
+  smoke, blank, table = stdout.split("\n", 2)
+  assert smoke.startswith("*smoke: numbers are not meaningful") and not blank  # says so first
+  assert table.startswith("| method | UA | RA | TA | MIA | Avg Gap | seconds |")
   results = json.loads((out / "results.json").read_text())
+  assert results["smoke"].startswith("numbers are not meaningful")
   assert set(results) >= {"config", "versions", "device", "methods", "original"}
   assert results["config"]["train"]["epochs"] == 3
   assert list(results["methods"]) == ["retrain", "ft", "ga", "rl", "graddiff", "l1_sparse",
@@ -88,7 +91,7 @@ def test_smoke_study_end_to_end_and_rerun_reuses_the_original(tmp_path, capsys):
       assert 0.0 <= row[key] <= 100.0 or key == "seconds", (name, key, row[key])
     assert len(row["params_checksum"]) == 64
   assert results["methods"]["retrain"]["avg_gap"] == 0.0
-  assert (out / "results.md").read_text().count("\n") == 2 + 11
+  assert (out / "results.md").read_text().count("\n") == 2 + 2 + 11
   diagnostics = json.loads((out / "diagnostics.json").read_text())
   assert {"graddiff", "lur", "rl", "salun", "shs", "lur_snip"} <= set(diagnostics)
   assert len(diagnostics["lur"]["grad_cosine"]) == results["methods"]["lur"]["steps"]

@@ -186,3 +186,8 @@ def test_the_key_lookup_can_fail():
   assert config_keys.find("lur_snip.mode").name == "lur_snip.<lur key>"
   assert config_keys.find("lur.no_such_key") is None
   assert config_keys.find("nonsense") is None
+
+
+def test_the_committed_key_reference_is_current():
+  with open(os.path.join(ROOT, "docs", "config_keys.md")) as f:
+    assert f.read() == config_keys.reference(), "rerun: python docs/config_table.py"

@@ -8,6 +8,7 @@ the code's own constants.
 
 from __future__ import annotations
 
+import os
 from typing import NamedTuple
 
 from lur_jax import models
@@ -277,3 +278,64 @@ def find(name: str) -> Key | None:
   if head in methods.METHODS:
     return exact.get(f"<method>.{leaf}")
   return None
+
+
+#: The base config whose values are each task's defaults (in the shipped configs' folder).
+BASES = {"classification": "digits.py", "diffusion": "ddpm_digits.py", "tofu": "tofu.py"}
+
+
+def flat(config, prefix: str = "", skip=("settings_for",)) -> dict:
+  """``{dotted key: value}`` of a config's leaves; the sections in ``skip`` stay whole."""
+  out = {}
+  for key, value in config.items():
+    if hasattr(value, "items") and key not in skip:
+      out.update(flat(value, f"{prefix}{key}.", skip))
+    else:
+      out[f"{prefix}{key}"] = value
+  return out
+
+
+def defaults() -> dict[str, dict]:
+  """``{task: {dotted key: value}}`` of the shipped base configs (empty without them)."""
+  from lur_jax.study import config as config_lib  # pylint: disable=g-import-not-at-top
+  folder = config_lib.shipped()
+  if folder is None:
+    return {task: {} for task in BASES}
+  return {task: flat(config_lib.load(os.path.join(folder, name)).to_dict())
+          for task, name in BASES.items()}
+
+
+def default_of(key: Key, base: dict[str, dict]) -> str:
+  """A key's default as the reference shows it (from the code, else its task's base
+  config, ``"per config"`` where neither holds one)."""
+  if key.default is not None:
+    value = key.default
+    return value if isinstance(value, str) and value.startswith("from ") else f"`{value!r}`"
+  for task in (["classification", "diffusion"] if key.task == "all" else [key.task]):
+    if key.name in base.get(task, {}):
+      where = "" if key.task != "all" or task == "classification" else " (DDPM)"
+      return f"`{base[task][key.name]!r}`{where}"
+  return "per config"
+
+
+def reference() -> str:
+  """Every key as a Markdown list under its section (readable in a narrow window and on
+  GitHub): ``docs/config_keys.md``, which a test keeps current."""
+  base = defaults()
+  lines = ["# Config keys", "",
+           "Every key a study reads, by section: its default (from the code, else",
+           "`configs/digits.py`, `configs/ddpm_digits.py` for the DDPM's keys, `configs/tofu.py` "
+           "for TOFU's),", "what is allowed, what it does. Generated from "
+           "`lur_jax.study.config_keys` (`python docs/config_table.py`);",
+           "`lur-jax keys [SECTION]` prints the same in a terminal."]
+  sections: dict[str, list[Key]] = {}
+  for key in KEYS:
+    sections.setdefault(key.name.split(".")[0] if "." in key.name else "top level",
+                        []).append(key)
+  for section, keys in sections.items():
+    lines += ["", f"## {section}", ""]
+    for key in keys:
+      task = "" if key.task == "all" else f" ({key.task})"
+      lines.append(f"- **`{key.name}`**{task}: {key.meaning}. Allowed: {key.allowed}. "
+                   f"Default: {default_of(key, base)}.")
+  return "\n".join(lines) + "\n"
