@@ -50,3 +50,22 @@ def test_the_layout_of_earlier_releases_is_read(tmp_path):
   assert found.meta["steps"] == 4 and found.directory == str(legacy)
   assert "written by an earlier lur_jax" in said[0]
   assert cache.load("original", "ffffffffffff") is None
+
+
+def test_changed_settings_are_named_and_the_earlier_model_is_kept(tmp_path):
+  lines = []
+  cache = cache_lib.ModelCache(str(tmp_path), log=lines.append)
+  make = lambda value: lambda checkpoints: cache_lib.Trained(_variables(value), {})
+  first = {"seed": 0, "settings": {"mode": "exact", "lr": 0.1}}
+  second = {"seed": 0, "settings": {"mode": "hvp", "lr": 0.1}}
+  cache.memoised("lur", first, make(1.0), ABSTRACT)
+  assert not lines
+  cache.memoised("lur", second, make(2.0), ABSTRACT)
+  kept = os.path.join(str(tmp_path), "models", f"lur-{cache_lib.fingerprint(first)}")
+  assert lines == [f"lur: the settings changed since {tmp_path}/models/lur was made (settings.mode:"
+                   f" 'exact' -> 'hvp'); training anew, the earlier model kept as {kept}"]
+  back, reused = cache.memoised("lur", first, make(3.0), ABSTRACT)  # the earlier settings again
+  assert reused and back.directory == kept
+  np.testing.assert_array_equal(back.variables["params"]["w"], 1.0)
+  np.testing.assert_array_equal(cache.load("lur", cache_lib.fingerprint(second), ABSTRACT)
+                                .variables["params"]["w"], 2.0)

@@ -102,10 +102,29 @@ class ModelCache:
       if meta is None or (not legacy and meta.get("fingerprint") != key):
         continue
       if legacy:
-        self._log(f"{name}: reading {directory}, written by an earlier lur_jax")
+        self._log(f"{name}: reading {directory}, " + (
+            "made earlier with these settings" if "fingerprint" in meta
+            else "written by an earlier lur_jax"))
       variables = None if abstract is None else checkpoint.restore_model(directory, abstract)[0]
       return Cached(variables, meta, directory)
     return None
+
+  def _changed(self, name: str, key: dict, shared: bool) -> str | None:
+    """Where the model of other settings in ``models/<name>`` moves before it is replaced
+    (``models/<name>-<its fingerprint>``, which those settings read again), after a line
+    naming what changed; ``None`` when there is none."""
+    meta = checkpoint.restore_meta(self.model_dir(name, shared))
+    if meta is None or "key" not in meta:
+      return None
+    old, new = _flat(meta["key"]), _flat(key)
+    changed = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted({*old, *new})
+               if old.get(k) != new.get(k)]
+    kept = self.model_dir(f"{name}-{meta['fingerprint']}")
+    self._log(f"{name}: the settings changed since {self.model_dir(name, shared)} was made ("
+              + "; ".join(changed[:4]) + (f"; {len(changed) - 4} more" if len(changed) > 4
+                                          else "") + f"); training anew, the earlier model "
+              f"kept as {kept}")
+    return kept
 
   def save(self, name: str, key: str, variables, meta: dict, shared: bool = False) -> None:
     """Stores ``variables`` as ``models/<name>`` with ``meta`` and the fingerprint."""
@@ -135,12 +154,26 @@ class ModelCache:
     cached = self.load(name, fp, abstract, shared=shared)
     if cached is not None:
       return cached, True
+    earlier = self._changed(name, key, shared)
     checkpoints = self.checkpoint_dir(name, fp)
     trained = make(checkpoints)
     meta = {**trained.meta, "key": key}
     if trained.keep:
+      if earlier is not None and parallel.is_writer():  # kept: the old settings reuse it
+        with checkpoint.writing(earlier):
+          os.replace(self.model_dir(name, shared), earlier)
       self.save(name, fp, trained.variables, meta, shared=shared)
     if trained.finished:
       remove(checkpoints)
     return Cached(trained.variables, {**meta, "fingerprint": fp},
                   self.model_dir(name, shared)), False
+
+
+def _flat(tree, prefix: str = "") -> dict:
+  """``{dotted key: leaf}`` of a nested dict (a cache key)."""
+  if not isinstance(tree, dict):
+    return {prefix.rstrip("."): tree}
+  out = {}
+  for k, v in tree.items():
+    out.update(_flat(v, f"{prefix}{k}."))
+  return out
