@@ -82,7 +82,11 @@ def load_fashion_mnist(seed: int, directory: str = FASHION_MNIST_DIR, *,
 
 
 def _tfds_split(name: str, split_name: str, data_dir: str | None) -> data.Dataset:
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  try:
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    raise ValueError(f"data.name={name!r} reads TensorFlow Datasets, which is not installed; "
+                     "allowed: pip install 'lur_jax[tfds]'") from None
   try:
     source = tfds.data_source(name, split=split_name, data_dir=data_dir, download=False)
     records = [source[i] for i in range(len(source))]

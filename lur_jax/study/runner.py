@@ -275,6 +275,7 @@ def _measured_row(facts: dict, variables, measure, name, log,
   diverged_at = facts["diverged_at"]
   if diverged_at is None:
     try:
+      log(f"{name}: scoring")  # evaluation can take longer than training on small runs
       measured = measure(variables, name)
       row = {**measured, **row}
       log(f"{name}: " + ", ".join(f"{k} {v:.2f}" for k, v in measured.items()

@@ -248,11 +248,13 @@ def run(stepper: steppers.Stepper, state, x, y, orders: list[DataOrder], *, step
     order.skip(position // steps)
   data_arrays = stepper.place_data(x, y)
   first_batches = stepper.place_batches([o.next_epoch() for o in orders])
-  start = time.perf_counter()  # the step is compiled ahead of time: this is all its compilation
-  compiled = stepper.compile(states[0], data_arrays, first_batches[0])
-  compile_seconds = time.perf_counter() - start
   with tqdm(total=total, initial=position, desc=desc, disable=not progress, file=sys.stderr,
             leave=False, unit="step") as bar:
+    bar.set_postfix_str("compiling the step", refresh=True)  # seconds of silence otherwise
+    start = time.perf_counter()  # compiled ahead of time: this is all its compilation
+    compiled = stepper.compile(states[0], data_arrays, first_batches[0])
+    compile_seconds = time.perf_counter() - start
+    bar.set_postfix_str("", refresh=False)
     try:
       states, history, seconds, diverged = _run_steps(
           stepper, compiled, states, data_arrays, orders, first_batches,
