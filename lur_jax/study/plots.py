@@ -12,7 +12,10 @@ from lur_jax.training import checkpoint
 
 PANELS = (("grad_cosine", "cos(∇forget, ∇retain) at θ"),
           ("retain_loss", "retain loss (CE on D_r)"),
-          ("forget_loss", "forget objective"))
+          ("forget_loss", "forget objective, change from its start"))
+#: Panels drawn as each method's change from its first value, on a symmetric log scale: the
+#: methods' forget objectives differ in kind (RL's CE to wrong labels ≈ 15, GA's −CE ≈ 0).
+RELATIVE = ("forget_loss",)
 
 
 def _smooth(values, window):
@@ -44,7 +47,11 @@ def plot_diagnostics(diagnostics: dict, path: str, title: str = "") -> None:
         continue
       window = max(1, len(values) // 50)
       smoothed = _smooth(values, window)
+      if key in RELATIVE:
+        smoothed = smoothed - smoothed[0]
       ax.plot(np.arange(len(smoothed)) + window // 2, smoothed, label=name, lw=1.4)
+    if key in RELATIVE:
+      ax.set_yscale("symlog", linthresh=0.1)
     ax.set_title(label, fontsize=10)
     ax.set_xlabel("unlearning step")
     ax.grid(alpha=0.3)
