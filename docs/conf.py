@@ -44,5 +44,6 @@ nb_render_markdown_format = "gfm"  # the tables the notebook prints
 html_theme = "sphinx_book_theme"
 html_title = "lur_jax"
 html_theme_options = {"show_toc_level": 2}
-html_static_path = []
+html_static_path = ["_static"]
+html_css_files = ["wrap.css"]  # code cells wrap
 
