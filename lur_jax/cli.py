@@ -159,7 +159,7 @@ def _run(args) -> int:
     _error(str(e))
     return 2
   compile_cache.enable(warn=lambda msg: print(msg, file=sys.stderr))
-  signal.signal(signal.SIGINT, loop.on_interrupt)  # Ctrl-C stops at a step boundary
+  previous = signal.signal(signal.SIGINT, loop.on_interrupt)  # Ctrl-C: at a step boundary
   restore = _quiet_failed_writes()
   try:
     results = kind.execute(prepared, args.out, progress=not args.no_progress)
@@ -170,6 +170,8 @@ def _run(args) -> int:
     _error(f"cannot write {e.filename or args.out}: {e.strerror or e}; what was finished "
            "is kept, rerun the same command to resume")
     return 1
+  finally:
+    signal.signal(signal.SIGINT, previous)
   restore()
   print(kind.markdown_table(results), end="")
   return 0

@@ -63,7 +63,7 @@ def test_changed_settings_are_named_and_the_earlier_model_is_kept(tmp_path):
   cache.memoised("lur", second, make(2.0), ABSTRACT)
   kept = os.path.join(str(tmp_path), "models", f"lur-{cache_lib.fingerprint(first)}")
   assert lines == [f"lur: the settings changed since {tmp_path}/models/lur was made (settings.mode:"
-                   f" 'exact' -> 'hvp'); training anew, the earlier model kept as {kept}"]
+                   f" 'exact' -> 'hvp'); training anew, the earlier model moves to {kept}"]
   back, reused = cache.memoised("lur", first, make(3.0), ABSTRACT)  # the earlier settings again
   assert reused and back.directory == kept
   np.testing.assert_array_equal(back.variables["params"]["w"], 1.0)

@@ -156,11 +156,14 @@ def plan(config, memory: int, log=print, progress: bool = True) -> list[Row]:
                for label, name, settings in jobs}
     counted = {}
     for done in futures.as_completed(pending):
-      counted[pending[done]] = done.result()
+      label = pending[done]
+      counted[label] = done.result()
       bar.update()
-      bar.write(f"{pending[done]}: {size(counted[pending[done]]['total'])} per device",
-                file=sys.stderr) if progress else log(
-                    f"{pending[done]}: {size(counted[pending[done]]['total'])} per device")
+      line = f"{label}: {size(counted[label]['total'])} per device"
+      if progress:
+        bar.write(line, file=sys.stderr)  # above the bar
+      else:
+        log(line)
   return [Row(label, counted[label], counted[label]["total"] <= memory) for label, _, _ in jobs]
 
 

@@ -123,7 +123,7 @@ class ModelCache:
     self._log(f"{name}: the settings changed since {self.model_dir(name, shared)} was made ("
               + "; ".join(changed[:4]) + (f"; {len(changed) - 4} more" if len(changed) > 4
                                           else "") + f"); training anew, the earlier model "
-              f"kept as {kept}")
+              f"moves to {kept}")
     return kept
 
   def save(self, name: str, key: str, variables, meta: dict, shared: bool = False) -> None:
@@ -160,6 +160,7 @@ class ModelCache:
     meta = {**trained.meta, "key": key}
     if trained.keep:
       if earlier is not None and parallel.is_writer():  # kept: the old settings reuse it
+        remove(earlier)  # a copy of the same model, if one is there already
         with checkpoint.writing(earlier):
           os.replace(self.model_dir(name, shared), earlier)
       self.save(name, fp, trained.variables, meta, shared=shared)
