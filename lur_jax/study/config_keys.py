@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from typing import NamedTuple
 
+from flax import traverse_util
+
 from lur_jax import models
 from lur_jax.core import data, losses, lur, methods, train
 from lur_jax.models import diffusion
@@ -284,15 +286,10 @@ def find(name: str) -> Key | None:
 BASES = {"classification": "digits.py", "diffusion": "ddpm_digits.py", "tofu": "tofu.py"}
 
 
-def flat(config, prefix: str = "", skip=("settings_for",)) -> dict:
-  """``{dotted key: value}`` of a config's leaves; the sections in ``skip`` stay whole."""
-  out = {}
-  for key, value in config.items():
-    if hasattr(value, "items") and key not in skip:
-      out.update(flat(value, f"{prefix}{key}.", skip))
-    else:
-      out[f"{prefix}{key}"] = value
-  return out
+def flat(config: dict, skip=("settings_for",)) -> dict:
+  """``{dotted key: value}`` of a config dict's leaves; the sections in ``skip`` stay whole."""
+  return traverse_util.flatten_dict(config, sep=".",
+                                    is_leaf=lambda path, _: bool(path) and path[-1] in skip)
 
 
 def defaults() -> dict[str, dict]:

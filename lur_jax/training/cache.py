@@ -20,6 +20,8 @@ import shutil
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from flax import traverse_util
+
 from lur_jax.training import checkpoint, parallel
 
 
@@ -116,7 +118,7 @@ class ModelCache:
     meta = checkpoint.restore_meta(self.model_dir(name, shared))
     if meta is None or "key" not in meta:
       return None
-    old, new = _flat(meta["key"]), _flat(key)
+    old, new = (traverse_util.flatten_dict(k, sep=".") for k in (meta["key"], key))
     changed = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted({*old, *new})
                if old.get(k) != new.get(k)]
     kept = self.model_dir(f"{name}-{meta['fingerprint']}")
@@ -169,12 +171,3 @@ class ModelCache:
     return Cached(trained.variables, {**meta, "fingerprint": fp},
                   self.model_dir(name, shared)), False
 
-
-def _flat(tree, prefix: str = "") -> dict:
-  """``{dotted key: leaf}`` of a nested dict (a cache key)."""
-  if not isinstance(tree, dict):
-    return {prefix.rstrip("."): tree}
-  out = {}
-  for k, v in tree.items():
-    out.update(_flat(v, f"{prefix}{k}."))
-  return out
