@@ -83,7 +83,10 @@ def _plan(args) -> int:
       + [f"--xla_force_host_platform_device_count={args.devices}",
          # nothing planned runs: skip LLVM's costly optimisations (the buffer assignment
          # the plan reads is made before them)
-         "--xla_backend_optimization_level=0", "--xla_llvm_disable_expensive_passes=true"])
+         "--xla_backend_optimization_level=0", "--xla_llvm_disable_expensive_passes=true",
+         # the loop emitters compile in 0.6× the time; the buffers they plan differ from
+         # the fusion emitters' by < 0.01% (179 KB of 2.1 GiB in tofu_full's lur step)
+         "--xla_cpu_use_fusion_emitters=false"])
   import jax  # pylint: disable=g-import-not-at-top
   jax.config.update("jax_platforms", "cpu")
   from lur_jax.study import config as config_lib, plan  # pylint: disable=g-import-not-at-top

@@ -121,7 +121,9 @@ class QA(NamedTuple):
 
 
 def _name(rng) -> str:
-  part = lambda: "".join(rng.choice(_SYLLABLES, rng.integers(2, 4))).capitalize()
+  # indices drawn as rng.choice(_SYLLABLES, n) draws them, without its per-call conversion
+  part = lambda: "".join(_SYLLABLES[i] for i in rng.integers(0, len(_SYLLABLES),
+                                                             rng.integers(2, 4))).capitalize()
   return f"{part()} {part()}"
 
 

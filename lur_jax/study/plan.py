@@ -11,6 +11,7 @@ or GPU's compiler fuses and schedules differently, so read them as an estimate.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import re
 import sys
@@ -90,9 +91,14 @@ def _abstract(tree, shardings):
                       tree, shardings)
 
 
-def step_bytes(exp, name: str, settings: methods.Settings) -> dict:
+def step_bytes(exp, name: str, settings: methods.Settings, reads: dict | None = None) -> dict:
   """Per-device bytes of one step of method ``name`` with ``settings`` on ``exp``'s mesh,
-  compiled abstractly."""
+  compiled abstractly.
+
+  ``reads`` caches, per method, whether its step reads NPO's reference: every variant of
+  a method shares the answer (mode, K and remat change how its losses are differentiated,
+  never which losses), so each variant after the first is traced once, not twice.
+  """
   p = runner.recipe(name, settings, exp.forget.retain, exp.forget.forget)
   key = jax.random.key(0)
   tx = p.optimizer()
@@ -108,7 +114,10 @@ def step_bytes(exp, name: str, settings: methods.Settings) -> dict:
     tx = optax.chain(tx, saliency.masked_updates())
   x, y = exp.splits.train.x, exp.splits.train.y
   # NPO's reference is in the state where the step reads it: it counts, a second model
-  step_fn, state = runner.make_step(exp, p, tx, state, runner.batch_shapes(x, y, p))
+  step_fn, state = runner.make_step(exp, p, tx, state, runner.batch_shapes(x, y, p),
+                                    reads=None if reads is None else reads.get(name))
+  if reads is not None:
+    reads[name] = state.reference is not None
   replicated = NamedSharding(exp.mesh, P())
   shardings = steppers.shardings_of(state, exp.model, exp.mesh)
   stepper = steppers.Sharded(step_fn, exp.mesh, shardings)
@@ -124,7 +133,8 @@ def step_bytes(exp, name: str, settings: methods.Settings) -> dict:
 
 def plan(config, memory: int, log=print, progress: bool = True) -> list[Row]:
   """Plans every method of ``config`` (and LUR's variants) on its mesh, compiling the
-  distinct programs side by side (a thread per core; XLA compiles without the GIL).
+  distinct programs side by side: one process per core (tracing holds Python's lock, so
+  threads would take turns), each preparing the study once; in this process on one core.
 
   Args:
     config: the experiment config, its ``devices`` and ``mesh.*`` set.
@@ -136,35 +146,62 @@ def plan(config, memory: int, log=print, progress: bool = True) -> list[Row]:
   Returns:
     One :class:`Row` per method and LUR variant, in order.
   """
-  exp = study.prepare(config, first_only=True).experiments[0][1]  # the same in every variant
+  names = config_lib.validate(config)
   jobs = []
-  lur_settings = exp.settings["lur"] if "lur" in exp.method_names else None
-  for label, sets in _variants(exp.method_names, lur_settings):
+  lur_settings = config_lib.method_settings(config, "lur") if "lur" in names else None
+  for label, sets in _variants(names, lur_settings):
     variant = config_lib.apply_overrides(config, [f"methods={label.split()[0]}", *sets])
     config_lib.validate(variant)
     name = label.split()[0]
     jobs.append((label, name, config_lib.method_settings(variant, name)))
-  u = exp.settings["graddiff" if "graddiff" in exp.settings else exp.method_names[0]]
-  log(f"planning {len(jobs)} program{'s' * (len(jobs) != 1)} on a mesh of {dict(exp.mesh.shape)}: examples of shape "
-      f"{tuple(exp.splits.train.x.shape[1:])}, a retain batch of {u.batch_size} and a forget "
-      f"batch of {u.get('forget_batch_size', u.batch_size)} (global, per step)")
   workers = min(len(jobs), os.cpu_count() or 1)
-  with futures.ThreadPoolExecutor(workers) as pool, tqdm(
-      total=len(jobs), desc="plan", unit="program", disable=not progress, file=sys.stderr,
-      leave=False) as bar:
-    pending = {pool.submit(step_bytes, exp, name, settings): label
-               for label, name, settings in jobs}
+  with _pool(workers, config) as pool:
+    pending = {pool.submit(_planned, name, settings): label for label, name, settings in jobs}
+    # while the planning processes prepare the study, this one does, for the line below
+    exp = _EXP["exp"] if workers == 1 else study.prepare(config, True).experiments[0][1]
+    u = exp.settings["graddiff" if "graddiff" in exp.settings else exp.method_names[0]]
+    log(f"planning {len(jobs)} program{'s' * (len(jobs) != 1)} on a mesh of "
+        f"{dict(exp.mesh.shape)}: examples of shape {tuple(exp.splits.train.x.shape[1:])}, a "
+        f"retain batch of {u.batch_size} and a forget batch of "
+        f"{u.get('forget_batch_size', u.batch_size)} (global, per step)")
     counted = {}
-    for done in futures.as_completed(pending):
-      label = pending[done]
-      counted[label] = done.result()
-      bar.update()
-      line = f"{label}: {size(counted[label]['total'])} per device"
-      if progress:
-        bar.write(line, file=sys.stderr)  # above the bar
-      else:
-        log(line)
+    with tqdm(total=len(jobs), desc="plan", unit="program", disable=not progress,
+              file=sys.stderr, leave=False) as bar:
+      for done in futures.as_completed(pending):
+        label = pending[done]
+        counted[label] = done.result()
+        bar.update()
+        line = f"{label}: {size(counted[label]['total'])} per device"
+        if progress:
+          bar.write(line, file=sys.stderr)  # above the bar
+        else:
+          log(line)
   return [Row(label, counted[label], counted[label]["total"] <= memory) for label, _, _ in jobs]
+
+
+_EXP = {}  # what each planning process keeps: {"exp": the study, "reads": step_bytes's cache}
+
+
+def _start(config, platforms) -> None:
+  """A planning process's start: JAX on the parent's platforms (``XLA_FLAGS``, the device
+  count among them, come with the environment), then the study, prepared once."""
+  if platforms:
+    jax.config.update("jax_platforms", platforms)
+  _EXP.update(exp=study.prepare(config, first_only=True).experiments[0][1], reads={})
+
+
+def _planned(name: str, settings: methods.Settings) -> dict:
+  return step_bytes(_EXP["exp"], name, settings, _EXP["reads"])
+
+
+def _pool(workers: int, config) -> futures.Executor:
+  """``workers`` fresh processes (spawned: JAX's runtime is not fork-safe), or this one."""
+  if workers > 1:
+    return futures.ProcessPoolExecutor(workers, multiprocessing.get_context("spawn"),
+                                       initializer=_start,
+                                       initargs=(config, jax.config.jax_platforms))
+  _start(config, None)
+  return futures.ThreadPoolExecutor(1)
 
 
 def size(n: float) -> str:

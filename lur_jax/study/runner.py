@@ -90,7 +90,8 @@ def recipe(name: str, settings: methods.Settings, retain_idx, forget_idx) -> Rec
   return Recipe(name, method, settings, forget_bs, total, iterate)
 
 
-def make_step(exp, p: Recipe, tx, state: train.TrainState, batches: tuple, reference=None):
+def make_step(exp, p: Recipe, tx, state: train.TrainState, batches: tuple, reference=None,
+              reads: bool | None = None):
   """The method's step on ``exp``'s model and losses, and the state it starts from.
 
   Where the task's losses can take a reference model (NPO's; ``Objectives.needs_reference``)
@@ -98,7 +99,8 @@ def make_step(exp, p: Recipe, tx, state: train.TrainState, batches: tuple, refer
   starts from, before a method's ``prepare``; default ``state.params``) as
   ``state.reference``, an argument of the compiled program sharded as the parameters
   (never a constant folded into it); a step that does not read it (traced once,
-  abstractly, on ``batches``: the retain and forget batches' shapes) carries nothing.
+  abstractly, on ``batches``: the retain and forget batches' shapes, unless ``reads``
+  already says) carries nothing.
   """
   ctx = context(exp, state.model_state)
   if not exp.objectives.needs_reference:
@@ -108,7 +110,7 @@ def make_step(exp, p: Recipe, tx, state: train.TrainState, batches: tuple, refer
     with_reference = ctx._replace(reference=state.reference)
     return p.method.make_step(with_reference, p.settings, tx)(state, retain_batch, forget_batch)
   state = state._replace(reference=state.params if reference is None else reference)
-  if _reads_reference(step, state, batches):
+  if _reads_reference(step, state, batches) if reads is None else reads:
     return step, state
   return p.method.make_step(ctx, p.settings, tx), state._replace(reference=None)
 
