@@ -13,6 +13,8 @@ import datetime
 import json
 import os
 
+from lur_jax import extras
+
 
 def read(path: str) -> str | None:
   """The chat template of a tokenizer folder, or ``None`` when it has none.
@@ -39,7 +41,7 @@ def read(path: str) -> str | None:
 
 
 def _raise(message):
-  import jinja2  # pylint: disable=g-import-not-at-top
+  jinja2 = extras.require("jinja2", "a chat template")
   raise jinja2.exceptions.TemplateError(message)
 
 
@@ -65,8 +67,8 @@ def render(template: str, messages: list[dict], add_generation_prompt: bool = Fa
   Raises:
     ValueError: when the template fails or raises (its message).
   """
-  import jinja2  # pylint: disable=g-import-not-at-top
-  from jinja2 import ext, sandbox  # pylint: disable=g-import-not-at-top
+  jinja2 = extras.require("jinja2", "a chat template")
+  from jinja2 import ext, sandbox  # pylint: disable=g-import-not-at-top  (installed: above)
   env = sandbox.ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
                                               extensions=[ext.loopcontrols])
   env.filters["tojson"] = _tojson

@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
+from lur_jax import extras
+
 EPS = 1e-10  # open-unlearning's guard in the truth ratio and the normalised probability
 AGGREGATIONS = ("closer_to_1_better", "true_better")
 
@@ -141,7 +143,7 @@ def rouge_l_recall(generations, answers) -> np.ndarray:
   Returns:
     ``[N]`` recalls in [0, 1].
   """
-  from rouge_score import rouge_scorer  # imported here: only the TOFU metrics need it
+  rouge_scorer = extras.require("rouge_score.rouge_scorer", "ROUGE-L")
 
   scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
   return np.array([scorer.score(answer, generation)["rougeL"].recall

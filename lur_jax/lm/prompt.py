@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import json
 import os
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
-from tokenizers import Tokenizer
 
+from lur_jax import extras
 from lur_jax.lm import chat
+
+if TYPE_CHECKING:
+  from tokenizers import Tokenizer
 
 
 class Template(NamedTuple):
@@ -128,7 +131,7 @@ def load_tokenizer(path: str) -> Pretrained:
   if not os.path.isfile(file):
     raise ValueError(f"{path!r} has no tokenizer.json; allowed: a checkpoint folder with a "
                      "Hugging Face fast tokenizer")
-  tokenizer = Tokenizer.from_file(file)
+  tokenizer = extras.require("tokenizers", "a checkpoint's tokenizer").Tokenizer.from_file(file)
   settings = {}
   for name in ("config.json", "generation_config.json", "special_tokens_map.json",
                "tokenizer_config.json"):

@@ -7,8 +7,14 @@ answer's tokens and EOS (the prompt is masked, as open-unlearning's TOFU collato
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+from lur_jax import extras
+
+if TYPE_CHECKING:
+  from tokenizers import Tokenizer
 
 PAD, EOS = "<pad>", "<eos>"
 
@@ -23,10 +29,12 @@ def train(texts, vocab_size: int = 1024) -> Tokenizer:
   Returns:
     The ``tokenizers.Tokenizer``.
   """
-  tokenizer = Tokenizer(models.BPE())
+  tk = extras.require("tokenizers", "a language-model task's tokenizer")
+  decoders, pre_tokenizers = tk.decoders, tk.pre_tokenizers
+  tokenizer = tk.Tokenizer(tk.models.BPE())
   tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
   tokenizer.decoder = decoders.ByteLevel()
-  trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[PAD, EOS],
+  trainer = tk.trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[PAD, EOS],
                                 initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
                                 show_progress=False)
   tokenizer.train_from_iterator(list(texts), trainer)

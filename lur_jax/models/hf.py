@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from lur_jax import models
+from lur_jax import extras, models
 from lur_jax.models import decoder
 from lur_jax.training import checkpoint, sharding
 
@@ -157,7 +157,7 @@ class _Files:
   """The checkpoint's tensors by name, read lazily from one or several safetensors files."""
 
   def __init__(self, path: str):
-    from safetensors import safe_open  # pylint: disable=g-import-not-at-top
+    safe_open = extras.require("safetensors", "a Hugging Face checkpoint").safe_open
     index = os.path.join(path, "model.safetensors.index.json")
     if os.path.exists(index):
       with open(index) as f:
@@ -367,7 +367,7 @@ def save_pretrained(path: str, model, params, dtype: str = "float32") -> None:
   Raises:
     ValueError: for a model that is not a pretrained decoder, or a bad ``dtype``.
   """
-  from safetensors.numpy import save  # pylint: disable=g-import-not-at-top
+  save = extras.require("safetensors.numpy", "save_pretrained").save
   if not hasattr(model.apply, "pretrained"):
     raise ValueError("save_pretrained: the model is not a decoder from load_pretrained or "
                      "as_model; allowed: those")

@@ -9,6 +9,7 @@ import os
 
 import numpy as np
 
+from lur_jax import extras
 from lur_jax.core import data
 
 TFDS_DATASETS = ("cifar10", "cifar100", "svhn_cropped", "mnist", "fashion_mnist")
@@ -82,11 +83,7 @@ def load_fashion_mnist(seed: int, directory: str = FASHION_MNIST_DIR, *,
 
 
 def _tfds_split(name: str, split_name: str, data_dir: str | None) -> data.Dataset:
-  try:
-    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  except ImportError:
-    raise ValueError(f"data.name={name!r} reads TensorFlow Datasets, which is not installed; "
-                     "allowed: pip install 'lur_jax[tfds]'") from None
+  tfds = extras.require("tensorflow_datasets", f"data.name={name!r}")
   try:
     source = tfds.data_source(name, split=split_name, data_dir=data_dir, download=False)
     records = [source[i] for i in range(len(source))]

@@ -54,8 +54,8 @@ class Experiment(NamedTuple):
   forget: data.ForgetSplit
   model: models.Model
   mesh: jax.sharding.Mesh
-  objectives: methods.Objectives = methods.CLASSIFICATION
-  task: tasks.Task = tasks.TASKS["classification"]
+  objectives: methods.Objectives
+  task: tasks.Task
 
 
 def _load_splits(config) -> data.Splits:

@@ -87,6 +87,11 @@ def run(config, out_dir: str, verdict: dict | None = None, *, progress: bool = T
       and ``draws`` (``"balanced"``: each combination of an arm's discrete
       choices gets an equal share of its settings, so its ensembles share one
       compiled program; see :func:`lur_jax.verdict.space.draw`).
+    progress: progress bars over each arm's ensembles.
+    log: ``str -> None`` for each stage's line (default: print to stderr).
+
+  Returns:
+    The verdict as written to ``verdict.json``.
 
   Raises:
     ValueError: on bad settings, before any work.
