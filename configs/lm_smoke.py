@@ -20,7 +20,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.name = "markov"
   c.model = ml_collections.ConfigDict({
       "name": "transformer", "vocab": 64, "width": 32, "depth": 2, "heads": 4, "seq_len": 32,
-      "mlp_ratio": 4, "dtype": "float32", "remat": "none"})
+      "mlp_ratio": 4, "dtype": "float32", "remat": "none",
+      "attention": "plain", "attention_chunk": 128})
   c.train.update({"epochs": 2, "lr": 3e-3, "batch_size": 64, "optimizer": "adam",
                   "weight_decay": 0.0})
   c.unlearn.update({"epochs": 1, "lr": 1e-3, "batch_size": 64, "forget_batch_size": 32,

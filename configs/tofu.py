@@ -37,7 +37,8 @@ def get_config() -> ml_collections.ConfigDict:
       "data_dir": "", "retain_checkpoint": "", "retain_logs": "", "export": True})
   c.model = ml_collections.ConfigDict({
       "name": "transformer", "vocab": 1024, "width": 192, "depth": 3, "heads": 4,
-      "seq_len": 32, "mlp_ratio": 4, "dtype": "float32", "remat": "none"})
+      "seq_len": 32, "mlp_ratio": 4, "dtype": "float32", "remat": "none",
+      "attention": "plain", "attention_chunk": 128})
   c.train.update({"epochs": 20, "lr": 1e-3, "batch_size": 32, "optimizer": "adam",
                   "schedule": "cosine",
                   "weight_decay": 0.01})

@@ -18,7 +18,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.tofu.update({"authors": 200, "questions": 20, "eval_retain": 400})
   c.model = ml_collections.ConfigDict({
       "name": "transformer", "vocab": 4096, "width": 512, "depth": 8, "heads": 8,
-      "seq_len": 48, "mlp_ratio": 4, "dtype": "bfloat16", "remat": "none"})
+      "seq_len": 48, "mlp_ratio": 4, "dtype": "bfloat16", "remat": "none",
+      "attention": "plain", "attention_chunk": 128})
   c.train.update({"epochs": 20, "lr": 5e-4, "batch_size": 64})
   c.unlearn.update({"batch_size": 32, "forget_batch_size": 32})
   return c

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from lur_jax.core import losses
+from lur_jax.models import attention
 from lur_jax.training import sharding
 
 REMAT = ("none", "block")
@@ -40,6 +41,9 @@ class TransformerConfig:
     mlp_ratio: the MLP's hidden width over ``width``.
     dtype: the compute dtype, ``"float32"`` or ``"bfloat16"`` (parameters stay float32).
     remat: ``"none"``, or ``"block"`` to rematerialise each block in the backward pass.
+    attention: ``"plain"``, ``"chunked"``, ``"xla"`` or ``"cudnn"``
+      (:mod:`lur_jax.models.attention`; ``cudnn`` is first-order only).
+    attention_chunk: keys per chunk of ``chunked`` attention.
     scan_unroll: blocks per iteration of the layer scan (``depth``: fully unrolled, which
       XLA's cost analysis needs to count every block's FLOPs).
   """
@@ -53,10 +57,13 @@ class TransformerConfig:
   dtype: str = "float32"
   remat: str = "none"
   scan_unroll: int = 1
+  attention: str = "plain"
+  attention_chunk: int = 128
 
   def check(self) -> None:
     """Raises ValueError naming the first bad field."""
-    for name in ("vocab", "width", "depth", "heads", "seq_len", "mlp_ratio", "scan_unroll"):
+    for name in ("vocab", "width", "depth", "heads", "seq_len", "mlp_ratio", "scan_unroll",
+                 "attention_chunk"):
       value = getattr(self, name)
       if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"model.{name}={value!r}; allowed: an int >= 1")
@@ -67,6 +74,9 @@ class TransformerConfig:
       raise ValueError(f"model.dtype={self.dtype!r}; allowed: float32, bfloat16")
     if self.remat not in REMAT:
       raise ValueError(f"model.remat={self.remat!r}; allowed: {', '.join(REMAT)}")
+    if self.attention not in attention.IMPLEMENTATIONS:
+      raise ValueError(f"model.attention={self.attention!r}; allowed: "
+                       f"{', '.join(attention.IMPLEMENTATIONS)}")
 
 
 def _init(axes: tuple[str, ...], scale: float = 0.02) -> Callable:
@@ -104,10 +114,7 @@ class Block(nn.Module):
                            kernel_init=_init(("embed", "heads", "kv")))(h)
            for name in ("query", "key", "value")]
     q, k, v = _rotary(qkv[0]), _rotary(qkv[1]), qkv[2]
-    scores = jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(jnp.float32) / jnp.sqrt(head_dim)
-    causal = jnp.tril(jnp.ones((x.shape[1], x.shape[1]), bool))
-    weights = jax.nn.softmax(jnp.where(causal, scores, -1e30), axis=-1).astype(dtype)
-    attended = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
+    attended = attention.attend(q, k, v, c.attention, c.attention_chunk)
     x = x + nn.DenseGeneral(c.width, axis=(-2, -1), dtype=dtype, use_bias=False, name="out",
                             kernel_init=_init(("heads", "kv", "embed")))(attended)
     h = _layer_norm(dtype, "ln_mlp")(x)

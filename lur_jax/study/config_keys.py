@@ -133,6 +133,12 @@ KEYS: tuple[Key, ...] = (
         "backward pass", "none", "language"),
     Key("model.scan_unroll", _POSITIVE_INT, "transformer blocks per iteration of the layer "
         "scan", 1, "language"),
+    Key("model.attention", "`plain`, `chunked`, `xla`, `cudnn` (first-order methods only)",
+        "the transformer's attention: the scores whole, keys in chunks with an online softmax "
+        "(memory linear in the sequence), `jax.nn.dot_product_attention`'s XLA or fused cuDNN "
+        "kernel", "plain", "language"),
+    Key("model.attention_chunk", _POSITIVE_INT, "keys per chunk of `chunked` attention", 128,
+        "language"),
     Key("model.emb_dim", _POSITIVE_INT, "the U-Net's time and class embedding width", 128,
         "diffusion"),
     *_recipe("train", "the original model and `retrain`"),

@@ -16,12 +16,12 @@ import numpy as np
 
 from lur_jax import models
 from lur_jax.core import checks, losses, methods
-from lur_jax.models import transformer
-from lur_jax.study import results
+from lur_jax.models import attention, transformer
+from lur_jax.study import config as config_lib, results
 from lur_jax.tasks import base
 
 FIELDS = ("vocab", "width", "depth", "heads", "seq_len", "mlp_ratio", "dtype", "remat",
-          "scan_unroll")
+          "scan_unroll", "attention", "attention_chunk")
 COLUMNS = (("Forget NLL", "forget_nll"), ("Retain NLL", "retain_nll"), ("Test NLL", "test_nll"))
 
 
@@ -32,13 +32,21 @@ def model_config(config) -> transformer.TransformerConfig:
 
 def check(config, method_names, devices) -> None:
   """The checks only a language study needs (see ``configs/lm_smoke.py``)."""
-  del method_names, devices
+  del devices
   checks.one_of("model.name", config.model.name, ("transformer",))
   unknown = sorted(set(config.model) - {"name", *FIELDS})
   if unknown:
     raise ValueError(f"model.{unknown[0]}: unknown for the transformer; allowed: "
                      f"{', '.join(FIELDS)}")
   model_config(config).check()
+  kernel = config.model.get("attention", "plain")
+  if kernel == "cudnn" and jax.default_backend() != "gpu":
+    raise ValueError(f"model.attention='cudnn' on {jax.default_backend()}; allowed: a GPU, or "
+                     "model.attention=plain, chunked or xla")
+  for name in method_names:  # a fused kernel cannot be differentiated twice
+    mode = config_lib.method_settings(config, name).get("mode")
+    if mode is not None:
+      attention.check_twice_differentiable(kernel, mode, name)
 
 
 def _shifted(apply_fn):
