@@ -163,20 +163,26 @@ def measure(size: str, devices: int, args) -> list[dict]:
   return rows
 
 
+def _on_one_device(size: str, args):
+  """``(loss, tx, params, retain, forget)`` at ``size`` on one device (the first ``--seqs``
+  and ``--attention``, block remat off), the parameters and batches allocated."""
+  mesh = sharding.make_mesh(fsdp=1, devices=1)
+  seq, impl, _ = settings(args)[0]
+  config, init, shardings, loss = build(size, False, mesh, seq, impl, args.chunk)
+  params = jax.jit(lambda: nn.unbox(init()), out_shardings=shardings)()
+  rng = np.random.default_rng(0)
+  put = lambda a: {"x": jax.device_put(a, sharding.batch_sharding(mesh))}
+  retain, forget = (put(rng.integers(0, config.vocab, (args.batch, seq), dtype=np.int32))
+                    for _ in range(2))
+  return loss, optax.sgd(1e-3, momentum=0.9), params, retain, forget
+
+
 def timed(size: str, args, modes=("grad", "graddiff", "first_order", "hvp", "exact")
           ) -> dict[str, float]:
   """Median seconds per step of each K = 1 variant (of ``modes``) at ``size`` on one device,
   side by side (simulated devices share the CPU's cores, so their times say nothing), at
   the first ``--seqs`` and ``--attention``, block remat off."""
-  mesh = sharding.make_mesh(fsdp=1, devices=1)
-  seq, impl, _ = settings(args)[0]
-  config, init, shardings, loss = build(size, False, mesh, seq, impl, args.chunk)
-  tx = optax.sgd(1e-3, momentum=0.9)
-  params = jax.jit(lambda: nn.unbox(init()), out_shardings=shardings)()
-  rng = np.random.default_rng(0)
-  put = lambda a: {"x": jax.device_put(a, sharding.batch_sharding(mesh))}
-  retain = put(rng.integers(0, config.vocab, (args.batch, seq), dtype=np.int32))
-  forget = put(rng.integers(0, config.vocab, (args.batch, seq), dtype=np.int32))
+  loss, tx, params, retain, forget = _on_one_device(size, args)
   seconds = {}
   for mode, k, remat in [v for v in variants(True) if v[1] <= 1 and v[0] in modes]:
     step = jax.jit(step_fn(gradient_fn(mode, k, remat, loss), tx))
@@ -269,15 +275,7 @@ def _peak_in_child(size: str, mode: str) -> dict:
 def peak_of(size: str, mode: str, args) -> dict:
   """The child's work: compile, then run one step of ``mode`` (K = 1), and read the device's
   own peak bytes (``None`` where the backend keeps none, as the CPU)."""
-  mesh = sharding.make_mesh(fsdp=1, devices=1)
-  seq, impl, _ = settings(args)[0]
-  config, init, shardings, loss = build(size, False, mesh, seq, impl, args.chunk)
-  tx = optax.sgd(1e-3, momentum=0.9)
-  params = jax.jit(lambda: nn.unbox(init()), out_shardings=shardings)()
-  rng = np.random.default_rng(0)
-  put = lambda a: {"x": jax.device_put(a, sharding.batch_sharding(mesh))}
-  retain, forget = (put(rng.integers(0, config.vocab, (args.batch, seq), dtype=np.int32))
-                    for _ in range(2))
+  loss, tx, params, retain, forget = _on_one_device(size, args)
   step = jax.jit(step_fn(gradient_fn(mode, 1, False, loss), tx), donate_argnums=0)
   state = (params, tx.init(params))
   compiled = step.lower(state, retain, forget).compile()

@@ -158,7 +158,8 @@ def plan(config, memory: int, log=print, progress: bool = True) -> list[Row]:
   with _pool(workers, config) as pool:
     pending = {pool.submit(_planned, name, settings): label for label, name, settings in jobs}
     # while the planning processes prepare the study, this one does, for the line below
-    exp = _EXP["exp"] if workers == 1 else study.prepare(config, True).experiments[0][1]
+    exp = (_EXP["exp"] if workers == 1 else
+           study.prepare(config, first_only=True).experiments[0][1])
     u = exp.settings["graddiff" if "graddiff" in exp.settings else exp.method_names[0]]
     log(f"planning {len(jobs)} program{'s' * (len(jobs) != 1)} on a mesh of "
         f"{dict(exp.mesh.shape)}: examples of shape {tuple(exp.splits.train.x.shape[1:])}, a "
@@ -187,10 +188,15 @@ def _start(config, platforms) -> None:
   count among them, come with the environment), then the study, prepared once."""
   if platforms:
     jax.config.update("jax_platforms", platforms)
-  _EXP.update(exp=study.prepare(config, first_only=True).experiments[0][1], reads={})
+  try:
+    _EXP.update(exp=study.prepare(config, first_only=True).experiments[0][1], reads={})
+  except Exception as e:  # pylint: disable=broad-except  # raised by the jobs, not printed here
+    _EXP["error"] = e
 
 
 def _planned(name: str, settings: methods.Settings) -> dict:
+  if "error" in _EXP:
+    raise _EXP["error"]
   return step_bytes(_EXP["exp"], name, settings, _EXP["reads"])
 
 
@@ -200,7 +206,10 @@ def _pool(workers: int, config) -> futures.Executor:
     return futures.ProcessPoolExecutor(workers, multiprocessing.get_context("spawn"),
                                        initializer=_start,
                                        initargs=(config, jax.config.jax_platforms))
+  _EXP.clear()
   _start(config, None)
+  if "error" in _EXP:
+    raise _EXP.pop("error")
   return futures.ThreadPoolExecutor(1)
 
 
