@@ -137,9 +137,11 @@ _LOSS_ARGS = """\
       recomputed in the backward pass; no effect at K = 1 or in ``first_order``).
 """
 _MODE_ARG = """\
-    mode: ``"exact"`` (``jax.grad`` through the lookahead), ``"hvp"`` (the same gradient
-      from forward-over-reverse Hessian-vector products; any K) or ``"first_order"`` (the
-      lookahead displacement held constant, dropping the Hessian term).
+    mode: ``"exact"`` (reverse-over-reverse: each virtual step's gradient differentiated
+      backward from the pass that computed it; with ``remat`` and K > 1, ``jax.grad``
+      through the checkpointed steps), ``"hvp"`` (the same gradient from forward-over-reverse
+      Hessian-vector products; any K) or ``"first_order"`` (the lookahead displacement held
+      constant, dropping the Hessian term).
 """
 
 
@@ -228,6 +230,34 @@ def _lur_hvp(params, r: _Roles, inner_lr, inner_steps, remat):
   return grad, LurTerms(look_value, target_value)
 
 
+def _lur_exact(params, r: _Roles, inner_lr, inner_steps):
+  """∇J by reverse-over-reverse differentiation, virtual step by virtual step.
+
+  Each step's gradient program is differentiated backward (its VJP, H_k·v, H_k being
+  symmetric) from the residuals of the pass that computed it, so ∇L_look(θ) is computed
+  once and serves the lookahead term, the first step and its VJP (``jax.grad`` through J
+  computes it twice, for the term and for the step, and leaves the merging to XLA).
+  Unrolled: every step's residuals stay alive until the backward pass.
+  """
+  def look(theta):  # (∇L_look(θ), L_look(θ)): the value rides along, not differentiated
+    value, grad = jax.value_and_grad(r.look_fn)(theta, r.look_batch)
+    return grad, value
+
+  theta, backs = params, []
+  for _ in range(inner_steps):
+    grad, back, value = jax.vjp(look, theta, has_aux=True)
+    if not backs:
+      look_value, look_grad = value, grad
+    backs.append(back)
+    theta = _sgd(theta, grad, inner_lr)
+  target_value, v = jax.value_and_grad(r.target_fn)(theta, r.target_batch)
+  for back in reversed(backs):  # v ← (I − α H_k) v, latest first
+    (hv,) = back(v)
+    v = optax.tree.add_scale(v, -inner_lr, hv)
+  grad = jax.tree.map(lambda a, b: r.look_weight * a + r.target_weight * b, look_grad, v)
+  return grad, LurTerms(look_value, target_value)
+
+
 def _lur_first_order(params, r: _Roles, inner_lr, inner_steps):
   """No backward pass runs through the virtual steps, so ``remat`` has nothing to save."""
   look_value, look_grad = jax.value_and_grad(r.look_fn)(params, r.look_batch)
@@ -260,7 +290,12 @@ def lur_value_and_grad_with_terms(
   role_kw = dict(retain_loss_fn=retain_loss_fn, forget_loss_fn=forget_loss_fn,
                  lookahead=lookahead, retain_weight=retain_weight,
                  forget_weight=forget_weight)
-  if mode == "exact":
+  if mode == "exact" and not (remat and inner_steps > 1):
+    r = _roles(retain_batch, forget_batch, **role_kw)
+    grad, terms = _lur_exact(params, r, inner_lr, inner_steps)
+    value = r.look_weight * terms.lookahead_loss + r.target_weight * terms.target_loss
+    return value, grad, terms
+  if mode == "exact":  # with remat: jax.grad through the checkpointed scan of the steps
     (value, terms), grad = jax.value_and_grad(_lur_terms, has_aux=True)(
         params, retain_batch, forget_batch, inner_lr=inner_lr,
         inner_steps=inner_steps, remat=remat, **role_kw)
