@@ -1,7 +1,7 @@
 """The exact LUR step in PyTorch, from the same weights, against lur_jax.
 
     pip install -e ".[bench]"          # torch==2.13.0, never a library dependency
-    python benchmarks/torch_reference.py [--models mlp,cnn,resnet18] [--quick]
+    python benchmarks/torch_reference.py [--models mlp,cnn,resnet18,transformer] [--quick]
 
 For the MLP (8×8), the CNN (28×28) and ResNet-18 (32×32×3) of lur_jax.models,
 initialised by JAX and copied into PyTorch modules of the same architecture:
@@ -16,10 +16,18 @@ initialised by JAX and copied into PyTorch modules of the same architecture:
   ``mode="hvp"``, which give the same gradient), timed side by side in this
   process (median of timed steps after warm-up).
 
+And for lur_jax's transformer (``transformer``: 4 blocks of width 256, 4 heads, 128 tokens,
+vocabulary 1024, 8 retain + 8 forget sequences, float32; the PyTorch side in
+``benchmarks/torch_gpt.py``): GradDiff, ``hvp`` (PyTorch: ``torch.func.jvp`` of
+``torch.func.grad``) and ``exact`` (``create_graph=True``), each a gradient and an SGD update,
+side by side; agreement in float32 (the transformer computes in float32 whatever its
+parameters).
+
 Writes ``benchmarks/results/torch_reference-<device>.{json,md}``.
 """
 
 import argparse
+import functools
 import os
 import statistics
 import sys
@@ -32,6 +40,9 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import torch_gpt  # pylint: disable=g-import-not-at-top
 
 from lur_jax import models  # pylint: disable=g-import-not-at-top
 from lur_jax.core import losses, lur, train  # pylint: disable=g-import-not-at-top
@@ -212,9 +223,81 @@ def compare(name, quick):
   return record
 
 
+GPT = dict(vocab=1024, width=256, depth=4, heads=4, seq_len=128)
+
+
+def compare_transformer(quick):
+  """GradDiff, hvp and exact steps of the transformer: lur_jax against PyTorch eager."""
+  from lur_jax.models import transformer  # pylint: disable=g-import-not-at-top
+  model = transformer.Transformer(transformer.TransformerConfig(**GPT))
+  rng = np.random.default_rng(0)
+  tokens = [rng.integers(0, GPT["vocab"], (8, GPT["seq_len"])) for _ in range(2)]
+  params = jax.tree.map(np.asarray, nn_unbox(model.init(
+      jax.random.key(0), jnp.asarray(tokens[0], jnp.int32))["params"]))
+  loss = transformer.lm_objective(lambda p, x: model.apply({"params": p}, x))
+  forget_loss = lambda p, b: -loss(p, b)  # GradDiff's; LUR's is the same in _lur_grads
+  retain, forget = ({"x": jnp.asarray(t, jnp.int32)} for t in tokens)
+  jax_grads = {
+      "graddiff": lambda p, r, f: jax.grad(
+          lambda q: loss(q, r) + FORGET_WEIGHT * forget_loss(q, f))(p),
+      **{mode: functools.partial(_lur_grads, loss, mode) for mode in ("hvp", "exact")}}
+  torch_grads = {
+      "graddiff": lambda p, r, f: torch_gpt.graddiff_grads(p, r, f, FORGET_WEIGHT),
+      "hvp": lambda p, r, f: torch_gpt.hvp_grads(p, r, f, INNER_LR, FORGET_WEIGHT),
+      "exact": lambda p, r, f: torch_gpt.exact_grads(p, r, f, INNER_LR, FORGET_WEIGHT)}
+  t_tokens = [torch.tensor(t) for t in tokens]
+  fresh = lambda: {k: torch.tensor(v).requires_grad_() for k, v in _flat(params).items()}
+  record = {"model": "transformer", "shape": GPT, "batch": [8, 8], "inner_steps": 1}
+  timed = 3 if quick else 10
+  for mode in ("graddiff", "hvp", "exact"):
+    got = _flat(jax.jit(jax_grads[mode])(params, retain, forget))
+    want = torch_grads[mode](fresh(), *t_tokens)
+    record[f"max_rel_diff_{mode}_f32"] = _max_rel_diff(
+        {k: np.asarray(v) for k, v in got.items()}, {k: v.detach().numpy() for k, v in want.items()})
+    p = fresh()
+    def torch_step(p=p, mode=mode):
+      grads = torch_grads[mode](p, *t_tokens)
+      with torch.no_grad():
+        for k in p:
+          p[k].sub_(0.01 * grads[k])
+    step = jax.jit(lambda p, r, f, mode=mode: jax.tree.map(
+        lambda a, g: a - 0.01 * g, p, jax_grads[mode](p, r, f)), donate_argnums=0)
+    state = [jax.tree.map(jnp.asarray, params)]
+    def jax_step(step=step, state=state):
+      state[0] = step(state[0], retain, forget)
+      jax.block_until_ready(state[0])
+    record[f"torch_{mode}_ms"] = _median_ms(torch_step, timed)
+    record[f"jax_{mode}_ms"] = _median_ms(jax_step, timed)
+    record[f"jax_speed_vs_torch_{mode}"] = record[f"torch_{mode}_ms"] / record[f"jax_{mode}_ms"]
+  record["timed_steps"] = timed
+  return record
+
+
+def _lur_grads(loss, mode, p, r, f):
+  return lur.lur_value_and_grad(p, r, f, retain_loss_fn=loss, forget_loss_fn=lambda q, b: -loss(
+      q, b), inner_lr=INNER_LR, forget_weight=FORGET_WEIGHT, mode=mode)[1]
+
+
+def nn_unbox(tree):
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+  return nn.unbox(tree)
+
+
+def transformer_table(r) -> list[str]:
+  lines = ["", f"The transformer ({r['shape']}, {r['batch'][0]} + {r['batch'][1]} sequences, "
+           f"float32, median of {r['timed_steps']} steps): speed = PyTorch's time over "
+           "lur_jax's (above 1: lur_jax faster).", "",
+           "| step | torch ms | lur_jax ms | lur_jax speed | grad diff (f32) |",
+           "|---|---|---|---|---|"]
+  for mode in ("graddiff", "hvp", "exact"):
+    lines.append(f"| {mode} | {r[f'torch_{mode}_ms']:.1f} | {r[f'jax_{mode}_ms']:.1f} | "
+                 f"{r[f'jax_speed_vs_torch_{mode}']:.2f}× | {r[f'max_rel_diff_{mode}_f32']:.1e} |")
+  return lines
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--models", default="mlp,cnn,resnet18")
+  parser.add_argument("--models", default="mlp,cnn,resnet18,transformer")
   parser.add_argument("--quick", action="store_true", help="one timed ResNet-18 step")
   parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results"))
   args = parser.parse_args()
@@ -222,9 +305,11 @@ def main():
   tag = f"{device.platform}-{device.device_kind}".replace(" ", "_").lower()
   records = []
   for name in args.models.split(","):
-    if name not in FORWARD:
-      parser.error(f"--models: unknown model {name!r}; allowed: {', '.join(FORWARD)}")
-    records.append(compare(name, args.quick))
+    if name not in (*FORWARD, "transformer"):
+      parser.error(f"--models: unknown model {name!r}; allowed: {', '.join(FORWARD)}, "
+                   "transformer")
+    records.append(compare_transformer(args.quick) if name == "transformer" else
+                   compare(name, args.quick))
     print(records[-1], flush=True)
   meta = {"device": results.device_description(), "torch": torch.__version__,
           "torch_threads": torch.get_num_threads(), "versions": results.versions()}
@@ -234,12 +319,14 @@ def main():
            "lur_jax hvp ms | lur_jax speed-up (best) | grad diff autograd (f64) | "
            "grad diff torch.func (f64) |",
            "|---|---|---|---|---|---|---|---|---|"]
-  for r in records:
+  for r in (r for r in records if r["model"] != "transformer"):
     lines.append(f"| {r['model']} | {r['batch'][0]}+{r['batch'][1]} | "
                  f"{r['torch_autograd_ms']:.2f} | {r['torch_func_ms']:.2f} | "
                  f"{r['jax_exact_ms']:.2f} | {r['jax_hvp_ms']:.2f} | "
                  f"{r['jax_speedup_vs_torch_autograd']:.2f}× | "
                  f"{r['max_rel_diff_autograd_vs_jax']:.1e} | {r['max_rel_diff_func_vs_jax']:.1e} |")
+  for r in (r for r in records if r["model"] == "transformer"):
+    lines += transformer_table(r)
   base = os.path.join(args.out, f"torch_reference-{tag}")
   checkpoint.write_json(base + ".json", {**meta, "records": records})
   checkpoint.write_atomic(base + ".md", "\n".join(lines) + "\n")

@@ -47,6 +47,36 @@ def test_torch_reference_agrees_with_jax_in_float64():
   assert record["max_rel_diff_func_vs_jax"] < 1e-10
 
 
+def test_the_torch_transformer_is_lur_jaxs_transformer():
+  """benchmarks/torch_gpt.py, from the same weights: the loss, and the GradDiff, hvp and exact
+  gradients of a tiny transformer, within float32 round-off."""
+  torch = pytest.importorskip("torch", reason="the bench extra (pip install -e '.[bench]')")
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import torch_gpt  # pylint: disable=g-import-not-at-top
+  import torch_reference  # pylint: disable=g-import-not-at-top
+  from lur_jax.models import transformer  # pylint: disable=g-import-not-at-top
+  model = transformer.Transformer(transformer.TransformerConfig(
+      vocab=64, width=32, depth=2, heads=2, seq_len=16))
+  tokens = np.random.default_rng(0).integers(0, 64, (2, 3, 16))
+  params = jax.tree.map(np.asarray, nn.unbox(model.init(jax.random.key(0),
+                                                        jnp.asarray(tokens[0]))["params"]))
+  loss = transformer.lm_objective(lambda p, x: model.apply({"params": p}, x))
+  flat = {k: torch.tensor(v).requires_grad_() for k, v in torch_reference._flat(params).items()}
+  np.testing.assert_allclose(float(torch_gpt.loss(flat, torch.tensor(tokens[0]))),
+                             float(loss(params, {"x": jnp.asarray(tokens[0])})), rtol=1e-6)
+  r, f = ({"x": jnp.asarray(t)} for t in tokens)
+  for mode, grads in (("hvp", torch_gpt.hvp_grads), ("exact", torch_gpt.exact_grads)):
+    want = torch_reference._flat(torch_reference._lur_grads(loss, mode, params, r, f))
+    got = grads(flat, *map(torch.tensor, tokens), torch_reference.INNER_LR,
+                torch_reference.FORGET_WEIGHT)
+    diff = torch_reference._max_rel_diff({k: v.detach().numpy() for k, v in got.items()},
+                                         {k: np.asarray(v) for k, v in want.items()})
+    assert diff < 1e-4, (mode, diff)
+
+
 def test_verdict_summary_shows_the_audit_where_a_part_was_audited():
   import verdict  # pylint: disable=g-import-not-at-top
   d = {"value": 0.1, "low": -0.1, "high": 0.3, "verdict": "no measurable difference"}
