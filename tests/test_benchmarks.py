@@ -57,6 +57,7 @@ def test_the_torch_transformer_is_lur_jaxs_transformer():
   import numpy as np  # pylint: disable=g-import-not-at-top
   import torch_gpt  # pylint: disable=g-import-not-at-top
   import torch_reference  # pylint: disable=g-import-not-at-top
+
   from lur_jax.models import transformer  # pylint: disable=g-import-not-at-top
   model = transformer.Transformer(transformer.TransformerConfig(
       vocab=64, width=32, depth=2, heads=2, seq_len=16))

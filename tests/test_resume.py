@@ -139,6 +139,23 @@ def test_resume_after_sigkill_under_fsdp8_is_bit_identical(tmp_path):  # in test
 
 
 @pytest.mark.slow
+def test_an_own_named_model_killed_on_fsdp8_resumes_on_tensor2_fsdp4(tmp_path):
+  """A user's model with its own names and rules (tests/own_sharded_models.py): killed
+  mid-LUR on fsdp=8, resumed on tensor=2 × fsdp=4 from the checkpoint, as far as a change of
+  mesh allows from the uninterrupted fsdp=8 run."""
+  own = ["model.name=tests.own_sharded_models:linen_own"]
+  reference, _ = _run(tmp_path / "whole", SLOW + FSDP8 + own, EIGHT_DEVICES)
+  out = tmp_path / "killed"
+  _kill_during(out, "lur", 2, FSDP8 + own, EIGHT_DEVICES)
+  tensor = ["devices=8", "mesh.data=1", "mesh.fsdp=4", "mesh.tensor=2"]
+  resumed, log = _run(out, SLOW + tensor + own, EIGHT_DEVICES)
+  assert re.search(r"lur: resuming at step [1-9]\d* of", log), log
+  assert resumed["mesh"] == {"data": 1, "fsdp": 4, "tensor": 2}
+  for k in ("UA", "RA", "TA", "MIA"):
+    assert abs(resumed["methods"]["lur"][k] - reference["methods"]["lur"][k]) <= 0.5, k
+
+
+@pytest.mark.slow
 def test_divergence_stops_the_method_and_keeps_its_last_good_checkpoint(tmp_path):
   out = tmp_path / "out"
   results, log = _run(out, ["methods=retrain,ga,ft", "ga.lr=1e12", "ga.epochs=20",

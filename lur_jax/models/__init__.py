@@ -20,7 +20,7 @@ from typing import NamedTuple
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from flax import nnx
+from flax import nnx, traverse_util
 from jax import lax
 
 
@@ -167,6 +167,8 @@ class Model(NamedTuple):
     partitioned: ``rng -> params`` boxed with logical axis names
       (``nn.LogicallyPartitioned``), for sharding by :data:`lur_jax.training.sharding.RULES`;
       ``None``: the default FSDP rule.
+    rules: the model's own ``(logical name, mesh axis or None)`` pairs, read before
+      :data:`lur_jax.training.sharding.RULES` (``None``: those alone).
   """
 
   init: Callable[[jax.Array], dict]
@@ -176,6 +178,7 @@ class Model(NamedTuple):
   batch_moments: Callable[[dict, jax.Array], dict]
   features: Callable[[dict, dict, jax.Array], jax.Array] | None = None
   partitioned: Callable[[jax.Array], dict] | None = None
+  rules: tuple | None = None
 
 
 def stateless(apply: Callable, partitioned: Callable) -> Model:
@@ -216,24 +219,31 @@ def _checked_input(name: str, input_shape: tuple):
   return checked
 
 
-def wrap_linen(module: nn.Module, input_shape: Sequence[int], name: str = "model") -> Model:
+def wrap_linen(module: nn.Module, input_shape: Sequence[int], name: str = "model",
+               rules: tuple | None = None, input_dtype=jnp.float32) -> Model:
   """A Flax Linen module as a :class:`Model`.
 
   ``__call__(x, train)`` gets ``train`` when it takes it; a ``batch_stats``
   collection is the model state, refreshed from the ``batch_moments`` that
-  :class:`BatchNorm` sows in training.
+  :class:`BatchNorm` sows in training. Parameters with logical axis names
+  (``nn.with_logical_partitioning``) keep them (:attr:`Model.partitioned`) and shard by
+  them; ``init`` returns them unboxed.
 
   Args:
     module: a Linen module mapping ``[B, *input_shape]`` to ``[B, C]`` logits.
     input_shape: the shape of one example.
     name: named in the errors raised for inputs of the wrong shape.
+    rules: the module's own ``(logical name, mesh axis)`` pairs (:attr:`Model.rules`).
+    input_dtype: the inputs' dtype at init; an integer dtype (``jnp.int32``: a language
+      model's tokens ``[B, T]``, ``input_shape`` ``(T,)`` the longest) skips the shape check.
 
   Returns:
     A :class:`Model`.
   """
   input_shape = tuple(input_shape)
-  checked = _checked_input(name, input_shape)
-  dummy = jnp.zeros((1, *input_shape), jnp.float32)
+  tokens = jnp.issubdtype(input_dtype, jnp.integer)  # a sequence may be shorter: unchecked
+  checked = (lambda x: x) if tokens else _checked_input(name, input_shape)
+  dummy = jnp.zeros((1, *input_shape), input_dtype)
   takes_train = "train" in inspect.signature(type(module).__call__).parameters
   train_kw, eval_kw = ({"train": True}, {"train": False}) if takes_train else ({}, {})
 
@@ -259,24 +269,35 @@ def wrap_linen(module: nn.Module, input_shape: Sequence[int], name: str = "model
       eval_apply(params, state, x)
     return captured[0]
 
+  named = _has_names(jax.eval_shape(init_variables, jax.random.key(0))["params"])
   return Model(
-      init=lambda rng: init_variables(rng)["params"],
+      init=lambda rng: nn.unbox(init_variables(rng)["params"]),
       apply=lambda params, x: module.apply({"params": params}, checked(x), **train_kw),
       init_state=lambda rng: dict(init_variables(rng).get("batch_stats", {})),
-      eval_apply=eval_apply, batch_moments=batch_moments, features=features)
+      eval_apply=eval_apply, batch_moments=batch_moments, features=features,
+      partitioned=(lambda rng: init_variables(rng)["params"]) if named else None, rules=rules)
 
 
-def wrap_nnx(make: Callable[[jax.Array], nnx.Module], name: str = "model") -> Model:
+def _has_names(tree) -> bool:
+  return any(isinstance(leaf, nn.LogicallyPartitioned) for leaf in jax.tree.leaves(
+      tree, is_leaf=lambda x: isinstance(x, nn.LogicallyPartitioned)))
+
+
+def wrap_nnx(make: Callable[[jax.Array], nnx.Module], name: str = "model",
+             rules: tuple | None = None) -> Model:
   """A Flax NNX module as a :class:`Model`; ``make(key)`` builds it from an init key.
 
   Its ``nnx.Param`` variables become a plain nested dict of arrays (the
   params); other state (RNG counters, say) is kept constant. Running
   statistics (``nnx.BatchStat``) are refused: their in-place update in
   training does not fit a pure loss; use :class:`BatchNorm` in a Linen module.
+  Variables with logical axis names (``nnx.with_partitioning``) keep them
+  (:attr:`Model.partitioned`, built with eager sharding off: lur_jax places them).
 
   Args:
     make: ``key -> nnx.Module``, the module built from an init key.
     name: named in the errors.
+    rules: the module's own ``(logical name, mesh axis)`` pairs (:attr:`Model.rules`).
 
   Returns:
     A :class:`Model` whose params are nested dicts of arrays.
@@ -284,6 +305,7 @@ def wrap_nnx(make: Callable[[jax.Array], nnx.Module], name: str = "model") -> Mo
   Raises:
     ValueError: for a module with ``nnx.BatchStat`` variables.
   """
+  make = _names_only(make)
   graphdef, template, rest = nnx.split(make(jax.random.key(0)), nnx.Param, ...)
   if jax.tree.leaves(nnx.state(nnx.merge(graphdef, template, rest), nnx.BatchStat)):
     raise ValueError(f"model.name={name!r} holds nnx.BatchStat running statistics; allowed: "
@@ -297,9 +319,41 @@ def wrap_nnx(make: Callable[[jax.Array], nnx.Module], name: str = "model") -> Mo
     nnx.replace_by_pure_dict(state, params)
     return nnx.merge(graphdef, state, rest)(x)
 
+  def partitioned(rng):  # the pure dict, each named parameter boxed with its names
+    params = nnx.split(make(rng), nnx.Param, ...)[1]
+    names = {tuple(path): _nnx_names(v) for path, v in nnx.to_flat_state(params)}
+    flat = traverse_util.flatten_dict(nnx.to_pure_dict(params))
+    return traverse_util.unflatten_dict({
+        path: nn.LogicallyPartitioned(value, names[path]) if names.get(path) else value
+        for path, value in flat.items()})
+
+  named = any(_nnx_names(v) for _, v in nnx.to_flat_state(template))
   return Model(init=init, apply=apply, init_state=lambda rng: {},
                eval_apply=lambda params, state, x: apply(params, x),
-               batch_moments=lambda params, x: {})
+               batch_moments=lambda params, x: {},
+               partitioned=partitioned if named else None, rules=rules)
+
+
+def _nnx_names(variable) -> tuple | None:
+  """An NNX variable's logical axis names (``out_sharding``; ``sharding_names`` or
+  ``sharding`` in older Flax), or ``None``."""
+  meta = variable.get_metadata() if hasattr(variable, "get_metadata") else {}
+  for key in ("out_sharding", "sharding_names", "sharding"):
+    if meta.get(key):
+      return tuple(meta[key])
+  return None
+
+
+def _names_only(make):
+  """``make`` with Flax's eager sharding off (where it has one): named variables are built
+  unplaced, with their names as metadata, for lur_jax to shard."""
+  eager = getattr(nnx, "use_eager_sharding", None)
+  if eager is None:
+    return make
+  def built(key):
+    with eager(False):
+      return make(key)
+  return built
 
 
 def update_running_stats(state: dict, moments: dict, momentum: float = 0.9) -> dict:

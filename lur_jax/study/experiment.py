@@ -140,7 +140,11 @@ def _prepare_one(config: ml_collections.ConfigDict) -> Experiment:
 
 
 def _check_sharding(config, model, mesh) -> None:
-  """ValueError for parameters that cannot be sharded over ``mesh`` as asked."""
+  """ValueError for parameters that cannot be sharded over ``mesh`` as asked, and, on any
+  mesh, for a logical name no rule maps (found here, before a slice is rented)."""
+  if model.partitioned is not None:
+    sharding.check_names(jax.eval_shape(model.partitioned, jax.random.key(0)),
+                         sharding.rules_of(model))
   if sharding.is_data_parallel(mesh):
     return
   shardings = sharding.model_shardings(model, mesh)

@@ -77,26 +77,47 @@ def _call(factory, spec, *args, **kwargs):
 
 def user_model(spec: str, num_classes: int, input_shape, **model_kw) -> models.Model:
   """The :class:`lur_jax.Model` of the factory that ``spec`` names (see the module doc)."""
-  factory = load(spec, "model.name")
   input_shape = tuple(input_shape)
-  takes_rngs = _accepts(factory, "rngs")
-  made = (_call(factory, spec, num_classes, input_shape, rngs=nnx.Rngs(0), **model_kw)
-          if takes_rngs else _call(factory, spec, num_classes, input_shape, **model_kw))
-  if isinstance(made, models.Model):
-    model = made
-  elif isinstance(made, nn.Module):
-    model = models.wrap_linen(made, input_shape, spec)
-  elif isinstance(made, nnx.Module):
-    if not takes_rngs:
-      raise ValueError(f"model.name={spec!r} returns an NNX module but takes no 'rngs'; "
-                       "allowed: factory(num_classes, input_shape, *, rngs, ...)")
-    model = models.wrap_nnx(
-        lambda key: factory(num_classes, input_shape, rngs=nnx.Rngs(key), **model_kw), spec)
-  else:
-    raise ValueError(f"model.name={spec!r} returned {type(made).__name__}; allowed: a "
-                     "lur_jax.Model, a Flax Linen module or a Flax NNX module")
+  model = _model_of(spec, (num_classes, input_shape), model_kw, input_shape, jnp.float32)
   check_model(model, spec, num_classes, input_shape)
   return model
+
+
+def user_lm(spec: str, vocab: int, seq_len: int, **model_kw) -> models.Model:
+  """A language model of the user's: ``factory(vocab, seq_len, **model_kw)`` returns a
+  :class:`lur_jax.Model`, a Linen or an NNX module mapping tokens ``[B, T]`` (int32) to
+  next-token logits ``[B, T, vocab]``; checked on ``[2, seq_len]`` tokens."""
+  model = _model_of(spec, (vocab, seq_len), model_kw, (seq_len,), jnp.int32)
+  tokens = jax.ShapeDtypeStruct((2, seq_len), jnp.int32)
+  try:
+    logits = jax.eval_shape(model.apply, jax.eval_shape(model.init, jax.random.key(0)), tokens)
+  except Exception as e:  # pylint: disable=broad-except
+    raise ValueError(f"model.name={spec!r} cannot take tokens of shape {tokens.shape}: "
+                     f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+  if tuple(logits.shape) != (2, seq_len, vocab):
+    raise ValueError(f"model.name={spec!r} maps tokens {tokens.shape} to "
+                     f"{tuple(logits.shape)}; allowed: [batch, tokens, vocab] = "
+                     f"(2, {seq_len}, {vocab})")
+  return model
+
+
+def _model_of(spec, args, model_kw, input_shape, dtype) -> models.Model:
+  """The factory's return as a :class:`lur_jax.Model` (Linen and NNX modules wrapped)."""
+  factory = load(spec, "model.name")
+  takes_rngs = _accepts(factory, "rngs")
+  made = (_call(factory, spec, *args, rngs=nnx.Rngs(0), **model_kw)
+          if takes_rngs else _call(factory, spec, *args, **model_kw))
+  if isinstance(made, models.Model):
+    return made
+  if isinstance(made, nn.Module):
+    return models.wrap_linen(made, input_shape, spec, input_dtype=dtype)
+  if isinstance(made, nnx.Module):
+    if not takes_rngs:
+      raise ValueError(f"model.name={spec!r} returns an NNX module but takes no 'rngs'; "
+                       f"allowed: factory({', '.join(map(str, args))}, *, rngs, ...)")
+    return models.wrap_nnx(lambda key: factory(*args, rngs=nnx.Rngs(key), **model_kw), spec)
+  raise ValueError(f"model.name={spec!r} returned {type(made).__name__}; allowed: a "
+                   "lur_jax.Model, a Flax Linen module or a Flax NNX module")
 
 
 def check_model(model: models.Model, name: str, num_classes: int, input_shape) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 from lur_jax import models
 from lur_jax.core import checks, losses, methods
 from lur_jax.models import attention, transformer
-from lur_jax.study import config as config_lib, results
+from lur_jax.study import config as config_lib, plugins, results
 from lur_jax.tasks import base
 
 FIELDS = ("vocab", "width", "depth", "heads", "seq_len", "mlp_ratio", "dtype", "remat",
@@ -33,12 +33,13 @@ def model_config(config) -> transformer.TransformerConfig:
 def check(config, method_names, devices) -> None:
   """The checks only a language study needs (see ``configs/lm_smoke.py``)."""
   del devices
-  checks.one_of("model.name", config.model.name, ("transformer",))
-  unknown = sorted(set(config.model) - {"name", *FIELDS})
-  if unknown:
-    raise ValueError(f"model.{unknown[0]}: unknown for the transformer; allowed: "
-                     f"{', '.join(FIELDS)}")
-  model_config(config).check()
+  if not plugins.is_import_path(config.model.name):  # an own model: checked as it is built
+    checks.one_of("model.name", config.model.name, ("transformer", "package.module:factory"))
+    unknown = sorted(set(config.model) - {"name", *FIELDS})
+    if unknown:
+      raise ValueError(f"model.{unknown[0]}: unknown for the transformer; allowed: "
+                       f"{', '.join(FIELDS)}")
+    model_config(config).check()
   kernel = config.model.get("attention", "plain")
   if kernel == "cudnn" and jax.default_backend() != "gpu":
     raise ValueError(f"model.attention='cudnn' on {jax.default_backend()}; allowed: a GPU, or "
@@ -76,8 +77,18 @@ def build_model(config: transformer.TransformerConfig) -> models.Model:
   return models.stateless(lambda params, x: module.apply({"params": params}, x), partitioned)
 
 
+def model_of(config) -> models.Model:
+  """``config.model``'s language model: the transformer, or a user's own by import path
+  (``factory(vocab, seq_len, **the other model keys)``, :func:`lur_jax.study.plugins.user_lm`)."""
+  m = config.model
+  if plugins.is_import_path(m.name):
+    rest = {k: v for k, v in m.items() if k not in ("name", "vocab", "seq_len")}
+    return plugins.user_lm(m.name, m.vocab, m.seq_len, **rest)
+  return build_model(model_config(config))
+
+
 def build(config, splits) -> base.Built:
-  """The transformer on ``splits``' token sequences."""
+  """The language model on ``splits``' token sequences."""
   c = model_config(config)
   x = splits.train.x
   if not np.issubdtype(x.dtype, np.integer) or x.ndim != 2:
@@ -86,8 +97,7 @@ def build(config, splits) -> base.Built:
   if x.shape[1] > c.seq_len or int(x.max()) >= c.vocab or int(x.min()) < 0:
     raise ValueError(f"data: sequences of {x.shape[1]} tokens in 0..{int(x.max())}; allowed: "
                      f"at most model.seq_len={c.seq_len} tokens below model.vocab={c.vocab}")
-  model = build_model(c)
-  return base.Built(model, objectives(c.vocab))
+  return base.Built(model_of(config), objectives(c.vocab))
 
 
 def measurer(exp, cache, log, progress):

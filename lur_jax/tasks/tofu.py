@@ -196,7 +196,7 @@ def build(config, splits_) -> base.Built:
       raise ValueError(f"model.tokenizer has {splits_.num_classes} tokens, model.checkpoint's "
                        f"vocabulary {vocab}; allowed: a tokenizer within the model's vocabulary")
     return base.Built(model, objectives(config))
-  return base.Built(language.build_model(language.model_config(config)), objectives(config))
+  return base.Built(language.model_of(config), objectives(config))
 
 
 def load(config):

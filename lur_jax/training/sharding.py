@@ -122,8 +122,11 @@ def param_shardings(abstract_params, mesh: Mesh, rules=RULES, min_size: int = 2 
     A tree of ``NamedSharding`` like the unboxed parameters.
 
   Raises:
-    ValueError: when a named dimension does not divide over its mesh axes.
+    ValueError: when a named dimension does not divide over its mesh axes, or a logical
+      name is one no rule maps (never replicated silently).
   """
+  check_names(abstract_params, rules)
+
   def one(leaf):
     if isinstance(leaf, nn.LogicallyPartitioned):
       spec = nn.logical_to_mesh_axes(leaf.names, rules)
@@ -141,9 +144,31 @@ def param_shardings(abstract_params, mesh: Mesh, rules=RULES, min_size: int = 2 
                       is_leaf=lambda x: isinstance(x, nn.LogicallyPartitioned))
 
 
+def check_names(abstract_params, rules=RULES) -> None:
+  """Raises ValueError naming the first logical axis name of ``abstract_params`` (boxed)
+  that no rule maps, with the path of a parameter that carries it and the names mapped."""
+  known = {name for name, _ in rules}
+  flat = jax.tree_util.tree_flatten_with_path(
+      abstract_params, is_leaf=lambda x: isinstance(x, nn.LogicallyPartitioned))[0]
+  for path, leaf in flat:
+    for name in getattr(leaf, "names", ()) or ():
+      if name is not None and name not in known:
+        raise ValueError(
+            f"parameter {jax.tree_util.keystr(path)} names the logical axis {name!r}, which no "
+            f"sharding rule maps; allowed: {', '.join(sorted(known))}, or rules of the "
+            "model's own (lur_jax.Model(rules=...), wrap_linen/wrap_nnx(..., rules=...), "
+            "e.g. ((" + repr(name) + ", 'fsdp'),))")
+
+
+def rules_of(model) -> tuple:
+  """The rules a :class:`~lur_jax.Model` shards by: its own, then :data:`RULES`."""
+  return (*(getattr(model, "rules", None) or ()), *RULES)
+
+
 def model_shardings(model, mesh: Mesh, min_size: int = 2 ** 14):
   """:func:`param_shardings` of a :class:`~lur_jax.Model`'s parameters: by their logical
-  names when the model has a ``partitioned`` init, else by the default FSDP rule.
+  names (the model's own rules first, then :data:`RULES`) when the model has a
+  ``partitioned`` init, else by the default FSDP rule.
 
   Args:
     model: a :class:`~lur_jax.Model`.
@@ -154,7 +179,8 @@ def model_shardings(model, mesh: Mesh, min_size: int = 2 ** 14):
     A tree of ``NamedSharding`` like the model's (unboxed) parameters.
   """
   init = getattr(model, "partitioned", None) or model.init
-  return param_shardings(jax.eval_shape(init, jax.random.key(0)), mesh, min_size=min_size)
+  return param_shardings(jax.eval_shape(init, jax.random.key(0)), mesh, rules_of(model),
+                         min_size=min_size)
 
 
 def constrain(x: jax.Array, names: tuple[str | None, ...], rules=RULES) -> jax.Array:
