@@ -73,7 +73,7 @@ def test_the_other_own_models_and_meshes(tmp_path, factory, meshes):
   test_an_own_named_model_in_the_study_sharded_matches_one_device(tmp_path, factory, meshes)
 
 
-@pytest.mark.study
+@pytest.mark.slow  # 23 s; the default suite shards own classifiers, and checks this LM's build
 def test_an_own_language_model_in_the_study_sharded_matches_one_device(tmp_path):
   """configs/lm_smoke.py with an own Linen LM by import path, on tensor=2 × fsdp=4."""
   rows = conftest.json_lines(os.path.join("tests", "fsdp_study_check.py"), str(tmp_path),

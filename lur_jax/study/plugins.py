@@ -114,7 +114,8 @@ def _model_of(spec, args, model_kw, input_shape, dtype) -> models.Model:
   if isinstance(made, nnx.Module):
     if not takes_rngs:
       raise ValueError(f"model.name={spec!r} returns an NNX module but takes no 'rngs'; "
-                       f"allowed: factory({', '.join(map(str, args))}, *, rngs, ...)")
+                       "allowed: a factory that takes the keyword rngs (an nnx.Rngs), as NNX "
+                       "constructors do")
     return models.wrap_nnx(lambda key: factory(*args, rngs=nnx.Rngs(key), **model_kw), spec)
   raise ValueError(f"model.name={spec!r} returned {type(made).__name__}; allowed: a "
                    "lur_jax.Model, a Flax Linen module or a Flax NNX module")
