@@ -33,6 +33,7 @@ import statistics
 import sys
 import time
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -46,6 +47,7 @@ import torch_gpt  # pylint: disable=g-import-not-at-top
 
 from lur_jax import models  # pylint: disable=g-import-not-at-top
 from lur_jax.core import losses, lur, train  # pylint: disable=g-import-not-at-top
+from lur_jax.models import transformer  # pylint: disable=g-import-not-at-top
 from lur_jax.study import results  # pylint: disable=g-import-not-at-top
 from lur_jax.training import checkpoint  # pylint: disable=g-import-not-at-top
 
@@ -228,11 +230,10 @@ GPT = dict(vocab=1024, width=256, depth=4, heads=4, seq_len=128)
 
 def compare_transformer(quick):
   """GradDiff, hvp and exact steps of the transformer: lur_jax against PyTorch eager."""
-  from lur_jax.models import transformer  # pylint: disable=g-import-not-at-top
   model = transformer.Transformer(transformer.TransformerConfig(**GPT))
   rng = np.random.default_rng(0)
   tokens = [rng.integers(0, GPT["vocab"], (8, GPT["seq_len"])) for _ in range(2)]
-  params = jax.tree.map(np.asarray, nn_unbox(model.init(
+  params = jax.tree.map(np.asarray, nn.unbox(model.init(
       jax.random.key(0), jnp.asarray(tokens[0], jnp.int32))["params"]))
   loss = transformer.lm_objective(lambda p, x: model.apply({"params": p}, x))
   forget_loss = lambda p, b: -loss(p, b)  # GradDiff's; LUR's is the same in _lur_grads
@@ -276,11 +277,6 @@ def compare_transformer(quick):
 def _lur_grads(loss, mode, p, r, f):
   return lur.lur_value_and_grad(p, r, f, retain_loss_fn=loss, forget_loss_fn=lambda q, b: -loss(
       q, b), inner_lr=INNER_LR, forget_weight=FORGET_WEIGHT, mode=mode)[1]
-
-
-def nn_unbox(tree):
-  import flax.linen as nn  # pylint: disable=g-import-not-at-top
-  return nn.unbox(tree)
 
 
 def transformer_table(r) -> list[str]:

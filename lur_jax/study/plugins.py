@@ -88,16 +88,8 @@ def user_lm(spec: str, vocab: int, seq_len: int, **model_kw) -> models.Model:
   :class:`lur_jax.Model`, a Linen or an NNX module mapping tokens ``[B, T]`` (int32) to
   next-token logits ``[B, T, vocab]``; checked on ``[2, seq_len]`` tokens."""
   model = _model_of(spec, (vocab, seq_len), model_kw, (seq_len,), jnp.int32)
-  tokens = jax.ShapeDtypeStruct((2, seq_len), jnp.int32)
-  try:
-    logits = jax.eval_shape(model.apply, jax.eval_shape(model.init, jax.random.key(0)), tokens)
-  except Exception as e:  # pylint: disable=broad-except
-    raise ValueError(f"model.name={spec!r} cannot take tokens of shape {tokens.shape}: "
-                     f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
-  if tuple(logits.shape) != (2, seq_len, vocab):
-    raise ValueError(f"model.name={spec!r} maps tokens {tokens.shape} to "
-                     f"{tuple(logits.shape)}; allowed: [batch, tokens, vocab] = "
-                     f"(2, {seq_len}, {vocab})")
+  _check_output(model, spec, jax.ShapeDtypeStruct((2, seq_len), jnp.int32), "tokens",
+                (2, seq_len, vocab), "[batch, tokens, vocab]")
   return model
 
 
@@ -123,17 +115,22 @@ def _model_of(spec, args, model_kw, input_shape, dtype) -> models.Model:
 
 def check_model(model: models.Model, name: str, num_classes: int, input_shape) -> None:
   """Raises ValueError unless ``model`` maps ``[B, *input_shape]`` to ``[B, num_classes]``."""
-  x = jax.ShapeDtypeStruct((2, *input_shape), jnp.float32)
+  _check_output(model, name, jax.ShapeDtypeStruct((2, *input_shape), jnp.float32), "inputs",
+                (2, num_classes), "[batch, num_classes]")
+
+
+def _check_output(model, name, x, what: str, expected: tuple, allowed: str) -> None:
+  """ValueError unless ``model`` takes ``x`` (abstract) and returns ``expected``'s shape."""
   try:
     params = jax.eval_shape(model.init, jax.random.key(0))
     logits = jax.eval_shape(model.apply, params, x)
   except Exception as e:  # pylint: disable=broad-except
     first = str(e).splitlines()[0] if str(e) else ""
-    raise ValueError(f"model.name={name!r} cannot take inputs of shape {x.shape}: "
+    raise ValueError(f"model.name={name!r} cannot take {what} of shape {x.shape}: "
                      f"{type(e).__name__}: {first}") from None
-  if tuple(logits.shape) != (2, num_classes):
-    raise ValueError(f"model.name={name!r} maps inputs {x.shape} to {tuple(logits.shape)}; "
-                     f"allowed: [batch, num_classes] = (2, {num_classes})")
+  if tuple(logits.shape) != expected:
+    raise ValueError(f"model.name={name!r} maps {what} {x.shape} to {tuple(logits.shape)}; "
+                     f"allowed: {allowed} = {expected}")
 
 
 def user_splits(spec: str, seed: int) -> data.Splits:

@@ -128,7 +128,7 @@ def param_shardings(abstract_params, mesh: Mesh, rules=RULES, min_size: int = 2 
   check_names(abstract_params, rules)
 
   def one(leaf):
-    if isinstance(leaf, nn.LogicallyPartitioned):
+    if _boxed(leaf):
       spec = nn.logical_to_mesh_axes(leaf.names, rules)
       shape = leaf.value.shape
     else:
@@ -141,7 +141,11 @@ def param_shardings(abstract_params, mesh: Mesh, rules=RULES, min_size: int = 2 
                          f"does not divide over {ways} devices; allowed: sizes that divide")
     return NamedSharding(mesh, spec)
   return jax.tree.map(one, abstract_params,
-                      is_leaf=lambda x: isinstance(x, nn.LogicallyPartitioned))
+                      is_leaf=_boxed)
+
+
+def _boxed(x) -> bool:
+  return isinstance(x, nn.LogicallyPartitioned)
 
 
 def check_names(abstract_params, rules=RULES) -> None:
@@ -149,7 +153,7 @@ def check_names(abstract_params, rules=RULES) -> None:
   that no rule maps, with the path of a parameter that carries it and the names mapped."""
   known = {name for name, _ in rules}
   flat = jax.tree_util.tree_flatten_with_path(
-      abstract_params, is_leaf=lambda x: isinstance(x, nn.LogicallyPartitioned))[0]
+      abstract_params, is_leaf=_boxed)[0]
   for path, leaf in flat:
     for name in getattr(leaf, "names", ()) or ():
       if name is not None and name not in known:
