@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lur_jax.models import attention
 from lur_jax.training import sharding
 
 FAMILIES = ("llama", "gpt2")
@@ -59,6 +60,9 @@ class DecoderConfig:
     activation: the gated MLP's ``"silu"`` (SwiGLU) or ``"gelu_tanh"`` (GeGLU, Gemma).
     dtype: the compute dtype, ``"float32"`` or ``"bfloat16"``.
     remat: ``"none"`` or ``"block"``.
+    attention: ``"plain"``, ``"chunked"``, ``"xla"`` or ``"cudnn"``
+      (:mod:`lur_jax.models.attention`).
+    attention_chunk: keys per chunk for ``chunked``.
     model_type: the checkpoint's ``model_type`` (written back on export).
   """
 
@@ -82,6 +86,8 @@ class DecoderConfig:
   activation: str = "silu"
   dtype: str = "float32"
   remat: str = "none"
+  attention: str = "plain"
+  attention_chunk: int = 128
   model_type: str = ""
 
   def check(self) -> None:
@@ -89,7 +95,7 @@ class DecoderConfig:
     if self.family not in FAMILIES:
       raise ValueError(f"family={self.family!r}; allowed: {', '.join(FAMILIES)}")
     for name in ("vocab", "width", "depth", "heads", "kv_heads", "head_dim", "mlp",
-                 "max_positions"):
+                 "max_positions", "attention_chunk"):
       value = getattr(self, name)
       if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name}={value!r}; allowed: an int >= 1")
@@ -104,6 +110,9 @@ class DecoderConfig:
       raise ValueError(f"activation={self.activation!r}; allowed: {', '.join(ACTIVATIONS)}")
     if self.remat not in REMAT:
       raise ValueError(f"remat={self.remat!r}; allowed: {', '.join(REMAT)}")
+    if self.attention not in attention.IMPLEMENTATIONS:
+      raise ValueError(f"attention={self.attention!r}; allowed: "
+                       f"{', '.join(attention.IMPLEMENTATIONS)}")
     kind = dict(self.rope_scaling).get("rope_type", "default")
     if kind not in ("default", "linear", "llama3"):
       raise ValueError(f"rope_scaling rope_type={kind!r}; allowed: default, linear, llama3")
@@ -173,6 +182,7 @@ class Block(nn.Module):
 
   config: DecoderConfig
   cache_size: int = 0
+  causal: bool = False  # positions 0 .. T − 1, no cache: the plain causal mask
 
   @nn.compact
   def __call__(self, x, context):
@@ -193,17 +203,13 @@ class Block(nn.Module):
             for name in ("key", "value"))
     if llama:
       q, k = _rotate(q, *rope), _rotate(k, *rope)
-    keys = positions
+    keys = None
     if self.cache_size:  # generation: this call's keys and values join the cache
       k, v = (self._cached(name, a, positions) for name, a in (("key", k), ("value", v)))
       keys = jnp.broadcast_to(jnp.arange(self.cache_size), (h.shape[0], self.cache_size))
-    groups = c.heads // c.kv_heads
-    q = q.reshape(*q.shape[:2], c.kv_heads, groups, c.head_dim)
-    scores = jnp.einsum("bqhgd,bkhd->bhgqk", q, k).astype(jnp.float32) / math.sqrt(c.head_dim)
-    causal = (keys[:, None, :] <= positions[:, :, None])[:, None, None]  # [B, 1, 1, q, k]
-    weights = jax.nn.softmax(jnp.where(causal, scores, jnp.finfo(jnp.float32).min), -1)
-    attended = jnp.einsum("bhgqk,bkhd->bqhgd", weights.astype(h.dtype), v).reshape(
-        *h.shape[:2], c.heads, c.head_dim)
+    q = q.reshape(*q.shape[:2], c.kv_heads, c.heads // c.kv_heads, c.head_dim)
+    attended = attention.attend_grouped(q, k, v, None if self.causal else positions, keys,
+                                        c.attention, c.attention_chunk)
     return _dense(self, attended, "out", (c.heads, c.head_dim, c.width), ("heads", "kv", "embed"),
                   "bthd,hdw->btw", *(() if llama else ((c.width,), ("embed",))))
 
@@ -252,6 +258,7 @@ class Decoder(nn.Module):
     if longest > c.max_positions or (c.sliding_window and longest > c.sliding_window):
       limit = min(c.max_positions, c.sliding_window or c.max_positions)
       raise ValueError(f"tokens of length {longest}; allowed: at most {limit} for this model")
+    causal = positions is None and not cache_size
     if positions is None:
       positions = jnp.broadcast_to(jnp.arange(t), tokens.shape)
     dtype = jnp.dtype(c.dtype)
@@ -273,7 +280,7 @@ class Decoder(nn.Module):
     x, _ = nn.scan(block, variable_axes={"params": 0, "cache": 0}, split_rngs={"params": True},
                    in_axes=nn.broadcast, length=c.depth,
                    metadata_params={nn.PARTITION_NAME: "layers"})(
-                       c, cache_size, name="blocks")(x, (rope, positions))
+                       c, cache_size, causal, name="blocks")(x, (rope, positions))
     x = _norm(self, x, "final_norm", c).astype(jnp.float32)
     if c.tied:
       logits = x @ embed.astype(jnp.float32).T

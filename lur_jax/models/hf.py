@@ -14,6 +14,7 @@ transformers 5's ``rope_parameters``).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from typing import NamedTuple
@@ -48,8 +49,11 @@ def _rope(cfg: dict) -> tuple[float, tuple]:
   return float(theta), tuple(sorted(params.items()))
 
 
-def config_from_hf(cfg: dict, dtype: str = "float32", remat: str = "none") -> decoder.DecoderConfig:
-  """A :class:`~lur_jax.models.decoder.DecoderConfig` from a ``config.json`` dict.
+def config_from_hf(cfg: dict, dtype: str = "float32", remat: str = "none",
+                   attention: str = "plain", attention_chunk: int = 128
+                   ) -> decoder.DecoderConfig:
+  """A :class:`~lur_jax.models.decoder.DecoderConfig` from a ``config.json`` dict, computing
+  in ``dtype`` with ``remat`` and ``attention`` (:class:`~lur_jax.models.decoder.DecoderConfig`).
 
   Raises:
     ValueError: for an unsupported ``model_type`` or setting, naming it.
@@ -86,6 +90,7 @@ def config_from_hf(cfg: dict, dtype: str = "float32", remat: str = "none") -> de
         tied=bool(cfg.get("tie_word_embeddings", gemma)), sliding_window=window or 0,
         norm_offset=gemma, embed_scale=gemma, activation="gelu_tanh" if gemma else "silu",
         dtype=dtype, remat=remat, model_type=kind)
+  config = dataclasses.replace(config, attention=attention, attention_chunk=attention_chunk)
   config.check()
   return config
 
@@ -234,7 +239,7 @@ def _read(files: _Files, t: Tensor, layer: int, shape: tuple, index: tuple) -> n
 
 
 def load_pretrained(path: str, mesh=None, dtype: str = "float32", param_dtype: str = "float32",
-                    remat: str = "none"):
+                    remat: str = "none", attention: str = "plain", attention_chunk: int = 128):
   """Reads a Hugging Face checkpoint folder into a decoder.
 
   Args:
@@ -244,6 +249,9 @@ def load_pretrained(path: str, mesh=None, dtype: str = "float32", param_dtype: s
     dtype: the compute dtype (``float32`` or ``bfloat16``).
     param_dtype: the parameters' dtype (``float32`` or ``bfloat16``).
     remat: ``"none"`` or ``"block"``.
+    attention: ``"plain"``, ``"chunked"``, ``"xla"`` or ``"cudnn"``
+      (:mod:`lur_jax.models.attention`; ``cudnn`` has no second derivative).
+    attention_chunk: keys per chunk for ``chunked``.
 
   Returns:
     ``(model, params)``: a :class:`~lur_jax.Model` (``apply(params, tokens [B, T]) -> logits
@@ -255,7 +263,7 @@ def load_pretrained(path: str, mesh=None, dtype: str = "float32", param_dtype: s
   """
   if param_dtype not in ("float32", "bfloat16"):
     raise ValueError(f"param_dtype={param_dtype!r}; allowed: float32, bfloat16")
-  model = read_model(path, dtype, remat)
+  model = read_model(path, dtype, remat, attention, attention_chunk)
   config = model.apply.pretrained[0]
   files = _Files(path)
   table = tensors(config, files.names())
@@ -279,7 +287,8 @@ def load_pretrained(path: str, mesh=None, dtype: str = "float32", param_dtype: s
   return model, traverse_util.unflatten_dict(out, sep="/")
 
 
-def read_model(path: str, dtype: str = "float32", remat: str = "none"):
+def read_model(path: str, dtype: str = "float32", remat: str = "none", attention: str = "plain",
+               attention_chunk: int = 128):
   """The decoder of a checkpoint folder's ``config.json`` alone, no weights read: what the
   planner compiles, and what :func:`load_pretrained` fills.
 
@@ -291,7 +300,7 @@ def read_model(path: str, dtype: str = "float32", remat: str = "none"):
     raise ValueError(f"{path!r} has no config.json; allowed: a Hugging Face checkpoint folder")
   with open(config_path) as f:
     source = json.load(f)
-  return as_model(config_from_hf(source, dtype, remat), source)
+  return as_model(config_from_hf(source, dtype, remat, attention, attention_chunk), source)
 
 
 def as_model(config: decoder.DecoderConfig, source: dict | None = None):
