@@ -27,7 +27,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.model = ml_collections.ConfigDict({
       "name": "pretrained", "checkpoint": "", "tokenizer": "",
       "template": "Llama-3.2-1B-Instruct", "seq_len": 512, "dtype": "bfloat16",
-      "param_dtype": "float32", "remat": "block"})
+      "param_dtype": "float32", "remat": "block",
+      "attention": "plain", "attention_chunk": 128})
   c.mesh = ml_collections.ConfigDict({"data": 1, "fsdp": -1, "tensor": 1})
   c.unlearn.update({"epochs": 10, "lr": 1e-5, "batch_size": 32, "forget_batch_size": 32,
                     "optimizer": "adam", "weight_decay": 0.01, "schedule": "constant"})

@@ -29,6 +29,33 @@ def test_chunked_and_xla_equal_plain(chunk):
     assert not np.allclose(want[:, 1:], want[:, :1])  # causal: later positions see more
 
 
+@pytest.mark.parametrize("cached", [False, True])
+def test_grouped_attention_at_positions_chunked_and_xla_equal_plain(cached):
+  """Grouped-query heads (2 key heads, 3 queries each) at given positions; ``cached``: a
+  key-value cache of 11 slots, the 4 queries at positions 5..8 (generation's shapes)."""
+  with jax.enable_x64(True):
+    rng = np.random.default_rng(4)
+    t, s = (4, 11) if cached else (7, 7)
+    q = jnp.asarray(rng.normal(size=(2, t, 2, 3, 5)))
+    k, v = (jnp.asarray(rng.normal(size=(2, s, 2, 5))) for _ in range(2))
+    positions = jnp.asarray(np.stack([np.arange(5, 5 + t), np.arange(2, 2 + t)]))
+    keys = jnp.broadcast_to(jnp.arange(s), (2, s)) if cached else positions
+    want = attention.attend_grouped(q, k, v, positions, keys, "plain")
+    assert want.shape == (2, t, 6, 5)
+    for chunk in (1, 3, 4, 64):
+      np.testing.assert_allclose(attention.attend_grouped(q, k, v, positions, keys, "chunked",
+                                                          chunk), want, rtol=0, atol=1e-14)
+    np.testing.assert_allclose(attention.attend_grouped(q, k, v, positions, keys, "xla"), want,
+                               rtol=0, atol=1e-6)
+    # by hand: query head 4 (key head 1) of the first sequence's last query
+    last = int(positions[0, -1])
+    seen = np.asarray(keys[0]) <= last
+    scores = np.asarray(k[0, :, 1]) @ np.asarray(q[0, -1, 1, 1]) / np.sqrt(5)
+    weights = np.where(seen, np.exp(scores - scores[seen].max()), 0)
+    np.testing.assert_allclose(want[0, -1, 4], weights @ np.asarray(v[0, :, 1]) / weights.sum(),
+                               rtol=1e-12)
+
+
 def _model(impl):
   """A one-layer attention regressor on raw parameters: ``loss(params, batch)``."""
   def loss(params, batch):

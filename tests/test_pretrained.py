@@ -16,7 +16,7 @@ from conftest import ROOT
 
 import lur_jax
 from lur_jax.core import losses
-from lur_jax.models import hf
+from lur_jax.models import decoder, hf
 
 FIXTURES = os.path.join(ROOT, "tests", "fixtures", "hf")
 NAMES = ("llama3", "llama2", "mistral", "qwen2", "gpt2", "gemma")
@@ -76,6 +76,25 @@ def test_hvp_equals_exact_through_the_pretrained_decoder():
       inner_lr=0.1, mode=mode)[1])(params) for mode in ("exact", "hvp")}
   for a, b in zip(jax.tree.leaves(grads["hvp"]), jax.tree.leaves(grads["exact"])):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["llama3", "gpt2"])
+def test_chunked_and_xla_attention_give_the_plain_decoders_logits_and_generations(name):
+  path, tokens, _ = _fixture(name)
+  tokens = jnp.asarray(tokens)
+  out = {}
+  for kind in ("plain", "chunked", "xla"):
+    model, params = lur_jax.load_pretrained(path, attention=kind, attention_chunk=3)
+    config = model.apply.pretrained[0]
+    assert config.attention == kind
+    out[kind] = (np.asarray(jax.jit(model.apply)(params, tokens)),
+                 np.asarray(decoder.greedy(config, params, tokens, jnp.array([3, 5]), 4, eos=-1)))
+  scale = np.abs(out["plain"][0]).max()
+  for kind in ("chunked", "xla"):
+    assert np.abs(out[kind][0] - out["plain"][0]).max() <= 1e-5 * scale, kind
+    np.testing.assert_array_equal(out[kind][1], out["plain"][1])
+  with pytest.raises(ValueError, match="attention='flash'; allowed: plain, chunked, xla, cudnn"):
+    lur_jax.load_pretrained(path, attention="flash")
 
 
 def _broken(tmp_path, name, edit_config=None, drop=None, reshape=None):

@@ -108,6 +108,9 @@ def test_logs_round_trip_and_bad_logs_are_refused(tmp_path):
 
 @pytest.mark.parametrize("overrides, message", [
     (["model.remat=some"], "model.remat='some'"),
+    (["model.attention=flash"], "model.attention='flash'; allowed: plain, chunked, xla"),
+    (["model.attention=cudnn"], "model.attention='cudnn' on cpu; allowed: a GPU"),
+    (["model.attention_chunk=0"], "model.attention_chunk=0; allowed: an int > 0"),
     (["tofu.data_dir="], "tofu.data_dir=''; allowed with model.name=pretrained"),
     (["tofu.retain_logs=x.json"], "tofu.retain_checkpoint and tofu.retain_logs are both set"),
     (["tofu.retain_checkpoint="], "methods: retrain with model.name=pretrained needs"),

@@ -134,10 +134,12 @@ KEYS: tuple[Key, ...] = (
     Key("model.scan_unroll", _POSITIVE_INT, "transformer blocks per iteration of the layer "
         "scan", 1, "language"),
     Key("model.attention", "`plain`, `chunked`, `xla`, `cudnn` (first-order methods only)",
-        "the transformer's attention: the scores whole, keys in chunks with an online softmax "
+        "the transformer's (and `pretrained`'s) attention: the scores whole, keys in chunks "
+        "with an online softmax "
         "(memory linear in the sequence), `jax.nn.dot_product_attention`'s XLA or fused cuDNN "
         "kernel", "plain", "language"),
-    Key("model.attention_chunk", _POSITIVE_INT, "keys per chunk of `chunked` attention", 128,
+    Key("model.attention_chunk", _POSITIVE_INT, "keys per chunk of `chunked` attention (the "
+        "transformer and `pretrained`)", 128,
         "language"),
     Key("model.emb_dim", _POSITIVE_INT, "the U-Net's time and class embedding width", 128,
         "diffusion"),

@@ -40,11 +40,18 @@ def check(config, method_names, devices) -> None:
       raise ValueError(f"model.{unknown[0]}: unknown for the transformer; allowed: "
                        f"{', '.join(FIELDS)}")
     model_config(config).check()
+  check_attention(config, method_names)
+
+
+def check_attention(config, method_names) -> None:
+  """``model.attention`` against this machine and the methods: ``cudnn`` needs a GPU and no
+  second-order LUR mode (a fused kernel cannot be differentiated twice)."""
   kernel = config.model.get("attention", "plain")
+  checks.one_of("model.attention", kernel, attention.IMPLEMENTATIONS)
   if kernel == "cudnn" and jax.default_backend() != "gpu":
     raise ValueError(f"model.attention='cudnn' on {jax.default_backend()}; allowed: a GPU, or "
                      "model.attention=plain, chunked or xla")
-  for name in method_names:  # a fused kernel cannot be differentiated twice
+  for name in method_names:
     mode = config_lib.method_settings(config, name).get("mode")
     if mode is not None:
       attention.check_twice_differentiable(kernel, mode, name)

@@ -19,10 +19,11 @@ import os
 from lur_jax.core import checks
 from lur_jax.lm import tofu_files
 from lur_jax.models import decoder, hf
+from lur_jax.tasks import language
 from lur_jax.training import checkpoint
 
 MODEL_KEYS = ("name", "checkpoint", "tokenizer", "template", "seq_len", "dtype", "param_dtype",
-              "remat")
+              "remat", "attention", "attention_chunk")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                    "generation_config.json")
 
@@ -43,6 +44,8 @@ def check(config, method_names) -> None:
     checks.one_of(f"model.{key}", m.get(key, "float32"), ("float32", "bfloat16"))
   checks.one_of("model.remat", m.get("remat", "none"), ("none", "block"))
   checks.positive(m.seq_len, "model.seq_len", int)
+  checks.positive(m.get("attention_chunk", 128), "model.attention_chunk", int)
+  language.check_attention(config, method_names)
   if not t.get("data_dir"):
     raise ValueError("tofu.data_dir=''; allowed with model.name=pretrained: a folder of "
                      "TOFU's JSON files")
@@ -62,8 +65,14 @@ def check(config, method_names) -> None:
 
 def build(config):
   """The decoder of ``model.checkpoint``'s ``config.json`` (no weights read)."""
-  m = config.model
-  return hf.read_model(m.checkpoint, m.get("dtype", "float32"), m.get("remat", "none"))
+  return hf.read_model(config.model.checkpoint, **_computed(config.model))
+
+
+def _computed(m) -> dict:
+  """How ``model`` computes: its dtype, remat and attention (the keys of :func:`hf.read_model`)."""
+  return {"dtype": m.get("dtype", "float32"), "remat": m.get("remat", "none"),
+          "attention": m.get("attention", "plain"),
+          "attention_chunk": m.get("attention_chunk", 128)}
 
 
 def fingerprint(path: str) -> str:
@@ -94,8 +103,8 @@ def given(exp, name: str) -> dict | None:
   path = {"original": m.checkpoint, "retrain": t.get("retain_checkpoint")}.get(name)
   if not path:
     return None
-  _, params = hf.load_pretrained(path, exp.mesh, m.get("dtype", "float32"),
-                                 m.get("param_dtype", "float32"), m.get("remat", "none"))
+  _, params = hf.load_pretrained(path, exp.mesh, param_dtype=m.get("param_dtype", "float32"),
+                                 **_computed(m))
   return {"params": params, "model_state": {}}
 
 
