@@ -7,8 +7,9 @@ given positions, as the pretrained decoder and its key-value cache need), picked
 
 - ``plain``: the ``[B, heads, T, T]`` scores in float32, then the weighted values.
 - ``chunked``: the keys in chunks of ``chunk`` with an online softmax (a running maximum,
-  normaliser and weighted sum per query), each chunk under ``jax.checkpoint``, so no
-  ``T × T`` tensor is ever held, forward or backward: memory linear in ``T``. Plain JAX
+  normaliser and weighted sum per query), each chunk checkpointed twice
+  (:func:`lur_jax.models.remat.twice`), so no ``T × T`` tensor is ever held, forward,
+  backward, or in ``exact``'s second backward: memory linear in ``T``. Plain JAX
   throughout, so ``hvp`` (forward over reverse) and ``exact`` (reverse over reverse) go
   through it exactly; it equals ``plain`` to round-off.
 - ``xla``: :func:`jax.nn.dot_product_attention` with ``implementation="xla"`` (plain JAX
@@ -26,6 +27,8 @@ import math
 import jax
 import jax.numpy as jnp
 from jax import lax
+
+from lur_jax.models import remat
 
 IMPLEMENTATIONS = ("plain", "chunked", "xla", "cudnn")
 #: The implementations with no second derivative.
@@ -139,7 +142,7 @@ def _chunked_grouped(q, k, v, positions, keys, chunk):
   wide = _wide(q)
   qf = q.astype(wide) / math.sqrt(d)
   split = lambda a: a.reshape(b, chunks, chunk, *a.shape[2:]).swapaxes(0, 1)
-  step = jax.checkpoint(functools.partial(_chunk, qf, positions))
+  step = remat.twice(functools.partial(_chunk, qf, positions))
   start = (jnp.full((b, kv, groups, t), _MASKED, wide), jnp.zeros((b, kv, groups, t), wide),
            jnp.zeros((b, t, kv, groups, d), wide))
   (_, total, weighted), _ = lax.scan(step, start, (split(k), split(v), split(keys)))

@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lur_jax.models import attention
+from lur_jax.models import attention, remat
 from lur_jax.training import sharding
 
 FAMILIES = ("llama", "gpt2")
@@ -59,7 +59,8 @@ class DecoderConfig:
     embed_scale: the embedding is multiplied by √width (Gemma).
     activation: the gated MLP's ``"silu"`` (SwiGLU) or ``"gelu_tanh"`` (GeGLU, Gemma).
     dtype: the compute dtype, ``"float32"`` or ``"bfloat16"``.
-    remat: ``"none"`` or ``"block"``.
+    remat: ``"none"`` or ``"block"`` (each layer rematerialised for the first and the second
+      derivative: :mod:`lur_jax.models.remat`).
     attention: ``"plain"``, ``"chunked"``, ``"xla"`` or ``"cudnn"``
       (:mod:`lur_jax.models.attention`).
     attention_chunk: keys per chunk for ``chunked``.
@@ -276,7 +277,7 @@ class Decoder(nn.Module):
       angle = jnp.concatenate([angle, angle], -1)[:, :, None, :]
       rope = (jnp.cos(angle).astype(dtype), jnp.sin(angle).astype(dtype))
     x = sharding.constrain_activations(x)
-    block = nn.remat(Block, prevent_cse=False) if c.remat == "block" else Block
+    block = remat.block(Block) if c.remat == "block" else Block
     x, _ = nn.scan(block, variable_axes={"params": 0, "cache": 0}, split_rngs={"params": True},
                    in_axes=nn.broadcast, length=c.depth,
                    metadata_params={nn.PARTITION_NAME: "layers"})(

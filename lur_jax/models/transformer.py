@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from lur_jax.core import losses
-from lur_jax.models import attention
+from lur_jax.models import attention, remat
 from lur_jax.training import sharding
 
 REMAT = ("none", "block")
@@ -40,7 +40,8 @@ class TransformerConfig:
     seq_len: the longest sequence (the rotary tables' length).
     mlp_ratio: the MLP's hidden width over ``width``.
     dtype: the compute dtype, ``"float32"`` or ``"bfloat16"`` (parameters stay float32).
-    remat: ``"none"``, or ``"block"`` to rematerialise each block in the backward pass.
+    remat: ``"none"``, or ``"block"`` to rematerialise each block in the backward pass (and
+      in ``exact``'s second backward pass: :mod:`lur_jax.models.remat`).
     attention: ``"plain"``, ``"chunked"``, ``"xla"`` or ``"cudnn"``
       (:mod:`lur_jax.models.attention`; ``cudnn`` is first-order only).
     attention_chunk: keys per chunk of ``chunked`` attention.
@@ -142,7 +143,7 @@ class Transformer(nn.Module):
     embed = nn.Embed(c.vocab, c.width, name="embed",
                      embedding_init=_init(("vocab", "embed")))
     x = sharding.constrain_activations(embed(tokens).astype(jnp.dtype(c.dtype)))
-    block = nn.remat(Block, prevent_cse=False) if c.remat == "block" else Block
+    block = remat.block(Block) if c.remat == "block" else Block
     x, _ = nn.scan(block, variable_axes={"params": 0}, split_rngs={"params": True},
                    unroll=c.scan_unroll,
                    length=c.depth, metadata_params={nn.PARTITION_NAME: "layers"})(

@@ -130,7 +130,7 @@ KEYS: tuple[Key, ...] = (
     Key("model.dtype", "`float32`, `bfloat16`", "the transformer's compute dtype (parameters "
         "stay float32)", "float32", "language"),
     Key("model.remat", "`none`, `block`", "rematerialise each transformer block in the "
-        "backward pass", "none", "language"),
+        "backward pass (and in LUR `exact`'s second backward pass)", "none", "language"),
     Key("model.scan_unroll", _POSITIVE_INT, "transformer blocks per iteration of the layer "
         "scan", 1, "language"),
     Key("model.attention", "`plain`, `chunked`, `xla`, `cudnn` (first-order methods only)",
