@@ -193,40 +193,55 @@ def _hvp(loss_fn, params, batch, vector):
   return jax.jvp(lambda p: jax.grad(loss_fn)(p, batch), (params,), (vector,))
 
 
+def _weighted_grad_minus_hvp(loss_fn, params, batch, vector, weight, scale):
+  """``(L(θ), w ∇L(θ) − c ∇²L(θ)·v)`` from one forward-over-reverse pass, as one tree.
+
+  The loss is scaled by a scalar s (at s = 1) that is differentiated too: the tangent of
+  ∇[s L](θ) in the direction (−c v, w) is w ∇L(θ) + s ∇²L(θ)(−c v), which the backward pass
+  builds layer by layer, so the step never holds ∇L(θ) and H·v as two trees.
+  """
+  def scaled_value_and_grad(p, s):
+    return jax.value_and_grad(lambda q: s * loss_fn(q, batch))(p)
+  # weakly typed scalars: s · L keeps the loss's dtype
+  one, weight = jnp.asarray(1.0), jnp.asarray(weight, jnp.result_type(float))
+  (value, _), (_, combined) = jax.jvp(scaled_value_and_grad, (params, one),
+                                      (optax.tree.scale(-scale, vector), weight))
+  return value, combined
+
+
 def _lur_hvp(params, r: _Roles, inner_lr, inner_steps, remat):
   """∇J as v − α H v products, one Hessian-vector product per virtual step.
 
-  Unrolled in Python, or with ``remat`` (and K > 1) as two ``lax.scan`` loops,
-  so that one Hessian-vector product's activations are alive at a time.
+  θ_0's product comes last and yields w_look ∇L_look(θ) − w_target α H_0 v in one tree
+  (:func:`_weighted_grad_minus_hvp`), so ∇L_look(θ), computed first for the virtual step, is
+  not kept through the passes in between. Unrolled in Python, or with ``remat`` (and K > 1)
+  as two ``lax.scan`` loops, so that one Hessian-vector product's activations are alive at
+  a time.
   """
-  look_value, look_grad = jax.value_and_grad(r.look_fn)(params, r.look_batch)
-
-  def step(theta, grad):  # θ_{k+1}, keeping θ_k
-    return _sgd(theta, grad, inner_lr), theta
+  def step(theta, _):  # θ_{k+1}, keeping θ_k
+    return _sgd(theta, jax.grad(r.look_fn)(theta, r.look_batch), inner_lr), theta
 
   def back(v, theta_j):  # v ← (I − α H_j) v
     _, hv = _hvp(r.look_fn, theta_j, r.look_batch, v)
     return optax.tree.add_scale(v, -inner_lr, hv), None
 
-  theta, theta_0 = step(params, look_grad)
+  theta, _ = step(params, None)  # θ_1
   if remat and inner_steps > 1:
-    theta, thetas = lax.scan(
-        lambda t, _: step(t, jax.grad(r.look_fn)(t, r.look_batch)), theta, None,
-        length=inner_steps - 1)  # θ_1 … θ_{K−1}
-    # θ_0's product runs in the loop too: outside it, XLA would share its
-    # forward pass with the one of ∇L_look(θ) above and keep those activations.
-    thetas = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), theta_0, thetas)
+    theta, thetas = lax.scan(step, theta, None, length=inner_steps - 1)  # θ_1 … θ_{K−1}
     target_value, v = jax.value_and_grad(r.target_fn)(theta, r.target_batch)
     v, _ = lax.scan(back, v, thetas, reverse=True)
   else:
-    thetas = [theta_0]
+    thetas = []
     for _ in range(inner_steps - 1):
-      theta, theta_k = step(theta, jax.grad(r.look_fn)(theta, r.look_batch))
+      theta, theta_k = step(theta, None)
       thetas.append(theta_k)
     target_value, v = jax.value_and_grad(r.target_fn)(theta, r.target_batch)
     for theta_j in reversed(thetas):  # latest first
       v, _ = back(v, theta_j)
-  grad = jax.tree.map(lambda a, b: r.look_weight * a + r.target_weight * b, look_grad, v)
+  # ∇J = w_look ∇L_look(θ) + w_target (I − α H_0) v
+  look_value, combined = _weighted_grad_minus_hvp(
+      r.look_fn, params, r.look_batch, v, r.look_weight, r.target_weight * inner_lr)
+  grad = jax.tree.map(lambda a, b: a + r.target_weight * b, combined, v)
   return grad, LurTerms(look_value, target_value)
 
 
