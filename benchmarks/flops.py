@@ -86,7 +86,7 @@ def matmul_flops(hlo: str) -> dict[str, float]:
       where = re.search(r'op_name="([^"]*)"', rest)
       where = where[1] if where else ""
       origin = ("head" if "attend" in where else
-                "attention" if re.search(r"bhqk|bqhd", rest + where) else "dense")
+                "attention" if re.search(r"bhg?qk|bqhg?d", rest + where) else "dense")
       out[origin] += 2.0 * n * k
   return dict(out)
 
